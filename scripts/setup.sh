@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs gaitforce and what it needs on a fresh machine. torch==2.13.0 first: it is a CPU wheel on disk,
+# and the project's range (torch>=2.2,<2.14) then installs nothing more (an unpinned torch is a CUDA build).
+# Usage: scripts/setup.sh [EXTRAS]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-all}"
+python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
+python3 -m pip install -q --disable-pip-version-check -e ".[${extras}]"
