@@ -1,0 +1,230 @@
+"""Splitters and metrics of gaitforce.evaluation, against hand-computed answers and properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gaitforce.errors import GaitforceError
+from gaitforce import evaluation as ev
+
+
+def gc_like_stances() -> pd.DataFrame:
+    """The Grand Challenge's shape: 4 subjects, 6 years, 29 stances (DM and JW in two years each)."""
+    spec = [("JW", 2010, 5), ("DM", 2011, 5), ("SC", 2012, 5), ("JW", 2013, 5), ("PS", 2014, 4), ("DM", 2015, 5)]
+    rows = []
+    for subj, year, n in spec:
+        for i in range(n):
+            rows.append({"stance_id": f"{subj}_{year}_{i}", "subject": subj, "year": year, "mass": 70.0})
+    return pd.DataFrame(rows)
+
+
+def subjects_of(stances, ids):
+    return set(stances.set_index("stance_id").loc[list(ids), "subject"])
+
+
+# -- subject-naive ----------------------------------------------------------------------------------------
+def test_subject_naive_gc_one_subject_each_for_test_and_val():
+    s = gc_like_stances()
+    split = ev.subject_naive_split(s, seed=0)
+    # 29 stances: 10% is 2.9 stances, so the nearest is one subject (4 or 5 stances) each for test and val
+    assert len(subjects_of(s, split["test"])) == 1
+    assert len(subjects_of(s, split["val"])) == 1
+    assert len(subjects_of(s, split["train"])) == 2
+    assert sorted(split["train"] + split["val"] + split["test"]) == sorted(s["stance_id"])
+
+
+def test_subject_naive_picks_prefix_nearest_the_fraction():
+    # subjects of 10 stances each: 30% of 100 is exactly three subjects for test, 20% two for val
+    s = pd.DataFrame({"stance_id": [f"s{i}" for i in range(100)], "subject": [f"p{i // 10}" for i in range(100)]})
+    split = ev.subject_naive_split(s, fractions=(0.5, 0.2, 0.3), seed=3)
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (50, 20, 30)
+
+
+def test_subject_naive_too_few_subjects_is_a_user_error():
+    s = pd.DataFrame({"stance_id": ["a", "b", "c"], "subject": ["x", "x", "y"]})
+    with pytest.raises(GaitforceError, match="at least 3"):
+        ev.subject_naive_split(s)
+    # without a val set two subjects suffice
+    split = ev.subject_naive_split(s, fractions=(0.5, 0.0, 0.5))
+    assert split["val"] == [] and subjects_of(s, split["test"]) != subjects_of(s, split["train"])
+
+
+def test_subject_naive_seed_changes_the_assignment():
+    s = gc_like_stances()
+    tests = {tuple(sorted(subjects_of(s, ev.subject_naive_split(s, seed=k)["test"]))) for k in range(20)}
+    assert len(tests) > 1
+
+
+# -- subject-exposed --------------------------------------------------------------------------------------
+def test_subject_exposed_moves_lone_subjects_to_train():
+    # subject "solo" has one stance: it must train, whatever the seed
+    s = pd.DataFrame({"stance_id": [f"s{i}" for i in range(21)], "subject": ["a"] * 10 + ["b"] * 10 + ["solo"]})
+    for seed in range(10):
+        split = ev.subject_exposed_split(s, seed=seed)
+        assert "s20" in split["train"]
+        train_subj = subjects_of(s, split["train"])
+        assert subjects_of(s, split["test"] + split["val"]) <= train_subj
+
+
+def test_subject_exposed_sizes_follow_rounding_when_nothing_moves():
+    s = pd.DataFrame({"stance_id": [f"s{i}" for i in range(40)], "subject": [f"p{i % 2}" for i in range(40)]})
+    split = ev.subject_exposed_split(s, seed=1)
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (32, 4, 4)
+
+
+# -- leave one group out ----------------------------------------------------------------------------------
+def test_leave_year_out_gives_six_folds_with_the_year_as_test():
+    s = gc_like_stances()
+    folds = ev.leave_one_group_out(s, "year", val_fraction=0.1)
+    assert list(folds) == ["2010", "2011", "2012", "2013", "2014", "2015"]
+    f = folds["2011"]
+    assert sorted(f["test"]) == [f"DM_2011_{i}" for i in range(5)]
+    # 24 pooled stances: round(2.4) = 2 for val; DM 2015 may train (not strict)
+    assert len(f["val"]) == 2 and len(f["train"]) == 22
+    assert not set(f["test"]) & set(f["train"] + f["val"])
+
+
+def test_strict_leave_year_out_hides_the_test_subjects_other_year():
+    s = gc_like_stances()
+    folds = ev.leave_one_group_out(s, "year", val_fraction=0.0, exclude=ev.same_subject)
+    f = folds["2011"]
+    assert subjects_of(s, f["train"]) == {"JW", "SC", "PS"}
+    assert len(f["train"]) == 29 - 10 and f["val"] == []
+
+
+def test_leave_one_group_out_needs_two_groups():
+    s = pd.DataFrame({"stance_id": ["a", "b"], "subject": ["x", "x"], "year": [1, 1]})
+    with pytest.raises(GaitforceError, match="at least two"):
+        ev.leave_one_group_out(s, "year")
+
+
+def test_make_splits_names_folds_and_rejects_unknown():
+    s = gc_like_stances()
+    assert list(ev.make_splits("leave-subject-out", s)) == ["subject=DM", "subject=JW", "subject=PS", "subject=SC"]
+    with pytest.raises(GaitforceError, match="unknown split"):
+        ev.make_splits("kfold", s)
+
+
+# -- properties -------------------------------------------------------------------------------------------
+@st.composite
+def stance_tables(draw):
+    n_subj = draw(st.integers(3, 8))
+    counts = draw(st.lists(st.integers(1, 12), min_size=n_subj, max_size=n_subj))
+    subj = np.repeat([f"p{i}" for i in range(n_subj)], counts)
+    perm = np.random.default_rng(draw(st.integers(0, 1000))).permutation(len(subj))
+    return pd.DataFrame({"stance_id": [f"s{i}" for i in range(len(subj))], "subject": subj[perm]})
+
+
+@settings(max_examples=60, deadline=None)
+@given(stance_tables(), st.integers(0, 2**31 - 1))
+def test_subject_naive_partitions_without_leaks_and_reproduces(stances, seed):
+    split = ev.subject_naive_split(stances, seed=seed)
+    ids = split["train"] + split["val"] + split["test"]
+    assert sorted(ids) == sorted(stances["stance_id"]) and len(set(ids)) == len(ids)
+    sets = [subjects_of(stances, split[k]) for k in ("train", "val", "test")]
+    assert all(sets) and not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert ev.subject_naive_split(stances, seed=seed) == split
+
+
+@settings(max_examples=60, deadline=None)
+@given(stance_tables(), st.integers(0, 2**31 - 1))
+def test_subject_exposed_partitions_and_every_heldout_subject_trains(stances, seed):
+    try:
+        split = ev.subject_exposed_split(stances, seed=seed)
+    except GaitforceError:
+        return  # every subject a single stance: nothing can be held out
+    ids = split["train"] + split["val"] + split["test"]
+    assert sorted(ids) == sorted(stances["stance_id"]) and len(set(ids)) == len(ids)
+    assert subjects_of(stances, split["val"] + split["test"]) <= subjects_of(stances, split["train"])
+    assert ev.subject_exposed_split(stances, seed=seed) == split
+
+
+# -- metrics ----------------------------------------------------------------------------------------------
+def test_per_trial_metrics_known_answers():
+    t = np.linspace(0, 1, 101)
+    ref = 1000 * np.sin(np.pi * t)  # peak 1000 N at mid-stance
+    pred_a = ref + 30.0  # constant offset: RMSE 30, r 1, peak +30
+    pred_b = 0.5 * ref  # half: r 1, peak -500
+    y_true = np.concatenate([ref, ref])
+    y_pred = np.concatenate([pred_a, pred_b])
+    sid = ["a"] * 101 + ["b"] * 101
+    m = ev.per_trial_metrics(y_true, y_pred, sid, body_weight={"a": 600.0, "b": 750.0}, target_names=["knee"])
+    assert list(m["stance_id"]) == ["a", "b"]
+    a, b = m.iloc[0], m.iloc[1]
+    assert a["rmse"] == pytest.approx(30.0) and a["rmse_pct_bw"] == pytest.approx(5.0)
+    assert a["r"] == pytest.approx(1.0) and a["peak_error"] == pytest.approx(30.0)
+    # RMSE of 0.5 * 1000 sin(pi t) is 500 * sqrt(mean(sin^2)) ~ 500 / sqrt(2) over a dense grid
+    expected = 500 * np.sqrt(np.mean(np.sin(np.pi * t) ** 2))
+    assert b["rmse"] == pytest.approx(expected) and b["rmse_pct_bw"] == pytest.approx(100 * expected / 750)
+    assert b["peak_error"] == pytest.approx(-500.0) and b["peak_error_pct_bw"] == pytest.approx(-500 / 7.5)
+
+
+def test_anticorrelated_prediction_has_r_minus_one():
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    m = ev.per_trial_metrics(x, -x, ["s"] * 4)
+    assert m.loc[0, "r"] == pytest.approx(-1.0)
+    assert m.loc[0, "rmse"] == pytest.approx(np.sqrt(np.mean((2 * x) ** 2)))
+    assert np.isnan(m.loc[0, "rmse_pct_bw"])  # no body weight given
+
+
+def test_nan_frames_are_dropped_pairwise_and_constant_signal_gives_nan_r():
+    y_true = np.array([[1.0, 5.0], [np.nan, 5.0], [3.0, 5.0]])
+    y_pred = np.array([[2.0, 1.0], [100.0, 2.0], [4.0, 3.0]])
+    m = ev.per_trial_metrics(y_true, y_pred, ["s"] * 3, target_names=["f", "flat"], units={"flat": "1"})
+    f, flat = m.iloc[0], m.iloc[1]
+    assert f["n_frames"] == 2 and f["rmse"] == pytest.approx(1.0) and f["r"] == pytest.approx(1.0)
+    assert flat["n_frames"] == 3 and np.isnan(flat["r"])  # constant reference: r undefined
+    assert flat["unit"] == "1" and np.isnan(flat["rmse_pct_bw"])
+
+
+def test_all_nan_stance_gives_nan_metrics_not_a_crash():
+    m = ev.per_trial_metrics([np.nan, np.nan], [1.0, 2.0], ["s", "s"], body_weight=700.0)
+    assert m.loc[0, "n_frames"] == 0 and np.isnan(m.loc[0, "rmse"]) and np.isnan(m.loc[0, "r"])
+
+
+def test_bad_shapes_and_weights_are_user_errors():
+    with pytest.raises(GaitforceError, match="shapes differ"):
+        ev.per_trial_metrics(np.zeros(3), np.zeros(4), ["a"] * 3)
+    with pytest.raises(GaitforceError, match="positive"):
+        ev.per_trial_metrics(np.zeros(3), np.zeros(3), ["a"] * 3, body_weight=-1.0)
+
+
+def test_pearson_r_matches_numpy_on_random_data():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    assert ev.pearson_r(a, b) == pytest.approx(np.corrcoef(a, b)[0, 1])
+
+
+# -- summaries --------------------------------------------------------------------------------------------
+def test_summarise_formats_mean_and_sample_std_like_the_seed_tables():
+    per = pd.DataFrame({
+        "stance_id": ["a", "b", "c", "d"], "target": ["knee"] * 4, "unit": ["N"] * 4,
+        "rmse": [100.0, 200.0, 300.0, np.nan], "rmse_pct_bw": [10.0, 20.0, 30.0, 40.0],
+        "r": [0.9, 0.8, 0.7, 0.6], "peak_error": [10.0, -10.0, 30.0, 50.0],
+        "group": ["x", "x", "y", "y"],
+    })
+    out = ev.summarise(per)
+    row = out.iloc[0]
+    assert row["RMSE (N)"] == "200 (100)"  # NaN left out; sample std of 100, 200, 300 is 100
+    assert row["RMSE (%BW)"] == "25.0 (12.9)"
+    assert row["r"] == "0.75 (0.13)" and row["n"] == 4
+    by = ev.summarise(per, by="group", formatted=False).set_index("group")
+    assert by.loc["x", "rmse_mean"] == pytest.approx(150.0) and by.loc["y", "rmse_std"] == 0.0
+    assert by.loc["y", "peak_error_mean"] == pytest.approx(40.0)
+
+
+def test_paired_comparison_counts_wins_and_delta():
+    base = pd.DataFrame({"stance_id": list("abcd"), "target": ["k"] * 4, "rmse": [100.0, 100.0, 100.0, 100.0]})
+    model = base.assign(rmse=[50.0, 60.0, 70.0, 120.0])
+    out = ev.paired_comparison(model, base)
+    assert out["n"] == 4 and out["wins"] == 0.75 and out["delta"] == pytest.approx(-25.0)
+    assert 0 < out["p"] <= 1
+
+
+def test_body_weights_from_mass():
+    s = pd.DataFrame({"stance_id": ["a", "b"], "mass": [70.0, np.nan]})
+    assert ev.body_weights(s) == {"a": pytest.approx(686.7)}
