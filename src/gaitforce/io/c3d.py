@@ -52,7 +52,7 @@ VOLT_UNITS = {"v": 1.0, "mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "microv": 1e-6}
 MODEL_OUTPUT_GROUPS = ("ANGLES", "FORCES", "MOMENTS", "POWERS", "SCALARS", "REACTIONS")
 NON_EMG = re.compile(
     r"^(pin\s*\d+|dud|sync.*|trigger.*|load\s*cell.*|loadcell.*|gon(iometer)?.*|channel[_\s]*\d+|"
-    r"[fm][xyz]\d*|.*force.*|.*moment.*|.*acc.*|.*gyro.*|.*mag.*|.*volt.*|.*battery.*)$",
+    r"[fm][xyz]\d*|.*force.*|.*moment.*|acc.*|.*accel.*|.*gyro.*|mag[xyz]?\d*|.*magnet.*|.*volt.*|.*battery.*)$",
     re.IGNORECASE,
 )
 EVENT_NAMES = {"foot strike": "heel_strike", "foot off": "toe_off"}
