@@ -258,6 +258,7 @@ def test_extract_stances_single_plate_meta_events():
 def test_side_names():
     cases = {"RHEE": ("right", "LHEE"), "LASI": ("left", "RASI"), "calcn_r": ("right", "calcn_l"),
              "R_Heel": ("right", "L_Heel"), "LeftToe": ("left", "RightToe"), "knee_L": ("left", "knee_R"),
+             "RHeel": ("right", "LHeel"), "LAsis": ("left", "RAsis"), "Lumbar": (None, "Lumbar"),
              "RF": (None, "RF"), "vasmed": (None, "vasmed"), "Sacrum": (None, "Sacrum")}
     for name, (side, other) in cases.items():
         assert side_of_name(name) == side, name
@@ -382,3 +383,32 @@ def test_emg_envelope_normalised_on_kinematic_frames():
         emg_envelope(trial, mvc={"vasmed": 1.0})
     with pytest.raises(MissingChannelError, match="no EMG"):
         emg_envelope(Trial(time=[0, 0.01]))
+
+
+# --- real data ----------------------------------------------------------------------------------------
+@pytest.mark.realdata
+def test_real_c3d_stances_sides_and_events(gc_dir):
+    from gaitforce.io import read
+
+    jw = lowpass(fill_gaps(read(gc_dir / "jw-c3d" / "jw_ngait_og1.c3d")))
+    parts = extract_stances(jw)
+    # three plates stepped on in the order FP2, FP1, FP3, feet alternating, side found from the foot markers
+    assert [(p.meta["plate"], p.meta["side"], p.meta["side_from"]) for p in parts] == [
+        ("FP2", "right", "markers"), ("FP1", "left", "markers"), ("FP3", "right", "markers")]
+    assert all(0.6 < p.duration < 0.8 for p in parts)  # walking stance at ~1.2 m/s
+    # PS (GC5): one clean left stance on FP1; the lab's own heel-strike event agrees within 2 frames
+    ps = read(gc_dir / "gc5-ps-opensim" / "PS_ngait_og_ss1.c3d")
+    rejected = []
+    (stance,) = extract_stances(ps, rejected=rejected)
+    assert stance.meta["side"] == "left" and stance.meta["plate"] == "FP1"
+    assert sorted(r.reason for r in rejected) == ["cut by the end of the recording", "cut by the start of the recording"]
+    lab_hs = min(e.time for e in ps.events if e.name == "heel_strike")
+    ours = [e.time for e in stance.events if e.name == "heel_strike"][0]
+    assert abs(ours - lab_hs) < 2 / ps.rate
+    # aligned to +x and mirrored into the right-limb frame: the stance foot lies right (+z) of the sacrum
+    aligned = align_progression(stance)
+    left_foot = aligned.marker("LHeel")[:, 2].mean() - aligned.marker("Sacral")[:, 2].mean()
+    assert left_foot < -0.03
+    right = mirror_left(aligned)
+    foot = right.marker("RHeel")[:, 2].mean() - right.marker("Sacral")[:, 2].mean()
+    assert foot > 0.03

@@ -58,6 +58,8 @@ __all__ = [
 MIN_RUN_FRAMES = 4
 #: Vertical force (N) above which a plate's CoP is treated as defined when filtering.
 COP_LOAD_THRESHOLD = 20.0
+#: Largest distance (s) between a heel-strike event and a force onset for the event to name the stance's side.
+EVENT_TOLERANCE = 0.05
 #: Largest relative spread of frame intervals accepted as uniform sampling by the filters.
 UNIFORM_TOLERANCE = 0.01
 
@@ -284,7 +286,7 @@ _SIDE_PATTERNS = (
     re.compile(r"^(?P<body>.+)(?P<sep>[_.\-])(?P<side>[rlRL])$"),  # knee_r, HEEL_L
     re.compile(r"^(?P<side>[rlRL])(?P<sep>[_.\-])(?P<body>.+)$"),  # R_HEEL, l_toe
     re.compile(r"^(?P<side>[Rr]ight|[Ll]eft|RIGHT|LEFT)(?P<sep>[_.\- ]?)(?P<body>.+)$"),  # RightHeel, left_toe
-    re.compile(r"^(?P<side>[RL])(?P<sep>)(?P<body>[A-Z0-9][A-Z0-9]+.*)$"),  # RHEE, LASI, RMT5 (>= 3 chars)
+    re.compile(r"^(?P<side>[RL])(?P<sep>)(?P<body>[A-Z][A-Za-z0-9]+)$"),  # RHEE, LASI, RHeel, RMT5 (>= 3 chars)
 )
 _SWAP = {"r": "l", "l": "r", "R": "L", "L": "R", "right": "left", "left": "right", "Right": "Left",
          "Left": "Right", "RIGHT": "LEFT", "LEFT": "RIGHT"}
@@ -300,7 +302,7 @@ def _match_side(name: str):
 
 def side_of_name(name: str) -> str | None:
     """'right', 'left' or None from a channel name: ``*_r``/``*_l``, ``R_*``/``L_*``, ``Right*``/``Left*``,
-    or an all-capitals name of 3+ characters starting with R/L (``RHEE``, ``LASI``)."""
+    or a name of 3+ characters of R/L then a capital (``RHEE``, ``LASI``, ``RHeel``; not ``RF``, ``Lumbar``)."""
     m = _match_side(name)
     if m is None:
         return None
@@ -380,8 +382,8 @@ def detect_stances(
     The foot on the plate is the side of the foot marker (heel, toe, metatarsal, ... named with R/L prefixes or
     ``_r``/``_l`` suffixes) nearest, in the horizontal plane, to the mean CoP over the middle third of the
     stance. If the trial has no sided foot markers (or, with one side only, none within 0.3 m), the side comes
-    from ``meta['plate_sides'][plate_name]``, then ``meta['side']``, then heel-strike events on that plate
-    within the stance; failing all, the stance is marked ``side='unknown'`` (:func:`extract_stances` rejects
+    from ``meta['plate_sides'][plate_name]``, then ``meta['side']``, then a heel-strike event (on that plate or
+    on none) within :data:`EVENT_TOLERANCE` s of the force onset; failing all, the stance is marked ``side='unknown'`` (:func:`extract_stances` rejects
     it).
     """
     if not trial.plate_names:
@@ -421,9 +423,9 @@ def _stance_side(trial: Trial, plate: int, start: int, stop: int) -> tuple[str, 
         return plate_sides[pname], "meta"
     if trial.meta.get("side") in SIDES:
         return trial.meta["side"], "meta"
-    t0, t1 = trial.time[start], trial.time[stop - 1]
+    t0 = trial.time[start]
     sides = {e.side for e in trial.events if e.name == "heel_strike" and (e.plate in (None, plate))
-             and t0 - 0.05 <= e.time <= t1}
+             and abs(e.time - t0) <= EVENT_TOLERANCE}
     if len(sides) == 1:
         return sides.pop(), "events"
     return "unknown", "none"
