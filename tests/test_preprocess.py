@@ -216,6 +216,27 @@ def test_detect_stances_rejects_cut_and_short_with_reasons():
     assert all(isinstance(r, RejectedStance) for r in rejected)
 
 
+def test_stance_starting_at_onset_on_first_frame_is_kept():
+    # a file trimmed at heel strike: first frame just above the threshold (as the Grand Challenge files)
+    trial = walking_trial()
+    forces = np.array(trial.forces)[35:]
+    forces[0, 0, 1] = 25.0
+    forces[1:5, 0, 1] = 0.0
+    forces[:5, 0, 1] = [25.0, 60.0, 110.0, 160.0, 200.0]
+    t = trial.replace(time=trial.time[35:], markers=trial.markers[35:], forces=forces, cop=trial.cop[35:],
+                      free_moment=trial.free_moment[35:])
+    rejected = []
+    first = extract_stances(t, rejected=rejected)[0]
+    assert first.meta["frame_offset"] == 0 and rejected == []
+    assert first.events[0].name == "heel_strike" and first.events[0].time == t.time[0]
+    # the same with 45 N (> 2 x threshold) at the first frame: the recording began inside the stance
+    forces[0, 0, 1] = 45.0
+    rejected = []
+    assert len(detect_stances(t.replace(forces=forces), rejected=rejected)) == 1
+    assert rejected[0].reason.startswith("cut by the start of the recording (45 N")
+    assert len(detect_stances(t.replace(forces=forces), edge_force=50.0)) == 2
+
+
 def test_detect_stances_merges_flicker_below_threshold():
     trial = walking_trial()
     forces = np.array(trial.forces)
@@ -401,7 +422,8 @@ def test_real_c3d_stances_sides_and_events(gc_dir):
     rejected = []
     (stance,) = extract_stances(ps, rejected=rejected)
     assert stance.meta["side"] == "left" and stance.meta["plate"] == "FP1"
-    assert sorted(r.reason for r in rejected) == ["cut by the end of the recording", "cut by the start of the recording"]
+    assert sorted(r.reason.split(" (")[0] for r in rejected) == [
+        "cut by the end of the recording", "cut by the start of the recording"]
     lab_hs = min(e.time for e in ps.events if e.name == "heel_strike")
     ours = [e.time for e in stance.events if e.name == "heel_strike"][0]
     assert abs(ours - lab_hs) < 2 / ps.rate
@@ -412,3 +434,18 @@ def test_real_c3d_stances_sides_and_events(gc_dir):
     right = mirror_left(aligned)
     foot = right.marker("RHeel")[:, 2].mean() - right.marker("Sacral")[:, 2].mean()
     assert foot > 0.03
+
+
+@pytest.mark.realdata
+def test_real_grand_challenge_stances_all_kept(gc_dir):
+    from gaitforce.io import read
+
+    files = sorted((gc_dir / "competitions").glob("*.mat"))
+    assert len(files) == 29
+    for f in files:
+        trial = read(f)
+        rejected = []
+        (stance,) = extract_stances(trial, rejected=rejected)  # one right stance, starting at or after frame 0
+        assert stance.meta["side"] == "right" and rejected == [], f.name
+        assert 0.6 < stance.duration < 0.85, f.name
+        assert stance.meta["frame_offset"] <= 2, f.name

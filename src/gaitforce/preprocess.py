@@ -370,14 +370,21 @@ def detect_stances(
     threshold: float = 20.0,
     min_duration: float = 0.25,
     max_dropout: float = 0.02,
+    edge_force: float | None = None,
     rejected: list | None = None,
 ) -> list[Stance]:
     """Stance phases on every force plate from the vertical GRF, ordered by start frame.
 
     A stance is a run of frames with vertical force above ``threshold`` N; runs separated by a dropout of at
     most ``max_dropout`` s (force noise around the threshold) are merged. Rejected, with the reason appended
-    to ``rejected`` (a list, if given): intervals loaded at the first or last frame (cut by the recording) and
-    intervals shorter than ``min_duration`` s. NaN force counts as unloaded.
+    to ``rejected`` (a list, if given): intervals cut by the recording and intervals shorter than
+    ``min_duration`` s. NaN force counts as unloaded.
+
+    Cut by the recording means loaded at the first (last) frame with a vertical force above ``edge_force``
+    (default ``2 * threshold``): the recording then starts (ends) inside the stance. A first-frame force
+    between ``threshold`` and ``edge_force`` is the loading onset itself -- a file trimmed at heel strike by a
+    lower threshold, as the Grand Challenge stance files are (19-28 N at their first frame) -- and is kept,
+    the stance starting at frame 0 (heel strike at the first frame's time).
 
     The foot on the plate is the side of the foot marker (heel, toe, metatarsal, ... named with R/L prefixes or
     ``_r``/``_l`` suffixes) nearest, in the horizontal plane, to the mean CoP over the middle third of the
@@ -392,16 +399,17 @@ def detect_stances(
         return []
     rate = trial.rate
     vi = trial.vertical_index
+    edge = 2.0 * threshold if edge_force is None else float(edge_force)
     found = []
     for p, pname in enumerate(trial.plate_names):
         fv = np.nan_to_num(trial.forces[:, p, vi], nan=-np.inf)
         runs = _merge_short_dropouts(_runs(fv > threshold), int(round(max_dropout * rate)))
         for a, b in runs:
             reason = None
-            if a == 0:
-                reason = "cut by the start of the recording"
-            elif b == trial.n_frames:
-                reason = "cut by the end of the recording"
+            if a == 0 and fv[0] > edge:
+                reason = f"cut by the start of the recording ({fv[0]:.0f} N at the first frame)"
+            elif b == trial.n_frames and fv[-1] > edge:
+                reason = f"cut by the end of the recording ({fv[-1]:.0f} N at the last frame)"
             elif (b - a) / rate < min_duration:
                 reason = f"stance too short ({(b - a) / rate:.3f} s < {min_duration:g} s)"
             if reason:
@@ -455,6 +463,10 @@ def _side_from_markers(trial: Trial, plate: int, start: int, stop: int) -> str |
 
 def _crossing_time(trial: Trial, fv: np.ndarray, i0: int, i1: int, threshold: float) -> float:
     """Time at which the vertical force crosses ``threshold`` between frames i0 and i1 (linear)."""
+    if i0 < 0:  # the stance starts at the first frame
+        return float(trial.time[0])
+    if i1 >= trial.n_frames:  # the stance ends at the last frame
+        return float(trial.time[-1])
     f0, f1 = fv[i0], fv[i1]
     if not (np.isfinite(f0) and np.isfinite(f1)) or f0 == f1:
         return float(trial.time[i1])
