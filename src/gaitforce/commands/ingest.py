@@ -1,0 +1,44 @@
+"""``gaitforce ingest PATHS... --out DIR``: build a dataset (frames.parquet + manifest.json) from trial files."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import GaitforceError
+from ..ingest import IngestSettings, build_dataset
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ingest",
+        help="build a dataset of stance phases (features + targets) from trial files or folders",
+        description="Read every file (folders are searched for readable files), cut stance phases, compute "
+        "features and targets, and write DIR/frames.parquet + DIR/manifest.json. Files that fail are listed "
+        "at the end (exit 1); the dataset of the others is still written. Exit 2 if none could be read.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="trial files (.mat, .c3d, .trc ...) or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+    p.add_argument("--marker-map", default="auto", metavar="auto|NAME|FILE.json",
+                   help="marker map: 'auto' (default) picks the packaged map that fits, or plug-in-gait, gc-mat, "
+                   "gc-lab, or a JSON file")
+    p.add_argument("--lowpass", type=float, default=10.0, metavar="HZ", help="low-pass cutoff (0: none; default 10)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    settings = IngestSettings(marker_map=args.marker_map, lowpass_cutoff=args.lowpass or None)
+    dataset, failures = build_dataset(args.paths, settings=settings, progress=not args.no_progress)
+    out = dataset.save(args.out)
+    c = dataset.manifest["counts"]
+    print(f"wrote {out}: {c['stances']} stances, {c['frames']} frames from {c['ingested']} files "
+          f"({c['subjects']} subjects); targets: {', '.join(dataset.targets) or 'none'}")
+    if failures:
+        print(f"{len(failures)} file(s) failed:", file=sys.stderr)
+        for err in failures:
+            print(f"  {err.line()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["register", "run", "GaitforceError"]
