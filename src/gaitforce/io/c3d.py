@@ -80,8 +80,8 @@ def read_c3d(
     first = int(c3d["header"]["points"]["first_frame"])
     points = np.asarray(c3d["data"]["points"], dtype=float)
     n = points.shape[2]
-    declared = int(c3d["header"]["points"]["last_frame"]) - first + 1
-    if n < declared:
+    declared = _declared_frames(path, params)
+    if declared is not None and n < declared:
         raise InputFileError(f"truncated: {n} of {declared} frames present", source=path)
     if n < 2:
         raise InputFileError(f"only {n} frame(s)", source=path)
@@ -127,6 +127,29 @@ def _load(path: Path):
     except Exception:
         raise InputFileError(f"not a readable C3D file ({first_error})", source=path) from None
     return c3d, first_error
+
+
+def _declared_frames(path: Path, params) -> int | None:
+    """Frame count the file's own header declares (ezc3d reports what it could read, so a cut file looks whole).
+
+    Header words 4-5 hold the 1-based first and last frame as 16-bit integers in the processor's byte order
+    (parameter section byte 4: 84 Intel, 85 DEC, 86 MIPS); beyond 65535 frames ``TRIAL:ACTUAL_START/END_FIELD``
+    (two 16-bit words, low first) are used.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+            fh.seek((head[0] - 1) * 512 + 3)
+            processor = fh.read(1)[0]
+    except (OSError, IndexError):
+        return None
+    order = ">" if processor == 86 else "<"
+    first, last = np.frombuffer(head[6:10], dtype=f"{order}u2").astype(int)
+    start, end = _values(params, "TRIAL", "ACTUAL_START_FIELD"), _values(params, "TRIAL", "ACTUAL_END_FIELD")
+    if last == 65535 and start and end and len(start) >= 2 and len(end) >= 2:
+        first = int(start[0]) % 65536 + 65536 * int(start[1])
+        last = int(end[0]) % 65536 + 65536 * int(end[1])
+    return int(last - first + 1) if last >= first else None
 
 
 def _one_line(err: Exception) -> str:

@@ -1,0 +1,219 @@
+"""read_c3d / write_c3d against small C3Ds built with ezc3d in tmp_path, with hand-computed answers."""
+
+import ezc3d
+import numpy as np
+import pytest
+
+from gaitforce import Event, Subject, Trial
+from gaitforce.errors import GaitforceError, InputFileError, MissingChannelError, UnitError
+from gaitforce.io.c3d import read_c3d, write_c3d
+
+RATE, PER_FRAME, N = 100.0, 10, 20
+# GRF on the body (lab, Z up), CoP and free moment on the body, while loaded
+GRF = np.array([30.0, 20.0, 700.0])
+CENTRE_MM = np.array([-300.0, 200.0, 0.0])
+COP_M = np.array([-0.2, 0.4, 0.0])  # centre + (0.1, 0.2, 0) m
+TZ = 5.0
+# plate axes in the lab, as the corners below define them (x = -lab x, y = lab y, z down): columns of R
+R = np.array([[-1.0, 0, 0], [0, 1.0, 0], [0, 0, -1.0]])
+CORNERS_MM = np.array([[-600, 650, 0], [0, 650, 0], [0, -250, 0], [-600, -250, 0]], float)
+LOADED = slice(5, 15)
+
+
+def plate_channels(reaction=False):
+    """Type-2 channels (6, S): the force on the plate in plate axes, N and N mm (hand-derived)."""
+    f_action = -GRF
+    r = COP_M - CENTRE_MM / 1000.0
+    m_action = np.cross(r, f_action) + np.array([0.0, 0.0, -TZ])
+    wrench = np.concatenate([R.T @ f_action, R.T @ m_action * 1000.0])
+    if reaction:
+        wrench = -wrench
+    out = np.zeros((6, N * PER_FRAME))
+    out[:, LOADED.start * PER_FRAME : LOADED.stop * PER_FRAME] = wrench[:, None]
+    return out
+
+
+def make_c3d(path, *, units="mm", plate=True, reaction=False, first_frame=0):
+    c = ezc3d.c3d()
+    c["header"]["points"]["first_frame"] = first_frame
+    c["parameters"]["POINT"]["RATE"]["value"] = [RATE]
+    c["parameters"]["POINT"]["UNITS"]["value"] = [units]
+    c["parameters"]["POINT"]["LABELS"]["value"] = ("A", "B", "LKneeAngles")
+    c.add_parameter("POINT", "ANGLES", ["LKneeAngles"])
+    scale = {"mm": 1000.0, "m": 1.0}[units]
+    pts = np.ones((4, 3, N))
+    pts[:3, 0, :] = (np.array([0.1, 0.2, 1.0]) * scale)[:, None]
+    pts[:3, 1, :] = (np.array([0.3, -0.1, 0.5]) * scale)[:, None]
+    pts[:3, 2, :] = 45.0
+    pts[:3, 1, 3] = 0.0  # exact zeros: not seen
+    c["data"]["points"] = pts
+    res = np.zeros((1, 3, N))
+    res[0, 1, 2] = -1.0  # negative residual: not seen
+    c["data"]["meta_points"]["residuals"] = res
+    emg = np.sin(np.arange(N * PER_FRAME) / 7.0)[None] * 1e-3
+    analogs, labels, units_a = [emg, 0.5 * np.ones((1, N * PER_FRAME))], ["vasmed", "load cell"], ["V", "V"]
+    if plate:
+        analogs.insert(0, plate_channels(reaction))
+        labels = ["Fx1", "Fy1", "Fz1", "Mx1", "My1", "Mz1"] + labels
+        units_a = ["N"] * 3 + ["Nmm"] * 3 + units_a
+    c["parameters"]["ANALOG"]["RATE"]["value"] = [RATE * PER_FRAME]
+    c["parameters"]["ANALOG"]["LABELS"]["value"] = tuple(labels)
+    c["parameters"]["ANALOG"]["UNITS"]["value"] = tuple(units_a)
+    c["data"]["analogs"] = np.concatenate(analogs)[None]
+    if plate:
+        for name, value in [("USED", [1]), ("TYPE", [2]), ("ZERO", [1, 0]), ("CHANNEL", np.arange(1, 7)[:, None])]:
+            c.add_parameter("FORCE_PLATFORM", name, np.asarray(value, float))
+            c["parameters"]["FORCE_PLATFORM"][name]["value"] = np.asarray(value, dtype=np.int64)
+            c["parameters"]["FORCE_PLATFORM"][name]["type"] = 2
+        c.add_parameter("FORCE_PLATFORM", "CORNERS", CORNERS_MM.T[:, :, None])
+        c.add_parameter("FORCE_PLATFORM", "ORIGIN", np.zeros((3, 1)))
+    c.add_event(time=[0, 0.05], context="Right", label="Foot Strike")
+    c.add_event(time=[0, 0.14], context="Right", label="Foot Off")
+    c.add_parameter("SUBJECTS", "NAMES", ["S7"])
+    c.add_parameter("PROCESSING", "Bodymass", [70.0])
+    c.add_parameter("PROCESSING", "Height", [1750.0])
+    c.write(str(path))
+    return path
+
+
+@pytest.fixture
+def c3d_file(tmp_path):
+    return make_c3d(tmp_path / "walk.c3d")
+
+
+def test_markers_mm_to_m_and_unseen_samples(c3d_file):
+    trial = read_c3d(c3d_file, y_up=False)
+    assert trial.marker_names == ("A", "B")  # the model output in POINT:ANGLES is skipped
+    assert np.allclose(trial.marker("A"), [0.1, 0.2, 1.0])
+    b = trial.marker("B")
+    assert np.isnan(b[2]).all() and np.isnan(b[3]).all()  # residual < 0 and exact zeros
+    assert np.allclose(b[[0, 1, 4]], [0.3, -0.1, 0.5])
+    assert trial.rate == pytest.approx(RATE) and trial.up_axis == "z"
+
+
+def test_metre_file_not_rescaled(tmp_path):
+    trial = read_c3d(make_c3d(tmp_path / "m.c3d", units="m", plate=False), y_up=False)
+    assert np.allclose(trial.marker("A"), [0.1, 0.2, 1.0])
+
+
+def test_plate_moments_in_other_length_unit_than_positions_refused(tmp_path):
+    # N mm moments with positions in m: ezc3d's CoP would be off by 1000, so the reader refuses
+    with pytest.raises(UnitError, match="power of ten"):
+        read_c3d(make_c3d(tmp_path / "mix.c3d", units="m"))
+
+
+@pytest.mark.parametrize("reaction", [False, True])
+def test_known_plate_load_gives_grf_cop_free_moment(tmp_path, reaction):
+    trial = read_c3d(make_c3d(tmp_path / "p.c3d", reaction=reaction), y_up=False)
+    assert trial.plate_names == ("FP1",)
+    inner = slice(LOADED.start + 1, LOADED.stop - 1)  # frames whose whole window is loaded
+    assert np.allclose(trial.forces[inner, 0], GRF, atol=1e-3)
+    assert np.allclose(trial.cop[inner, 0], COP_M, atol=1e-6)
+    assert np.allclose(trial.free_moment[inner, 0], [0, 0, TZ], atol=1e-3)
+    assert np.allclose(trial.forces[:LOADED.start - 1, 0], 0.0)
+    assert np.isnan(trial.cop[:LOADED.start - 1, 0]).all()  # unloaded: no CoP
+    # edge frames straddle the step: a centred 11-sample window holds 6 (first) and 5 (last) loaded samples
+    assert trial.forces[LOADED.start, 0, 2] == pytest.approx(700.0 * 6 / 11, rel=1e-4)
+    assert trial.forces[LOADED.stop, 0, 2] == pytest.approx(700.0 * 5 / 11, rel=1e-4)
+
+
+def test_y_up_conversion_of_plate_and_markers(c3d_file):
+    trial = read_c3d(c3d_file)
+    assert trial.up_axis == "y"
+    assert np.allclose(trial.forces[10, 0], [30.0, 700.0, -20.0], atol=1e-3)  # (x, y, z) -> (x, z, -y)
+    assert np.allclose(trial.marker("A")[0], [0.1, 1.0, -0.2])
+    assert np.allclose(trial.free_moment[10, 0], [0.0, TZ, 0.0], atol=1e-3)
+
+
+def test_emg_events_subject_and_time(tmp_path):
+    trial = read_c3d(make_c3d(tmp_path / "e.c3d", first_frame=50), y_up=False)
+    assert trial.emg_names == ("vasmed",)  # plate channels and the load cell are not EMG
+    assert trial.emg_rate == pytest.approx(1000.0)
+    assert trial.emg[7, 0] == pytest.approx(np.sin(1.0) * 1e-3, rel=1e-5)
+    assert trial.time[0] == pytest.approx(0.5) and trial.emg_time[0] == pytest.approx(0.5)
+    assert [(e.name, e.side, round(e.time, 3)) for e in trial.events] == [
+        ("heel_strike", "right", 0.05), ("toe_off", "right", 0.14)]
+    assert trial.subject == Subject("S7", mass=70.0, height=1.75)
+    picked = read_c3d(tmp_path / "e.c3d", emg=["load cell"])
+    assert picked.emg_names == ("load cell",)
+    with pytest.raises(MissingChannelError):
+        read_c3d(tmp_path / "e.c3d", emg=["nope"])
+
+
+def test_no_force_plate_gives_zero_plates(tmp_path):
+    trial = read_c3d(make_c3d(tmp_path / "np.c3d", plate=False))
+    assert trial.plate_names == () and trial.forces.shape == (N, 0, 3)
+    assert trial.up_axis == "y"  # Z assumed vertical without plates, then converted
+
+
+def test_truncated_and_foreign_files_raise_input_file_error(tmp_path, c3d_file):
+    data = c3d_file.read_bytes()
+    cut = tmp_path / "cut.c3d"
+    cut.write_bytes(data[: len(data) - 1200])
+    with pytest.raises(InputFileError, match="truncated|not a readable"):
+        read_c3d(cut)
+    stub = tmp_path / "stub.c3d"
+    stub.write_bytes(data[:600])
+    with pytest.raises(InputFileError):
+        read_c3d(stub)
+    text = tmp_path / "notes.c3d"
+    text.write_text("this is not a C3D file\n" * 40)
+    with pytest.raises(InputFileError) as err:
+        read_c3d(text)
+    assert "\n" not in str(err.value) and str(text) in str(err.value)
+
+
+def test_cli_inspect_reports_bad_files_and_goes_on(tmp_path, c3d_file, capsys):
+    from gaitforce.cli import main
+
+    bad = tmp_path / "bad.c3d"
+    bad.write_text("garbage")
+    assert main(["inspect", str(bad), str(c3d_file)]) == 1
+    out, err = capsys.readouterr()
+    assert "subject:  S7" in out and "frames:   20 at 100.0 Hz" in out
+    assert err.count("bad.c3d") == 1 and "Traceback" not in err
+
+
+def linear_trial():
+    n, rate = 30, 100.0
+    t = 0.2 + np.arange(n) / rate
+    markers = np.stack([np.stack([t, np.full(n, 0.9), 0.1 * t], 1), np.stack([t, np.full(n, 0.1), -0.1 * t], 1)], 1)
+    markers[4, 1] = np.nan
+    forces = np.zeros((n, 1, 3))
+    forces[:, 0] = np.stack([10 + 100 * t, 600 + 200 * t, -5 - 20 * t], 1)  # Y up, linear in time
+    cop = np.zeros((n, 1, 3))
+    cop[:, 0] = np.stack([0.5 + 0.3 * t, np.zeros(n), 0.2 - 0.1 * t], 1)
+    moment = np.zeros((n, 1, 3))
+    moment[:, 0, 1] = 2.0 + 3.0 * t
+    emg_t = 0.2 + np.arange(n * 10) / 1000.0
+    return Trial(
+        time=t, markers=markers, marker_names=["M1", "M2"], forces=forces, cop=cop, free_moment=moment,
+        plate_names=["FP1"], emg=np.cos(emg_t * 40)[:, None] * 1e-4, emg_time=emg_t, emg_names=["rf"],
+        events=[Event("heel_strike", 0.25, "left")], subject=Subject("RT", mass=61.0, height=1.62),
+    )
+
+
+def test_write_read_round_trip(tmp_path):
+    trial = linear_trial()
+    back = read_c3d(write_c3d(tmp_path / "rt.c3d", trial))
+    assert back.marker_names == trial.marker_names
+    assert np.allclose(back.time, trial.time)
+    assert np.allclose(back.markers, trial.markers, atol=1e-6, equal_nan=True)
+    inner = slice(1, -1)  # edge frames average over a window padded with the edge sample
+    assert np.allclose(back.forces[inner], trial.forces[inner], atol=1e-3)
+    assert np.allclose(back.cop[inner], trial.cop[inner], atol=1e-6)
+    assert np.allclose(back.free_moment[inner], trial.free_moment[inner], atol=1e-4)
+    assert np.allclose(back.emg, trial.emg, atol=1e-9) and back.emg_names == ("rf",)
+    assert [(e.name, e.side) for e in back.events] == [("heel_strike", "left")]
+    assert back.events[0].time == pytest.approx(0.25, abs=1e-6)
+    assert back.subject.mass == pytest.approx(61.0) and back.subject.height == pytest.approx(1.62)
+
+
+def test_read_dispatch_names_source(tmp_path):
+    from gaitforce.io import read
+
+    bad = tmp_path / "x.c3d"
+    bad.write_bytes(b"\x00" * 10)
+    with pytest.raises(GaitforceError) as err:
+        read(bad)
+    assert err.value.source == str(bad)
