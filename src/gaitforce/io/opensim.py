@@ -727,9 +727,11 @@ def find_grf_sibling(trc_path: str | os.PathLike) -> Path | None:
 def _window_mean(t_src, values, edges):
     """Mean of ``values`` (N, ...) over samples with ``edges[i] <= t < edges[i+1]``; NaN for empty windows.
 
-    NaN samples are left out of their window's mean."""
-    lo = np.searchsorted(t_src, edges[:-1], side="left")
-    hi = np.searchsorted(t_src, edges[1:], side="left")
+    NaN samples are left out of their window's mean. A sample within 1% of its spacing of an edge counts as on
+    it (files print times with few decimals), so it opens the later window."""
+    tol = 0.01 * float(np.median(np.diff(t_src))) if t_src.size > 1 else 0.0
+    lo = np.searchsorted(t_src, edges[:-1] - tol, side="left")
+    hi = np.searchsorted(t_src, edges[1:] - tol, side="left")
     flat = values.reshape(len(values), -1)
     ok = np.isfinite(flat)
     csum = np.vstack([np.zeros((1, flat.shape[1])), np.cumsum(np.where(ok, flat, 0.0), axis=0)])
