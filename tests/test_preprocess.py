@@ -138,6 +138,20 @@ def test_causal_nan_holds_last_output_and_flags():
     assert block[0, 0] == y2[0]
 
 
+def test_causal_process_with_gaps_equals_step_by_step():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((300, 4)) + 3.0
+    x[:5, 2] = np.nan  # channel 2 starts late
+    x[100:110, 0] = np.nan
+    x[200, :] = np.nan
+    a, b = CausalLowpass(4, rate=RATE, cutoff=15.0), CausalLowpass(4, rate=RATE, cutoff=15.0)
+    stepped = np.array([a.step(r) for r in x])
+    blocks = np.concatenate([b.process(x[:3]), b.process(x[3:150]), b.process(x[150:])])
+    assert np.allclose(blocks, stepped, atol=1e-12, equal_nan=True)
+    assert np.isnan(stepped[:5, 2]).all() and np.isfinite(stepped[5:]).all()
+    assert np.all(stepped[100:110, 0] == stepped[99, 0])  # held through the gap
+
+
 # --- gaps ---------------------------------------------------------------------------------------------
 def test_fill_gaps_exact_on_cubic_and_long_gaps_left():
     n = 200

@@ -223,15 +223,19 @@ class CausalLowpass:
         """Filter a block of frames (T, n_channels); equal to calling :meth:`step` on each row."""
         x = np.asarray(block, dtype=float).reshape(-1, self.n_channels)
         finite = np.isfinite(x)
-        if finite.all() and self._started.all():
-            y, self._zi = sps.sosfilt(self.sos, x, axis=0, zi=self._zi)
-            if len(y):
-                self._last = y[-1].copy()
-            self.held = np.zeros_like(finite)
-            return y
         out = np.empty_like(x)
-        for i in range(x.shape[0]):
-            out[i] = self._row(x[i])
+        complete = finite.all(axis=1)
+        i = 0
+        for a, b in _runs(complete) + [(x.shape[0], x.shape[0])]:
+            for r in range(i, a):  # rows with a NaN: channel by channel
+                out[r] = self._row(x[r])
+            if a < b and not self._started.all():  # first row initialises the channels not yet started
+                out[a] = self._row(x[a])
+                a += 1
+            if a < b:  # a run of complete rows on started channels: one vectorised sosfilt
+                out[a:b], self._zi = sps.sosfilt(self.sos, x[a:b], axis=0, zi=self._zi)
+                self._last = out[b - 1].copy()
+            i = b
         self.held = ~finite
         return out
 
