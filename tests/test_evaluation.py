@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gaitforce.errors import GaitforceError
 from gaitforce import evaluation as ev
+from gaitforce.cli import main
+from gaitforce.commands import evaluate as cmd
+from gaitforce.dataset import Dataset
+from gaitforce.errors import GaitforceError
 
 
 def gc_like_stances() -> pd.DataFrame:
@@ -228,3 +234,147 @@ def test_paired_comparison_counts_wins_and_delta():
 def test_body_weights_from_mass():
     s = pd.DataFrame({"stance_id": ["a", "b"], "mass": [70.0, np.nan]})
     assert ev.body_weights(s) == {"a": pytest.approx(686.7)}
+
+
+# -- `gaitforce evaluate` end to end --------------------------------------------------------------------------
+# On a small synthetic dataset with a known linear answer. Most tests stand in a numpy Estimator (least squares
+# for "ridge", the training mean for "mlp") so they check the command's wiring, tables and failure handling,
+# not the networks; the last runs the real Estimator's ridge.
+NOISE_N = 5.0
+W = np.array([120.0, -80.0, 40.0, 0.0, 60.0, -30.0])
+
+
+def make_dataset(path, *, n_subjects=6, stances_per_subject=4, frames=21, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n_subjects):
+        for k in range(stances_per_subject):
+            x = rng.normal(size=(frames, 6))
+            y = 800 + x @ W + rng.normal(scale=NOISE_N, size=frames)
+            for i in range(frames):
+                rows.append({"stance_id": f"P{s}_t{k}", "trial": f"P{s}_t{k}", "subject": f"P{s}", "side": "right",
+                             "frame": i, "time": i / 100, "stance_pct": 100 * i / (frames - 1), "mass": 70.0 + s,
+                             **{f"f{j}": x[i, j] for j in range(6)}, "knee_medial": y[i]})
+    cols = [f"f{j}" for j in range(6)]
+    manifest = {"features": cols, "targets": {"knee_medial": "N"},
+                "feature_sets": {"all": {"columns": cols, "shape": [2, 3]},
+                                 "force_plate": {"columns": cols[:3], "shape": [1, 3]}}}
+    return Dataset(frames=pd.DataFrame(rows), manifest=manifest).save(path)
+
+
+class StandInEstimator:
+    def __init__(self, model="paper-cnn", *, feature_set="all", targets=("knee_medial",), seed=0, **kw):
+        if model == "bad":
+            raise GaitforceError("model 'bad' is broken on purpose")
+        self.model, self.feature_set, self.targets = model, feature_set, list(targets)
+
+    def fit(self, train, val=None):
+        x, y, _ = train.arrays(self.feature_set, self.targets)
+        if self.model == "ridge":
+            a = np.c_[x, np.ones(len(x))]
+            self.coef_ = np.linalg.lstsq(a, y, rcond=None)[0]
+        else:
+            self.mean_ = y.mean(axis=0)
+        return self
+
+    def predict(self, ds):
+        x, _, _ = ds.arrays(self.feature_set, self.targets)
+        if self.model == "ridge":
+            return np.c_[x, np.ones(len(x))] @ self.coef_
+        return np.tile(self.mean_, (len(x), 1))
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return make_dataset(tmp_path / "ds")
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    monkeypatch.setattr(cmd, "_estimator_class", lambda: StandInEstimator)
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_writes_comparison_with_ridge(dataset, tmp_path, stand_in, capsys):
+    out = tmp_path / "rep"
+    rc = main(["evaluate", str(dataset), "--out", str(out), "--models", "mlp", "--splits",
+               "subject-naive", "--feature-sets", "all,force_plate", "--seeds", "0,1"])
+    assert rc == 0
+    per = pd.read_csv(out / "per_trial.csv")
+    assert set(per["model"]) == {"mlp", "ridge"}  # ridge added as the baseline
+    ridge_all = per[(per.model == "ridge") & (per.feature_set == "all")]
+    assert ridge_all["rmse"].mean() == pytest.approx(NOISE_N, rel=0.35)  # linear data: only the noise is left
+    table = pd.read_csv(out / "comparison_subject-naive.csv", dtype=str).set_index(["model", "feature set"])
+    mlp = table.loc[("mlp", "all")]
+    assert mlp["knee_medial vs ridge: wins"] == "0%" and float(mlp["knee_medial vs ridge: dRMSE (N)"]) > 100
+    assert table.loc[("ridge", "all"), "knee_medial vs ridge: wins"] == "-"
+    assert (out / "subject-naive" / "mlp__force_plate" / "knee_medial_representative.png").is_file()
+    index = (out / "index.md").read_text()
+    assert "## subject-naive" in index and "](subject-naive/ridge__all/index.md)" in index
+    assert "| mlp | all |" in capsys.readouterr().out
+
+
+def test_leave_one_subject_out_tests_every_stance_once(dataset, tmp_path, stand_in):
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(dataset), "--out", str(out), "--models", "ridge", "--splits",
+                 "leave-subject-out"]) == 0
+    per = pd.read_csv(out / "per_trial.csv")
+    assert per["fold"].nunique() == 6 and per["stance_id"].nunique() == 24 and len(per) == 24
+    assert (per["fold"] == "subject=" + per["subject"]).all()
+
+
+def test_failed_runs_are_listed_and_the_rest_reported(dataset, tmp_path, stand_in, capsys):
+    out = tmp_path / "rep"
+    rc = main(["evaluate", str(dataset), "--out", str(out), "--models", "bad,ridge", "--splits", "subject-exposed"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "1 of 2 runs failed" in err and "broken on purpose" in err
+    index = (out / "index.md").read_text()
+    assert "## Failed runs" in index and "## subject-exposed" in index
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--feature-sets", "nope"], "no feature set 'nope'"),
+    (["--splits", "kfold"], "unknown split"),
+    (["--target", "hip"], "no target ['hip']"),
+    (["--seeds", "x"], "--seeds must be integers"),
+])
+def test_user_errors_exit_2_with_one_line(dataset, tmp_path, stand_in, capsys, argv, message):
+    assert main(["evaluate", str(dataset), "--out", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_not_a_dataset_is_a_user_error(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "not a gaitforce dataset" in capsys.readouterr().err
+
+
+def test_bundle_mode_scores_every_stance(dataset, tmp_path, monkeypatch):
+    ds = Dataset.load(dataset)
+    est = StandInEstimator("ridge").fit(ds)
+
+    class FakeBundle:
+        spec = {"features": {"columns": [f"f{j}" for j in range(6)]}, "targets": {"knee_medial": "N"}}
+
+        def predict_features(self, x):
+            return np.c_[x, np.ones(len(x))] @ est.coef_
+
+    module = types.ModuleType("gaitforce.bundle")
+    module.load_bundle = lambda path: FakeBundle()
+    monkeypatch.setitem(sys.modules, "gaitforce.bundle", module)
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(dataset), "--out", str(out), "--bundle", str(tmp_path / "b")]) == 0
+    per = pd.read_csv(out / "per_trial.csv")
+    assert per["stance_id"].nunique() == 24 and per["rmse"].mean() == pytest.approx(NOISE_N, rel=0.3)
+    assert (out / "summary_by_subject.csv").is_file()
+
+
+@pytest.mark.slow
+def test_real_estimator_ridge_recovers_the_linear_answer(dataset, tmp_path):
+    pytest.importorskip("gaitforce.training")
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(dataset), "--out", str(out), "--models", "ridge", "--splits", "subject-naive",
+                 "--threads", "1", "--device", "cpu"]) == 0
+    per = pd.read_csv(out / "per_trial.csv")
+    assert per["rmse"].mean() < 3 * NOISE_N and per["r"].mean() > 0.99

@@ -1,0 +1,289 @@
+"""``gaitforce evaluate``: score a trained bundle on a dataset, or train-and-evaluate models on named splits.
+
+With ``--bundle B`` every stance of DATASET is predicted by the bundle and scored. Without it, each model x
+feature set x seed is trained on each fold of each split (:data:`gaitforce.evaluation.SCHEMES`) and scored on
+the fold's test stances; ``ridge`` is always trained too, as the baseline every network must beat. The split
+itself uses ``--split-seed`` (fixed), the seeds vary the models' initialisation and batch order.
+
+Written under ``--out``: ``index.md`` (one table per split: rows model x feature set, columns per target
+RMSE / %BW / r as mean (SD) over test stances and seeds, plus the paired comparison with ridge),
+``per_trial.csv`` (every stance's metrics), and one full report per split x model x feature set
+(:func:`gaitforce.report.write_report`; figures from the first seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import evaluation as ev
+from ..dataset import Dataset
+from ..errors import GaitforceError
+from ..report import markdown_table, write_report, write_table
+
+BASELINE = "ridge"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score a bundle on a dataset, or train and compare models on subject splits",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("dataset", metavar="DATASET", help="dataset folder (frames.parquet + manifest.json)")
+    p.add_argument("--out", required=True, help="report folder to write")
+    p.add_argument("--bundle", help="a trained model bundle to evaluate on every stance of DATASET")
+    p.add_argument("--models", default="paper-cnn,ridge,mlp", help="comma-separated model names")
+    p.add_argument("--splits", default="subject-naive,subject-exposed",
+                   help=f"comma-separated split schemes ({', '.join(ev.SCHEMES)})")
+    p.add_argument("--feature-sets", default="all", help="comma-separated feature sets of the dataset")
+    p.add_argument("--target", default=None, help="comma-separated targets (default: all of the dataset's)")
+    p.add_argument("--seeds", default="0", help="comma-separated model seeds")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--epochs", type=int, default=None, help="maximum training epochs (default: the model's)")
+    p.add_argument("--by", default=None, help="comma-separated stance columns to break summaries down by")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: at most 4)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=run)
+
+
+def _csv(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _estimator_class():
+    """The Estimator class (a function, so tests can stand in for it)."""
+    try:
+        from ..training import Estimator
+    except ImportError as err:  # pragma: no cover - only before the training module exists
+        raise GaitforceError(f"training is not available: {err}") from None
+    return Estimator
+
+
+def _targets(ds: Dataset, requested: list[str]) -> list[str]:
+    targets = requested or list(ds.targets)
+    if not targets:
+        raise GaitforceError("dataset has no targets to evaluate against", source=ds.path)
+    missing = [t for t in targets if t not in ds.frames]
+    if missing:
+        raise GaitforceError(f"dataset has no target {missing} (has: {list(ds.targets)})", source=ds.path)
+    return targets
+
+
+def _score(ds: Dataset, pred: np.ndarray, targets: list[str], stances: pd.DataFrame):
+    """(per_trial rows, prediction frames) of predictions ``pred`` for every frame of ``ds``."""
+    fr = ds.frames
+    y_true = fr[targets].to_numpy(float)
+    per = ev.per_trial_metrics(y_true, pred, fr["stance_id"].to_numpy(), body_weight=ev.body_weights(stances),
+                               target_names=targets, units=ds.targets)
+    preds = ev.predictions_frame(fr["stance_id"].to_numpy(), fr["stance_pct"].to_numpy(), y_true, pred, targets)
+    return per, preds
+
+
+def run(args) -> int:
+    ds = Dataset.load(args.dataset)
+    out = Path(args.out)
+    by = _csv(args.by)
+    if args.bundle:
+        return _run_bundle(ds, out, args, by)
+    return _run_training(ds, out, args, by)
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _bundle_io(spec: dict, ds: Dataset) -> tuple[list[str], list[str]]:
+    """Feature columns and target names a bundle's spec declares."""
+    cols = spec.get("feature_columns") or spec.get("columns")
+    feats = spec.get("features")
+    if cols is None and isinstance(feats, dict):
+        cols = feats.get("columns")
+    if cols is None and isinstance(feats, list):
+        cols = feats
+    if cols is None and spec.get("feature_set"):
+        cols = ds.feature_columns(spec["feature_set"])
+    raw_targets = spec.get("targets") or []
+    if isinstance(raw_targets, dict):
+        targets = list(raw_targets)
+    else:
+        targets = [t["name"] if isinstance(t, dict) else str(t) for t in raw_targets]
+    if not cols or not targets:
+        raise GaitforceError("bundle spec names no feature columns or no targets")
+    return list(cols), targets
+
+
+def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
+    from ..bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    cols, targets = _bundle_io(bundle.spec, ds)
+    missing = [c for c in cols if c not in ds.frames]
+    if missing:
+        raise GaitforceError(f"dataset lacks the bundle's feature columns {missing[:5]}", source=ds.path)
+    wanted = _csv(args.target) or targets
+    unknown = [t for t in wanted if t not in targets]
+    if unknown:
+        raise GaitforceError(f"bundle does not predict {unknown} (predicts: {targets})", source=args.bundle)
+    _targets(ds, wanted)
+    _progress(f"evaluate: bundle {args.bundle} on {len(ds.stance_ids)} stances of {ds.path}")
+    pred_all = np.asarray(bundle.predict_features(ds.frames[cols].to_numpy(np.float32)), dtype=float)
+    pred = pred_all[:, [targets.index(t) for t in wanted]]
+    stances = ds.stances()
+    per, preds = _score(ds, pred, wanted, stances)
+    per = ev.with_stance_info(per, stances)
+    settings = {"mode": "bundle", "bundle": str(args.bundle), "bundle_spec": bundle.spec,
+                "dataset": str(ds.path), "dataset_settings": ds.manifest.get("settings"), "targets": wanted}
+    index = write_report(out, per_trial=per, predictions=preds, settings=settings,
+                         title=f"Evaluation of {Path(args.bundle).name} on {Path(ds.path).name}",
+                         by=by or ["subject"])
+    _progress(f"evaluate: report {index}")
+    print(markdown_table(ev.summarise(per)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
+    Estimator = _estimator_class()
+    models = _csv(args.models)
+    if BASELINE not in models:
+        models.append(BASELINE)
+    splits, feature_sets = _csv(args.splits), _csv(args.feature_sets)
+    try:
+        seeds = [int(s) for s in _csv(args.seeds)]
+    except ValueError:
+        raise GaitforceError(f"--seeds must be integers, got {args.seeds!r}") from None
+    if not (models and splits and feature_sets and seeds):
+        raise GaitforceError("--models, --splits, --feature-sets and --seeds must each name at least one")
+    unknown = [s for s in splits if s not in ev.SCHEMES]
+    if unknown:
+        raise GaitforceError(f"unknown split {unknown} (known: {', '.join(ev.SCHEMES)})")
+    for fs in feature_sets:
+        ds.feature_columns(fs)  # unknown feature set -> error now, not after an hour of training
+    targets = _targets(ds, _csv(args.target))
+    stances = ds.stances()
+    folds = {s: ev.make_splits(s, stances, seed=args.split_seed) for s in splits}
+    hyper = {} if args.epochs is None else {"epochs": args.epochs}
+
+    runs = [(s, f, m, fs, seed) for s in splits for f in folds[s] for fs in feature_sets for m in models
+            for seed in seeds]
+    per_rows, pred_rows, failures = [], [], []
+    t_start = time.perf_counter()
+    for i, (split, fold, model, fs, seed) in enumerate(runs, 1):
+        part = folds[split][fold]
+        label = f"{split}" + (f" [{fold}]" if fold != split else "") + f" {model} / {fs} / seed {seed}"
+        t0 = time.perf_counter()
+        try:
+            est = Estimator(model, feature_set=fs, targets=tuple(targets), seed=seed, verbose=False,
+                            threads=args.threads, device=args.device, **hyper)
+            val = ds.subset(part["val"]) if part["val"] else None
+            est.fit(ds.subset(part["train"]), val)
+            test = ds.subset(part["test"])
+            pred = np.asarray(est.predict(test), dtype=float)
+        except GaitforceError as err:
+            failures.append(f"{label}: {err.line()}")
+            _progress(f"[{i}/{len(runs)}] {label}: FAILED: {err.line()}")
+            continue
+        per, preds = _score(test, pred, targets, stances)
+        tags = {"split": split, "fold": fold, "model": model, "feature_set": fs, "seed": seed}
+        per_rows.append(per.assign(**tags))
+        pred_rows.append(preds.assign(**tags))
+        msg = ", ".join(f"{t} {per.loc[per.target == t, 'rmse'].mean():.0f} {ds.targets.get(t, '')}"
+                        for t in targets)
+        _progress(f"[{i}/{len(runs)}] {label}: {len(part['train'])}/{len(part['val'])}/{len(part['test'])} "
+                  f"stances, test RMSE {msg} ({time.perf_counter() - t0:.1f} s)")
+    if not per_rows:
+        raise GaitforceError("every run failed:\n  " + "\n  ".join(failures))
+    per_trial = ev.with_stance_info(pd.concat(per_rows, ignore_index=True), stances)
+    predictions = pd.concat(pred_rows, ignore_index=True)
+    settings = {
+        "mode": "train-and-evaluate", "dataset": str(ds.path), "dataset_settings": ds.manifest.get("settings"),
+        "models": models, "splits": splits, "feature_sets": feature_sets, "targets": targets, "seeds": seeds,
+        "split_seed": args.split_seed, "epochs": args.epochs, "device": args.device, "threads": args.threads,
+        "folds": folds, "baseline": BASELINE, "failures": failures,
+        "wall_s": round(time.perf_counter() - t_start, 1),
+    }
+    index = _write_comparison(out, per_trial, predictions, settings, targets, by)
+    _progress(f"evaluate: report {index}")
+    if failures:
+        _progress(f"evaluate: {len(failures)} of {len(runs)} runs failed:")
+        for f in failures:
+            _progress(f"  {f}")
+        return 1
+    return 0
+
+
+def comparison_table(per_trial: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
+    """Rows model x feature set of one split; per target RMSE / %BW / r as mean (SD), and vs ridge."""
+    rows = []
+    for (model, fs), grp in per_trial.groupby(["model", "feature_set"], sort=False):
+        row = {"model": model, "feature set": fs}
+        base = per_trial[(per_trial["model"] == BASELINE) & (per_trial["feature_set"] == fs)]
+        for t in targets:
+            g = grp[grp["target"] == t]
+            if g.empty:
+                continue
+            unit = g["unit"].iloc[0]
+            row[f"{t} RMSE ({unit})"] = ev.mean_std(g["rmse"], 0)
+            if unit == "N":
+                row[f"{t} RMSE (%BW)"] = ev.mean_std(g["rmse_pct_bw"], 1)
+            row[f"{t} r"] = ev.mean_std(g["r"], 2)
+            if model != BASELINE and not base.empty:
+                c = ev.paired_comparison(g, base[base["target"] == t])
+                row[f"{t} vs ridge: dRMSE ({unit})"] = f"{c['delta']:+.0f}" if np.isfinite(c["delta"]) else "-"
+                row[f"{t} vs ridge: wins"] = f"{c['wins']:.0%}" if np.isfinite(c["wins"]) else "-"
+                row[f"{t} vs ridge: p"] = f"{c['p']:.3g}" if np.isfinite(c["p"]) else "-"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.fillna("-") if len(table) else table
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
+
+
+def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    per_trial.to_csv(out / "per_trial.csv", index=False)
+    (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
+    lines = ["# Model comparison", "",
+             f"Dataset `{settings['dataset']}`; targets {', '.join(targets)}; seeds {settings['seeds']}; "
+             f"split seed {settings['split_seed']}. Each cell: mean (SD) over test stances (and seeds). "
+             f"'vs ridge': mean paired difference in RMSE to ridge on the same stances and feature set "
+             f"(negative: better than ridge), the share of stances where the model beats ridge, and the two-sided "
+             f"Wilcoxon signed-rank p of the paired differences.", ""]
+    console = []
+    for split, sp in per_trial.groupby("split", sort=False):
+        table = comparison_table(sp, targets)
+        console += [f"## {split}", "", markdown_table(table)]
+        write_table(table, out, f"comparison_{_slug(split)}")
+        n_st = sp["stance_id"].nunique()
+        lines += [f"## {split}", "", f"{sp['fold'].nunique()} fold(s), {n_st} test stances.", "",
+                  markdown_table(table), "Reports:", ""]
+        for (model, fs), grp in sp.groupby(["model", "feature_set"], sort=False):
+            first_seed = grp["seed"].min()
+            sub = out / _slug(split) / f"{_slug(model)}__{_slug(fs)}"
+            keep = (predictions["split"] == split) & (predictions["model"] == model) & \
+                   (predictions["feature_set"] == fs) & (predictions["seed"] == first_seed)
+            write_report(sub, per_trial=grp[grp["seed"] == first_seed], predictions=predictions[keep],
+                         settings={**settings, "split": split, "model": model, "feature_set": fs,
+                                   "seed": int(first_seed)},
+                         title=f"{model} / {fs} on {split} (seed {first_seed})", by=by or None)
+            lines.append(f"- [{model} / {fs}]({sub.relative_to(out).as_posix()}/index.md)")
+        lines.append("")
+    if settings["failures"]:
+        lines += ["## Failed runs", "", *[f"- {f}" for f in settings["failures"]], ""]
+    lines += ["Files: [per_trial.csv](per_trial.csv) (every test stance's metrics), "
+              "[settings.json](settings.json) (everything used, with the folds' stance ids).", ""]
+    index = out / "index.md"
+    index.write_text("\n".join(lines))
+    print("\n".join(console))
+    return index
