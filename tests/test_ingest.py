@@ -1,0 +1,100 @@
+"""Ingest: settings round trip, rows per stance, targets, failures kept apart, CLI exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from gaitforce.cli import main
+from gaitforce.dataset import ID_COLUMNS, Dataset
+from gaitforce.errors import GaitforceError
+from gaitforce.features import FEATURE_SETS
+from gaitforce.ingest import IngestSettings, build_dataset, expand_paths, trial_frames
+from gaitforce.io import read
+
+
+def test_settings_round_trip_and_validation():
+    s = IngestSettings(marker_map="gc-mat", lowpass_cutoff=6.0, feature_sets=("all", "force_plate"))
+    d = json.loads(json.dumps(s.to_dict()))
+    assert IngestSettings.from_dict(d) == s
+    with pytest.raises(GaitforceError, match="unknown feature sets"):
+        IngestSettings(feature_sets=("everything",))
+    with pytest.raises(GaitforceError, match="unknown ingest settings"):
+        IngestSettings.from_dict({"cutoff": 3})
+
+
+@pytest.fixture(scope="module")
+def comp(gc_dir):
+    return gc_dir / "competitions"
+
+
+@pytest.mark.realdata
+def test_trial_frames_of_one_gc_cycle(comp):
+    trial = read(comp / "JW__GC4__jw_ngait_og3.mat")
+    df = trial_frames(trial, settings=IngestSettings())
+    start, stop = trial.meta["stance_frames"]
+    assert len(df) == stop - start and df["stance_id"].nunique() == 1
+    assert list(df.columns[: len(ID_COLUMNS)]) == ID_COLUMNS
+    assert (df["competition"] == "GC4").all() and (df["year"] == 2013).all()
+    assert df["stance_pct"].iloc[0] == 0 and df["stance_pct"].iloc[-1] == 100
+    # the measured target is carried unfiltered: the README peak
+    assert df["knee_medial"].max() == pytest.approx(1025, abs=1)
+    for cols, _ in FEATURE_SETS.values():
+        assert df[cols].notna().all().all()
+    # EMG targets normalised to MVC: non-negative, order of magnitude 1
+    emg = df[[c for c in df if c.startswith("emg_")]]
+    assert set(emg.columns) == {"emg_glut_med", "emg_rect_fem", "emg_vas_lat", "emg_vas_med", "emg_bic_fem",
+                                "emg_semiten", "emg_soleus", "emg_tib_ant"}
+    assert emg.max().max() < 5
+    # stance frame: origin at the heel-strike CoP, vertical GRF up
+    assert abs(df["heel_x"].iloc[0]) < 0.08 and df["grf_y"].max() > 600
+
+
+@pytest.mark.realdata
+def test_build_dataset_keeps_going_past_a_bad_file(comp, tmp_path):
+    for name in ("JW__GC4__jw_ngait_og3.mat", "DM__GC6__DM_ngait_og1.mat"):
+        shutil.copy(comp / name, tmp_path / name)
+    (tmp_path / "XX__GC1__broken.mat").write_bytes(b"not a mat file" * 20)
+    assert len(expand_paths([tmp_path])) == 3
+    ds, failures = build_dataset([tmp_path], settings=IngestSettings(), progress=False)
+    assert len(failures) == 1 and "XX__GC1__broken.mat" in failures[0].line()
+    m = ds.manifest
+    assert m["counts"]["stances"] == 2 and m["counts"]["failed"] == 1
+    assert m["feature_sets"]["all"]["shape"] == [20, 3] and m["feature_sets"]["angles_grf"]["shape"] == [4, 3]
+    assert m["targets"]["knee_medial"] == "N" and m["groups"] == ["competition", "year"]
+    assert all(len(s["sha256"]) == 64 for s in m["sources"])
+    jw = next(s for s in m["sources"] if "JW" in s["path"])
+    assert jw["filled_slots"] == {"foot_med": "centroid(foot: heel, toe, foot_lat)"}
+    x, y, ids = ds.arrays("all", ["knee_medial"])
+    assert x.shape[1] == 60 and np.isfinite(x).all()
+    # round trip through disk
+    back = Dataset.load(ds.save(tmp_path / "ds"))
+    assert back.feature_shape("all") == (20, 3) and len(back) == len(ds)
+
+
+@pytest.mark.realdata
+def test_cli_exit_codes(comp, tmp_path, capsys):
+    bad = tmp_path / "in"
+    bad.mkdir()
+    (bad / "XX__GC1__broken.mat").write_bytes(b"junk" * 50)
+    assert main(["ingest", str(bad), "--out", str(tmp_path / "none"), "--no-progress"]) == 2
+    assert "none of 1 files" in capsys.readouterr().err
+    shutil.copy(comp / "SC__GC3__SC_ngait_og5.mat", bad)
+    assert main(["ingest", str(bad), "--out", str(tmp_path / "ds"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "1 file(s) failed" in err and "XX__GC1__broken.mat" in err
+    assert Dataset.load(tmp_path / "ds").manifest["counts"]["stances"] == 1
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_all_29_grand_challenge_stances(comp, tmp_path):
+    assert main(["ingest", str(comp), "--out", str(tmp_path / "gc"), "--no-progress"]) == 0
+    ds = Dataset.load(tmp_path / "gc")
+    st = ds.stances()
+    assert len(st) == 29 and set(st["subject"]) == {"JW", "DM", "SC", "PS"}
+    assert sorted(st["competition"].unique()) == [f"GC{i}" for i in range(1, 7)]
+    assert ds.frames[["knee_medial", "knee_lateral"]].notna().all().all()
