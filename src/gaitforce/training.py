@@ -1,0 +1,424 @@
+"""Training the surrogate networks: :class:`Estimator`, a scikit-learn-like wrapper around a registered model.
+
+What ``fit`` does, in order:
+
+1. takes the feature columns of ``feature_set`` and the ``targets`` from the training :class:`Dataset`;
+   rows with a non-finite feature or target are dropped (the count is kept in ``n_dropped_``; NaN is never
+   imputed silently);
+2. learns the input and target normalisation (mean, standard deviation; a constant column gets scale 1) on the
+   training rows only;
+3. trains one network for all targets (``multi_target=True``) or one per target, with an RMSE loss on the
+   normalised targets, Adam with L2 weight decay, shuffled mini-batches drawn from full-batch tensors, and early
+   stopping on the validation RMSE (``patience`` epochs), restoring the weights of the best epoch. A model with
+   a closed form (``ridge``) is solved instead.
+
+Everything is seeded: the same seed, data and thread count give identical predictions on the CPU. ``device``
+is ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``. ``threads`` (default: at most 4) sets
+``torch.set_num_threads`` for the duration of ``fit``/``predict`` only.
+
+Predictions are in target units; a frame with a non-finite feature gets NaN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .dataset import Dataset
+from .errors import GaitforceError, MissingChannelError
+from .models import create_model, model_class, model_defaults
+
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "epochs": 200,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "patience": 20,
+}
+
+_PREDICT_CHUNK = 65536
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run a block with ``torch.set_num_threads(n)``, restoring the previous count after."""
+    if n is None:
+        n = min(4, os.cpu_count() or 1)
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GaitforceError(f"device {device!r} asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+class FoldedModel(nn.Module):
+    """Networks plus normalisation as one module: raw features (N, F) -> targets (N, K) in their units.
+
+    This is what is exported to ONNX and what :meth:`Estimator.predict` runs, so both give the same numbers.
+    """
+
+    def __init__(self, nets: Sequence[nn.Module], x_mean, x_scale, y_mean, y_scale):
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+        for name, value in (("x_mean", x_mean), ("x_scale", x_scale), ("y_mean", y_mean), ("y_scale", y_scale)):
+            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=torch.float32).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xn = (x - self.x_mean) / self.x_scale
+        outs = [net(xn) for net in self.nets]
+        y = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        return y * self.y_scale + self.y_mean
+
+
+def _scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = values.mean(axis=0)
+    std = values.std(axis=0)
+    std = np.where(std > 1e-8 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _rmse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(torch.mean((pred - true) ** 2) + 1e-12)
+
+
+class Estimator:
+    """A surrogate network with its normalisation, trained on a :class:`Dataset`.
+
+    ``model`` is a registered architecture (see :func:`gaitforce.models.list_models`); unknown keyword arguments
+    are that model's hyperparameters (e.g. ``conv_layers=3`` for ``paper-cnn``). Learned state ends in ``_``.
+    """
+
+    def __init__(
+        self,
+        model: str = "paper-cnn",
+        *,
+        feature_set: str = "all",
+        targets: Sequence[str] = ("knee_medial",),
+        multi_target: bool = True,
+        seed: int = 0,
+        epochs: int = TRAINING_DEFAULTS["epochs"],
+        batch_size: int = TRAINING_DEFAULTS["batch_size"],
+        lr: float = TRAINING_DEFAULTS["lr"],
+        weight_decay: float = TRAINING_DEFAULTS["weight_decay"],
+        patience: int = TRAINING_DEFAULTS["patience"],
+        device: str = "auto",
+        threads: int | None = None,
+        verbose: bool = True,
+        **hyperparameters,
+    ):
+        model_class(model)  # unknown name -> GaitforceError now, not after loading data
+        unknown = sorted(set(hyperparameters) - set(model_defaults(model)))
+        if unknown:
+            raise GaitforceError(f"model {model!r} has no hyperparameter(s) {unknown}")
+        if isinstance(targets, str):
+            targets = (targets,)
+        if not targets:
+            raise GaitforceError("no targets given")
+        self.model = model
+        self.feature_set = feature_set
+        self.targets = tuple(targets)
+        self.multi_target = bool(multi_target)
+        self.seed = int(seed)
+        self.epochs = int(epochs)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.patience = int(patience)
+        self.device = device
+        self.threads = threads
+        self.verbose = verbose
+        self.hyperparameters = dict(hyperparameters)
+
+    # -- parameters ------------------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, so ``Estimator(**est.get_params())`` is an unfitted copy."""
+        return {
+            "model": self.model,
+            "feature_set": self.feature_set,
+            "targets": self.targets,
+            "multi_target": self.multi_target,
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "patience": self.patience,
+            "device": self.device,
+            "threads": self.threads,
+            "verbose": self.verbose,
+            **self.hyperparameters,
+        }
+
+    def model_hyperparameters(self) -> dict[str, Any]:
+        """The model's hyperparameters with defaults filled in."""
+        return {**model_defaults(self.model), **self.hyperparameters}
+
+    def training_parameters(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "patience": self.patience,
+            "loss": "rmse",
+            "optimizer": "adam",
+            "multi_target": self.multi_target,
+            "seed": self.seed,
+        }
+
+    # -- data ------------------------------------------------------------------------------------------
+    def _columns(self, ds: Dataset) -> list[str]:
+        return ds.feature_columns(self.feature_set)
+
+    def _xy(self, ds: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+        x, y, _ = ds.arrays(self.feature_set, list(self.targets))
+        keep = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
+        return x[keep], y[keep], int((~keep).sum())
+
+    # -- fit -------------------------------------------------------------------------------------------
+    def fit(self, train: Dataset, val: Dataset | None = None) -> "Estimator":
+        """Learn normalisation and weights on ``train``; ``val`` drives early stopping (none: all epochs)."""
+        cls = model_class(self.model)
+        kind = getattr(cls, "input_kind", "frame")
+        if kind != "frame":
+            raise GaitforceError(f"model {self.model!r} takes {kind!r} input, which this Estimator cannot feed yet")
+        x, y, dropped = self._xy(train)
+        if len(x) < 2:
+            raise GaitforceError(f"training set has {len(x)} usable frames", source=train.path)
+        has_val = val is not None and len(val) > 0
+        xv, yv, dropped_val = self._xy(val) if has_val else (None, None, 0)
+        if has_val and len(xv) == 0:
+            has_val = False
+
+        self.columns_ = self._columns(train)
+        self.input_shape_ = tuple(int(v) for v in train.feature_shape(self.feature_set))
+        self.target_units_ = [str(train.targets.get(t, "")) for t in self.targets]
+        self.n_dropped_ = {"train": dropped, "val": dropped_val}
+        self.x_mean_, self.x_scale_ = _scale(x)
+        self.y_mean_, self.y_scale_ = _scale(y)
+        self.device_ = resolve_device(self.device)
+        self.manifest_ = dict(train.manifest)
+        self.training_data_ = _summary(train, val if has_val else None)
+
+        xn = (x - self.x_mean_) / self.x_scale_
+        yn = (y - self.y_mean_) / self.y_scale_
+        xvn = (xv - self.x_mean_) / self.x_scale_ if has_val else None
+        yvn = (yv - self.y_mean_) / self.y_scale_ if has_val else None
+
+        groups = [list(range(len(self.targets)))] if self.multi_target else [[k] for k in range(len(self.targets))]
+        self.nets_, self.history_, self.best_epoch_, self.val_rmse_ = [], [], [], []
+        with torch_threads(self.threads):
+            for gi, cols in enumerate(groups):
+                torch.manual_seed(self.seed + gi)
+                net = create_model(self.model, n_features=x.shape[1], n_targets=len(cols),
+                                   input_shape=self.input_shape_, **self.hyperparameters)
+                label = "+".join(self.targets[c] for c in cols)
+                if hasattr(net, "fit_closed_form"):
+                    net.fit_closed_form(xn, yn[:, cols], xvn, None if yvn is None else yvn[:, cols])
+                    hist, best_epoch, best = [], 0, math.nan
+                    if has_val:
+                        best = self._eval_rmse(net.to(self.device_), xvn, yvn[:, cols])
+                else:
+                    hist, best_epoch, best = self._train_net(net, xn, yn[:, cols], xvn,
+                                                             None if yvn is None else yvn[:, cols], gi, label)
+                net.eval()
+                self.nets_.append(net)
+                self.history_.append(hist)
+                self.best_epoch_.append(best_epoch)
+                self.val_rmse_.append(best)
+        return self
+
+    def _eval_rmse(self, net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+        net.eval()
+        with torch.no_grad():
+            xt = torch.as_tensor(x, device=self.device_)
+            yt = torch.as_tensor(y, device=self.device_)
+            return float(_rmse(net(xt), yt))
+
+    def _train_net(self, net, x, y, xv, yv, index: int, label: str):
+        dev = self.device_
+        net.to(dev)
+        gen = torch.Generator().manual_seed(self.seed + 1000 * index)
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        xt, yt = torch.as_tensor(x, device=dev), torch.as_tensor(y, device=dev)
+        has_val = xv is not None
+        if has_val:
+            xvt, yvt = torch.as_tensor(xv, device=dev), torch.as_tensor(yv, device=dev)
+        n, bs = len(xt), max(2, min(self.batch_size, len(xt)))
+        best, best_epoch, best_state, bad = math.inf, 0, None, 0
+        history = []
+        bar = _progress(self.epochs, f"{self.model} [{label}]", self.verbose)
+        for epoch in range(1, self.epochs + 1):
+            net.train()
+            perm = torch.randperm(n, generator=gen).to(dev)
+            total, count = 0.0, 0
+            for i in range(0, n, bs):
+                idx = perm[i : i + bs]
+                if len(idx) < 2:  # batch norm cannot train on one row
+                    continue
+                loss = _rmse(net(xt[idx]), yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) ** 2 * len(idx)
+                count += len(idx)
+            train_rmse = math.sqrt(total / max(count, 1))
+            row = {"epoch": epoch, "train_rmse": train_rmse}
+            if has_val:
+                val_rmse = self._eval_rmse(net, xvt, yvt)
+                row["val_rmse"] = val_rmse
+                if val_rmse < best:
+                    best, best_epoch, bad = val_rmse, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    bad += 1
+            history.append(row)
+            bar.update(row)
+            if has_val and bad >= self.patience:
+                break
+        bar.close(best_epoch, best)
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        else:
+            best_epoch = len(history)
+        return history, best_epoch, best
+
+    # -- use -------------------------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "nets_"):
+            raise GaitforceError("the estimator is not fitted yet (call fit first)")
+
+    def folded_module(self) -> FoldedModel:
+        """Networks + normalisation as one CPU module in eval mode (what ONNX export takes)."""
+        self._check_fitted()
+        nets = [net.cpu().eval() for net in self.nets_]
+        return FoldedModel(nets, self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_).eval()
+
+    def predict_features(self, x: np.ndarray) -> np.ndarray:
+        """(N, F) raw features in ``columns_`` order -> (N, K) predictions in target units (float64)."""
+        self._check_fitted()
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.columns_):
+            raise GaitforceError(f"features must be (N, {len(self.columns_)}), got {x.shape}")
+        out = np.full((len(x), len(self.targets)), np.nan)
+        ok = np.isfinite(x).all(axis=1)
+        folded = FoldedModel(self.nets_, self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_)
+        folded.to(self.device_).eval()
+        rows = np.flatnonzero(ok)
+        with torch_threads(self.threads), torch.no_grad():
+            for i in range(0, len(rows), _PREDICT_CHUNK):
+                sel = rows[i : i + _PREDICT_CHUNK]
+                xt = torch.as_tensor(x[sel], device=self.device_)
+                out[sel] = folded(xt).cpu().numpy()
+        return out
+
+    def features_of(self, ds: Dataset) -> np.ndarray:
+        """The (N, F) feature matrix of ``ds`` in this estimator's column order."""
+        self._check_fitted()
+        missing = [c for c in self.columns_ if c not in ds.frames]
+        if missing:
+            raise MissingChannelError(f"dataset lacks feature columns {missing[:5]}", source=ds.path)
+        return ds.frames[self.columns_].to_numpy(np.float32)
+
+    def predict(self, ds: Dataset) -> np.ndarray:
+        """Predictions for every frame of ``ds``, (N, K) in target units."""
+        return self.predict_features(self.features_of(ds))
+
+    def score(self, ds: Dataset) -> dict[str, dict[str, float]]:
+        """Per target: RMSE (target unit), Pearson r and frame count over the frames of ``ds`` with a finite
+        prediction and truth."""
+        pred = self.predict(ds)
+        out = {}
+        for k, name in enumerate(self.targets):
+            if name not in ds.frames:
+                raise MissingChannelError(f"dataset has no target {name!r}", source=ds.path)
+            true = ds.frames[name].to_numpy(np.float64)
+            ok = np.isfinite(true) & np.isfinite(pred[:, k])
+            err = pred[ok, k] - true[ok]
+            r = float(np.corrcoef(pred[ok, k], true[ok])[0, 1]) if ok.sum() > 1 else math.nan
+            out[name] = {"rmse": float(np.sqrt(np.mean(err**2))) if ok.any() else math.nan, "r": r,
+                         "n_frames": int(ok.sum()), "unit": self.target_units_[k]}
+        return out
+
+    def save(self, path, *, metrics: dict | None = None, dataset_manifest: dict | None = None):
+        """Write a model bundle (``model.onnx`` + ``bundle.json``); see :func:`gaitforce.bundle.save_bundle`."""
+        from .bundle import save_bundle
+
+        self._check_fitted()
+        manifest = self.manifest_ if dataset_manifest is None else dataset_manifest
+        return save_bundle(self, path, dataset_manifest=manifest, metrics=metrics)
+
+    def __repr__(self) -> str:
+        state = "fitted" if hasattr(self, "nets_") else "unfitted"
+        return f"Estimator({self.model!r}, feature_set={self.feature_set!r}, targets={list(self.targets)}, {state})"
+
+
+def _summary(train: Dataset, val: Dataset | None) -> dict[str, Any]:
+    """Who and what the model was trained on (recorded in bundles)."""
+    frames = train.frames
+    out = {
+        "subjects": sorted(str(s) for s in pd.unique(frames["subject"])),
+        "stances": int(frames["stance_id"].nunique()),
+        "frames": int(len(frames)),
+        "sources": list(train.manifest.get("sources", []))[:1000],
+        "sample_rate": _sample_rate(frames),
+    }
+    if val is not None:
+        out["validation"] = {
+            "subjects": sorted(str(s) for s in pd.unique(val.frames["subject"])),
+            "stances": int(val.frames["stance_id"].nunique()),
+            "frames": int(len(val.frames)),
+        }
+    return out
+
+
+def _sample_rate(frames: pd.DataFrame) -> float | None:
+    """Frame rate of the stances (Hz) from the median time step within each stance, or None."""
+    dt = frames.groupby("stance_id", sort=False)["time"].diff().to_numpy(np.float64)
+    dt = dt[np.isfinite(dt) & (dt > 0)]
+    return float(round(1.0 / np.median(dt), 6)) if dt.size else None
+
+
+class _progress:
+    """A per-epoch progress line (tqdm on a terminal, a line every 10 epochs otherwise); silent if quiet."""
+
+    def __init__(self, total: int, desc: str, verbose: bool):
+        self.verbose, self.desc, self.bar = verbose, desc, None
+        if verbose and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False)
+
+    def update(self, row: dict):
+        if not self.verbose:
+            return
+        text = f"train {row['train_rmse']:.4f}" + (f" val {row['val_rmse']:.4f}" if "val_rmse" in row else "")
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(1)
+        elif row["epoch"] % 10 == 0 or row["epoch"] == 1:
+            print(f"{self.desc} epoch {row['epoch']}: rmse (normalised) {text}", file=sys.stderr, flush=True)
+
+    def close(self, best_epoch: int, best: float):
+        if self.bar is not None:
+            self.bar.close()
+        if self.verbose and math.isfinite(best):
+            print(f"{self.desc}: best epoch {best_epoch}, validation rmse (normalised) {best:.4f}",
+                  file=sys.stderr, flush=True)
