@@ -355,7 +355,7 @@ def test_bundle_mode_scores_every_stance(dataset, tmp_path, monkeypatch):
     est = StandInEstimator("ridge").fit(ds)
 
     class FakeBundle:
-        spec = {"features": {"columns": [f"f{j}" for j in range(6)]}, "targets": {"knee_medial": "N"}}
+        spec = {"input": {"columns": [f"f{j}" for j in range(6)]}, "targets": [{"name": "knee_medial", "unit": "N"}]}
 
         def predict_features(self, x):
             return np.c_[x, np.ones(len(x))] @ est.coef_
@@ -378,3 +378,16 @@ def test_real_estimator_ridge_recovers_the_linear_answer(dataset, tmp_path):
                  "--threads", "1", "--device", "cpu"]) == 0
     per = pd.read_csv(out / "per_trial.csv")
     assert per["rmse"].mean() < 3 * NOISE_N and per["r"].mean() > 0.99
+
+
+@pytest.mark.slow
+def test_real_bundle_round_trip(dataset, tmp_path):
+    training = pytest.importorskip("gaitforce.training")
+    ds = Dataset.load(dataset)
+    ids = ds.stance_ids
+    est = training.Estimator("ridge", verbose=False, threads=1, device="cpu").fit(ds.subset(ids[:16]))
+    est.save(tmp_path / "bundle")
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(dataset), "--out", str(out), "--bundle", str(tmp_path / "bundle")]) == 0
+    per = pd.read_csv(out / "per_trial.csv")
+    assert per["stance_id"].nunique() == 24 and per["rmse"].mean() < 3 * NOISE_N

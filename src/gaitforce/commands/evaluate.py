@@ -101,31 +101,21 @@ def run(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------
-def _bundle_io(spec: dict, ds: Dataset) -> tuple[list[str], list[str]]:
-    """Feature columns and target names a bundle's spec declares."""
-    cols = spec.get("feature_columns") or spec.get("columns")
-    feats = spec.get("features")
-    if cols is None and isinstance(feats, dict):
-        cols = feats.get("columns")
-    if cols is None and isinstance(feats, list):
-        cols = feats
-    if cols is None and spec.get("feature_set"):
-        cols = ds.feature_columns(spec["feature_set"])
-    raw_targets = spec.get("targets") or []
-    if isinstance(raw_targets, dict):
-        targets = list(raw_targets)
-    else:
-        targets = [t["name"] if isinstance(t, dict) else str(t) for t in raw_targets]
+def _bundle_io(bundle) -> tuple[list[str], list[str]]:
+    """Feature columns and target names of a bundle (spec: ``input.columns``, ``targets[].name``)."""
+    spec = bundle.spec
+    cols = getattr(bundle, "columns", None) or (spec.get("input") or {}).get("columns")
+    targets = getattr(bundle, "targets", None) or [t["name"] for t in spec.get("targets") or []]
     if not cols or not targets:
         raise GaitforceError("bundle spec names no feature columns or no targets")
-    return list(cols), targets
+    return list(cols), list(targets)
 
 
 def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
     from ..bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
-    cols, targets = _bundle_io(bundle.spec, ds)
+    cols, targets = _bundle_io(bundle)
     missing = [c for c in cols if c not in ds.frames]
     if missing:
         raise GaitforceError(f"dataset lacks the bundle's feature columns {missing[:5]}", source=ds.path)
