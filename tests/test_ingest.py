@@ -68,6 +68,7 @@ def test_build_dataset_keeps_going_past_a_bad_file(comp, tmp_path):
     assert all(len(s["sha256"]) == 64 for s in m["sources"])
     jw = next(s for s in m["sources"] if "JW" in s["path"])
     assert jw["filled_slots"] == {"foot_med": "centroid(foot: heel, toe, foot_lat)"}
+    assert jw["emg_normalised"] == "file envelope / MVC"
     x, y, ids = ds.arrays("all", ["knee_medial"])
     assert x.shape[1] == 60 and np.isfinite(x).all()
     # round trip through disk

@@ -148,7 +148,7 @@ def _stances(trial: Trial, settings: IngestSettings) -> list[Trial]:
 def trial_frames(trial: Trial, *, settings: IngestSettings | None = None) -> pd.DataFrame:
     """One row per frame of every stance in ``trial``: ID columns, groups, features, targets present."""
     settings = settings or IngestSettings()
-    t, _ = _emg_targets(_preprocess(trial, settings), settings)
+    t, emg_how = _emg_targets(_preprocess(trial, settings), settings)
     tid = trial_id(trial)
     frames = []
     for k, stance in enumerate(_stances(t, settings)):
@@ -181,6 +181,7 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None) -> pd.
     out = pd.concat(frames, ignore_index=True)
     out.attrs["filled_slots"] = frames[0].attrs["filled_slots"]
     out.attrs["marker_map"] = frames[0].attrs["marker_map"]
+    out.attrs["emg_normalised"] = emg_how
     return out
 
 
@@ -231,7 +232,8 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
             continue
         parts.append(df)
         sources.append({"path": str(path), "sha256": sha256(path), "stances": int(df["stance_id"].nunique()),
-                        "marker_map": df.attrs.get("marker_map"), "filled_slots": df.attrs.get("filled_slots", {})})
+                        "marker_map": df.attrs.get("marker_map"), "filled_slots": df.attrs.get("filled_slots", {}),
+                        "emg_normalised": df.attrs.get("emg_normalised")})
     if not parts:
         raise InputFileError(f"none of {len(files)} files could be ingested: {failures[0].line() if failures else ''}")
     frames = pd.concat(parts, ignore_index=True)
