@@ -463,3 +463,14 @@ def test_real_grand_challenge_stances_all_kept(gc_dir):
         assert stance.meta["side"] == "right" and rejected == [], f.name
         assert 0.6 < stance.duration < 0.85, f.name
         assert stance.meta["frame_offset"] <= 2, f.name
+
+
+def test_emg_nan_rule_and_offset_from_finite_samples():
+    fs = 1000.0
+    t = np.arange(2000) / fs
+    x = 0.5 + 0.002 * np.sin(2 * np.pi * 100 * t)  # large offset: must be removed using finite samples only
+    x[800:1000] = np.nan  # 200 ms lost
+    env = rms_envelope(x[:, None], 51)[:, 0]
+    assert np.isnan(env[830:970]).all()  # windows more than half NaN
+    assert np.allclose(env[100:700], 0.002 / np.sqrt(2), rtol=0.01)
+    assert np.allclose(env[1100:1900], 0.002 / np.sqrt(2), rtol=0.01)

@@ -675,8 +675,8 @@ def rms_envelope(emg: np.ndarray, n: int) -> np.ndarray:
     """
     x = np.asarray(emg, dtype=float)
     ok = np.isfinite(x)
-    with np.errstate(invalid="ignore"):
-        offset = np.nanmean(np.where(ok, x, np.nan), axis=0) if ok.any() else np.zeros(x.shape[1])
+    counts = ok.sum(axis=0)
+    offset = np.where(ok, x, 0.0).sum(axis=0) / np.maximum(counts, 1)  # mean of the finite samples
     r = np.abs(np.where(ok, x - offset, 0.0))
     power = uniform_filter1d(r * r, n, axis=0, mode="reflect")
     share = uniform_filter1d(ok.astype(float), n, axis=0, mode="reflect")
