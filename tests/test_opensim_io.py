@@ -547,7 +547,7 @@ def test_write_mot_grf_round_trip(tmp_path):
     p = write_mot_grf(tmp_path / "rt_grf.mot", tr)
     _, h = read_sto_table(p)
     back = read_mot(p)
-    assert back.plate_names == ("1", "2")
+    assert back.plate_names == ("1", "2")  # names with spaces fall back to 1-based indices
     np.testing.assert_allclose(back.time, tr.time, atol=1e-12)
     np.testing.assert_allclose(back.forces, tr.forces, atol=1e-9)
     np.testing.assert_allclose(back.cop, tr.cop, atol=1e-9, equal_nan=True)
@@ -555,6 +555,15 @@ def test_write_mot_grf_round_trip(tmp_path):
     labels = list(read_sto_table(p)[0].columns)
     assert labels[1:4] == ["1_ground_force_vx", "1_ground_force_vy", "1_ground_force_vz"]
     assert "2_ground_torque_y" in labels
+
+
+@pytest.mark.parametrize("names", [("1", "2"), ("r", "l"), ("ground", "1"), ("calcn_r", "calcn_l")])
+def test_write_mot_grf_keeps_token_plate_names(tmp_path, names):
+    tr = _walk_trial()
+    tr = tr.replace(plate_names=names)
+    back = read_mot(write_mot_grf(tmp_path / "names.mot", tr))
+    assert back.plate_names == names
+    np.testing.assert_allclose(back.forces, tr.forces, atol=1e-9)
 
 
 def test_write_mot_grf_refuses_nan_forces(tmp_path):

@@ -75,6 +75,58 @@ CASES: list[Case] = [
 ]
 
 
+# -- OpenSim TRC (+ sibling GRF .mot/.sto) cases, from the OpenSim-files helper ---------------------------------
+def _trc_with_grf(path: str) -> Trial:
+    from gaitforce.io.opensim import read_trc
+
+    return read_trc(path, grf="auto")
+
+
+def _trc_grf_writer(path, trial: Trial) -> None:
+    from pathlib import Path
+
+    from gaitforce.io.opensim import write_mot_grf, write_trc
+
+    write_trc(path, trial)
+    write_mot_grf(Path(path).with_name(Path(path).stem + "_grf.mot"), trial)
+
+
+_OSIM = dict(load=_trc_with_grf, writer=_trc_grf_writer, suffix=".trc")
+CASES += [
+    Case(
+        f"{GC}/gc6-dm-trc/DM_ngait_og1_new.trc", 120.0, n_markers=68, markers=("R_Asis", "L_Heel"),
+        pelvis=("R_Asis", "L_Asis", "R_Psis", "L_Psis"), body_weight=70.0 * 9.81, n_plates=3, id="dm-og1-trc", **_OSIM,
+    ),
+    Case(
+        # no body_weight: PS's summed double-support GRF reaches 1.67 BW (1233 N at 75 kg) in the file and the C3D
+        f"{GC}/gc5-ps-opensim/PS_ngait_og_ss1.trc", 120.0, n_markers=36, pelvis=JW_PELVIS, n_plates=3,
+        id="ps-ss1-trc-kinetics", **_OSIM,
+    ),
+    Case(
+        "walking-examples/opensim/markers_walk.trc", 100.0, n_markers=41, pelvis=("R.ASIS", "L.ASIS", "R.PSIS", "L.PSIS"),
+        body_weight=85.0668 * 9.81, n_plates=2, id="osim-markers-walk-trc", **_OSIM,
+    ),
+    Case(
+        "walking-examples/opensim/subject01_walk1.trc", 60.0, n_markers=41, pelvis=("R.ASIS", "L.ASIS", "V.Sacral"),
+        n_plates=2, id="osim-subject01-trc", **_OSIM,
+    ),
+    Case(
+        "walking-examples/addbiomechanics/opencap_test_original_walking1_markers.trc", 100.0, n_markers=51,
+        pelvis=("r.ASIS", "L.ASIS", "r.PSIS", "L.PSIS"), body_weight=75.7 * 9.81, n_plates=2, id="opencap-walk-trc",
+        **_OSIM,
+    ),
+]
+
+# Grand Challenge .mat gait cycles (gaitforce.io.grand_challenge)
+CASES.append(
+    Case(
+        f"{GC}/competitions/JW__GC4__jw_ngait_og3.mat", 120.0, n_markers=17, markers=("R_HEEL", "R_KNEE_MED", "SACRUM"),
+        pelvis=("R_ASIS", "L_ASIS", "SACRUM"), body_weight=66.7 * 9.81, n_plates=1, emg=14,
+        peaks={"knee_medial": (1025.0, 1.0), "knee_lateral": (594.0, 1.0)}, id="jw-og3-gc-mat",
+    )
+)
+
+
 def _mid_stance_check(trial: Trial, body_weight: float) -> None:
     force, _, _ = trial.total_grf()
     peak = np.nanmax(force[:, trial.vertical_index])

@@ -908,11 +908,28 @@ def write_trc(path: str | os.PathLike, trial: Trial, *, units: str = "mm") -> Pa
     return path
 
 
+_SAFE_PLATE = re.compile(r"^[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*$")
+
+
+def _grf_prefixes(plate_names) -> list[str]:
+    """Column prefix per plate: ``<name>_`` when every name is a plain token that reads back as itself
+    (``1``, ``R``, ``calcn_r``; ``ground`` -> the bare ``ground_force_*`` family), else ``<i>_`` (1-based)."""
+    words = ("force", "torque", "moment", "ground")
+    ok = [
+        n == "ground" or (_SAFE_PLATE.match(n) and not any(w in n.lower() for w in words)) for n in plate_names
+    ]
+    if all(ok) and len({n.lower() for n in plate_names}) == len(plate_names):
+        return ["" if n == "ground" else f"{n}_" for n in plate_names]
+    return [f"{j + 1}_" for j in range(len(plate_names))]
+
+
 def write_mot_grf(path: str | os.PathLike, trial: Trial, *, cop_threshold: float = COP_THRESHOLD_N) -> Path:
     """Write the trial's force plates as an ExternalLoads-compatible GRF ``.mot``.
 
-    Plate ``i`` (1-based) becomes the family ``i_ground_force_v[xyz]`` (force on the body, N),
-    ``i_ground_force_p[xyz]`` (CoP, m) and ``i_ground_torque_[xyz]`` (free moment, N m), Y-up. NaN CoP
+    Each plate becomes the family ``N_ground_force_v[xyz]`` (force on the body, N), ``N_ground_force_p[xyz]``
+    (CoP, m) and ``N_ground_torque_[xyz]`` (free moment, N m), Y-up, where ``N`` is the plate's name when all
+    names are plain tokens that read back unchanged (``1``, ``r``, ``calcn_r``; ``ground`` is the bare family),
+    else its 1-based index. NaN CoP
     (an unloaded plate) is written as 0 where the vertical force is below ``cop_threshold``; NaN forces are
     an error (OpenSim cannot apply them).
     """
@@ -924,6 +941,7 @@ def write_mot_grf(path: str | os.PathLike, trial: Trial, *, cop_threshold: float
         bad = int((~np.isfinite(trial.forces).all(axis=(1, 2))).sum())
         raise GaitforceError(f"forces are NaN in {bad} frames; trim the trial to the covered frames", source=path)
     cols = {"time": trial.time}
+    prefixes = _grf_prefixes(trial.plate_names)
     for j in range(len(trial.plate_names)):
         f, p, t = trial.forces[:, j], trial.cop[:, j].copy(), np.nan_to_num(trial.free_moment[:, j])
         missing = ~np.isfinite(p).all(axis=1)
@@ -933,9 +951,9 @@ def write_mot_grf(path: str | os.PathLike, trial: Trial, *, cop_threshold: float
             )
         p[missing] = 0.0
         for i, a in enumerate("xyz"):
-            cols[f"{j + 1}_ground_force_v{a}"] = f[:, i]
+            cols[f"{prefixes[j]}ground_force_v{a}"] = f[:, i]
         for i, a in enumerate("xyz"):
-            cols[f"{j + 1}_ground_force_p{a}"] = p[:, i]
+            cols[f"{prefixes[j]}ground_force_p{a}"] = p[:, i]
         for i, a in enumerate("xyz"):
-            cols[f"{j + 1}_ground_torque_{a}"] = t[:, i]
+            cols[f"{prefixes[j]}ground_torque_{a}"] = t[:, i]
     return write_sto(path, pd.DataFrame(cols), name=path.name, in_degrees=False)
