@@ -99,3 +99,16 @@ def test_rate_and_summary():
     assert trial.rate == pytest.approx(100.0)
     text = trial.summary()
     assert "2 (m)" in text and "FP1" in text and "heel_strike" in text
+
+
+def test_total_grf_unknown_cop_on_loaded_plate_stays_nan():
+    forces = np.zeros((2, 2, 3))
+    forces[:, :, 2] = [[300.0, 100.0], [300.0, 0.0]]
+    cop = np.zeros((2, 2, 3))
+    cop[0, 1] = np.nan  # loaded plate b, CoP unknown -> total unknown
+    cop[1, 1] = np.nan  # unloaded plate b, CoP unknown -> ignored
+    cop[:, 0, 0] = 1.0
+    trial = Trial(time=[0, 0.01], forces=forces, cop=cop, plate_names=["a", "b"], up_axis="z")
+    _, c, _ = trial.total_grf()
+    assert np.isnan(c[0]).all()
+    assert np.allclose(c[1], [1.0, 0, 0])

@@ -236,11 +236,13 @@ class Trial:
         the free moments add.
         """
         force = self.forces.sum(axis=1)
-        fv = self.forces[:, :, self.vertical_index]
-        cop_safe = np.nan_to_num(self.cop)
+        fv = np.clip(self.forces[:, :, self.vertical_index], 0.0, None)
+        loaded = fv > 0
+        # unloaded plates contribute nothing; a loaded plate whose CoP is unknown makes the total unknown
+        weighted = np.where(loaded[:, :, None], self.cop * fv[:, :, None], 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            cop = (cop_safe * fv[:, :, None]).sum(axis=1) / fv.sum(axis=1)[:, None]
-        cop[fv.sum(axis=1) <= 0] = np.nan
+            cop = weighted.sum(axis=1) / fv.sum(axis=1)[:, None]
+        cop[~loaded.any(axis=1)] = np.nan
         return force, cop, np.nan_to_num(self.free_moment).sum(axis=1)
 
     # -- change --------------------------------------------------------------------------------------
