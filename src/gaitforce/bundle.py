@@ -120,6 +120,8 @@ def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> d
     """The ``bundle.json`` content for a fitted estimator (the ONNX hash is filled in by the writer)."""
     settings = dataset_manifest.get("settings")
     marker_map = settings.get("marker_map") if isinstance(settings, dict) else None
+    if marker_map is not None and not isinstance(marker_map, (str, dict)):
+        marker_map = str(marker_map)
     hyper = estimator.model_hyperparameters()
     extra = {}
     alphas = [getattr(net, "alpha_", None) for net in estimator.nets_]
@@ -130,8 +132,6 @@ def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> d
                 **extra}
     data = dict(estimator.training_data_)
     rate = data.pop("sample_rate", None)
-    if not data.get("sources"):
-        data["sources"] = list(dataset_manifest.get("sources", []))[:1000]
     return _json_safe({
         "schema_version": SCHEMA_VERSION,
         "format": FORMAT,
@@ -233,7 +233,7 @@ def validate_spec(spec: Any, *, source=None) -> dict:
     _check(len(shape) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape),
            "input.shape must be two positive integers", source)
     _check(shape[0] * shape[1] == len(columns), f"input.shape {shape} does not hold {len(columns)} columns", source)
-    _typed(inp, "marker_map", dict, "input", source, optional=True)
+    _typed(inp, "marker_map", (str, dict), "input", source, optional=True)
     _typed(inp, "ingest_settings", dict, "input", source, optional=True)
 
     targets = _typed(spec, "targets", list, "bundle", source)

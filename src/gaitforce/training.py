@@ -377,7 +377,7 @@ def _summary(train: Dataset, val: Dataset | None) -> dict[str, Any]:
         "subjects": sorted(str(s) for s in pd.unique(frames["subject"])),
         "stances": int(frames["stance_id"].nunique()),
         "frames": int(len(frames)),
-        "sources": list(train.manifest.get("sources", []))[:1000],
+        "sources": _training_sources(train),
         "sample_rate": _sample_rate(frames),
     }
     if val is not None:
@@ -386,6 +386,20 @@ def _summary(train: Dataset, val: Dataset | None) -> dict[str, Any]:
             "stances": int(val.frames["stance_id"].nunique()),
             "frames": int(len(val.frames)),
         }
+    return out
+
+
+def _training_sources(train: Dataset) -> list:
+    """The manifest's source entries (path, sha256, marker map) of the trials in ``train``."""
+    trials = set(map(str, pd.unique(train.frames["trial"])))
+    out = []
+    for src in train.manifest.get("sources", []) or []:
+        if isinstance(src, dict):
+            stem = os.path.splitext(os.path.basename(str(src.get("path", ""))))[0]
+            if stem in trials:
+                out.append({k: src[k] for k in ("path", "sha256", "stances", "marker_map") if k in src})
+        elif os.path.splitext(os.path.basename(str(src)))[0] in trials:
+            out.append(str(src))
     return out
 
 

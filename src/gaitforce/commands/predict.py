@@ -1,0 +1,100 @@
+"""``gaitforce predict BUNDLE FILES... --out DIR``: per-frame forces for every stance phase of every file.
+
+Each file is read, cut into stance phases and turned into features exactly as the bundle's training data were
+(``gaitforce.ingest.trial_frames`` with the ingest settings stored in the bundle), then run through the ONNX
+model. Per stance, ``DIR/<trial>_stance<k>.sto`` (OpenSim storage: time + one column per target) and
+``DIR/<trial>_stance<k>.csv`` (frame, time, stance %, predictions, and the measured target where the file has
+one, as ``<target>_measured``) are written. A file that fails is reported in one line and the others are still
+processed (exit 1); exit 2 if none could be processed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import GaitforceError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict per-frame forces of each stance in trial files with a model bundle",
+        description=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (model.onnx + bundle.json)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="trial files or folders (.c3d, .trc, .mat ...)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the STO and CSV files")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.set_defaults(func=run)
+
+
+def stance_tables(bundle, frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{stance_id: per-frame table of predictions (+ measured targets)} for the frames of one trial."""
+    pred = bundle.predict_frames(frames)
+    out = {}
+    for sid, idx in frames.groupby("stance_id", sort=False).groups.items():
+        rows = frames.loc[idx]
+        table = rows[["frame", "time", "stance_pct"]].reset_index(drop=True)
+        for t in bundle.targets:
+            table[t] = pred.loc[idx, t].to_numpy(np.float64)
+        for t in bundle.targets:
+            if t in rows:
+                table[f"{t}_measured"] = rows[t].to_numpy(np.float64)
+        out[sid] = table
+    return out
+
+
+def predict_file(bundle, path: Path, out_dir: Path, settings) -> list[Path]:
+    from ..ingest import trial_frames
+    from ..io import read
+    from ..io.opensim import write_sto
+
+    trial = read(path)
+    frames = trial_frames(trial, settings=settings)
+    written = []
+    for k, (sid, table) in enumerate(stance_tables(bundle, frames).items()):
+        stem = f"{frames.loc[frames.stance_id == sid, 'trial'].iloc[0]}_stance{k}"
+        sto = table[["time", *bundle.targets]]
+        written.append(write_sto(out_dir / f"{stem}.sto", sto, name=f"gaitforce predictions {sid}"))
+        table.to_csv(out_dir / f"{stem}.csv", index=False)
+        written.append(out_dir / f"{stem}.csv")
+    return written
+
+
+def run(args) -> int:
+    from ..bundle import load_bundle
+    from ..ingest import IngestSettings, expand_paths
+
+    bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads)
+    stored = bundle.ingest_settings
+    if stored is None:
+        print("gaitforce: note: the bundle stores no ingest settings; using the defaults", file=sys.stderr)
+    try:
+        settings = IngestSettings.from_dict(stored or {})
+    except (TypeError, ValueError) as err:
+        raise GaitforceError(f"bundle's ingest settings are unusable: {err}", source=args.bundle) from None
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = expand_paths(args.files)
+    failures, n_files, n_out = [], 0, 0
+    for path in files:
+        try:
+            written = predict_file(bundle, path, out_dir, settings)
+        except GaitforceError as err:
+            failures.append(err.with_source(path))
+            continue
+        n_files += 1
+        n_out += len(written) // 2
+        print(f"{path}: {len(written) // 2} stance(s)")
+    print(f"wrote {n_out} stance(s) from {n_files} of {len(files)} file(s) to {out_dir}")
+    if failures:
+        print(f"{len(failures)} file(s) failed:", file=sys.stderr)
+        for err in failures:
+            print(f"  {err.line()}", file=sys.stderr)
+        if n_files == 0:
+            raise GaitforceError(f"none of {len(files)} file(s) could be processed")
+        return 1
+    return 0
