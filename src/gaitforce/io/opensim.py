@@ -64,7 +64,7 @@ FREE_MOMENT_LEVER_M = 0.1
 LENGTH_UNITS = {"mm": 1e-3, "millimeters": 1e-3, "cm": 1e-2, "centimeters": 1e-2, "m": 1.0, "meters": 1.0}
 
 #: Plausible span (m) of one body's markers in one frame (median over frames); outside it the unit is wrong.
-BODY_SPAN_M = (0.02, 5.0)
+BODY_SPAN_M = (0.02, 10.0)
 
 #: Spellings of NaN written by C/C++ runtimes (MSVC prints ``-nan(ind)``), read as NaN.
 NAN_STRINGS = ["-nan(ind)", "nan(ind)", "-nan", "1.#QNAN", "-1.#QNAN", "1.#IND", "-1.#IND", "-NaN", "NAN"]
