@@ -34,6 +34,7 @@ import io
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,7 @@ __all__ = [
     "write_mot_grf",
     "column_unit",
     "find_grf_sibling",
+    "merge_grf",
 ]
 
 #: Vertical force (N) below which a plate counts as unloaded and its CoP is NaN.
@@ -230,10 +232,8 @@ def _grf_family(label: str) -> tuple[str, str, str, bool] | None:
             return None
         kind = "t"
     if word in ("force", "torque", "moment") and not pre:
-        return None  # a bare "force_vx" is not a family we know
+        return None  # a bare "force_vx" names no body: not a family we know
     key = "_".join(s for s in (pre, mid) if s)
-    if word in ("force", "torque", "moment"):
-        key = pre if not mid else f"{pre}_{mid}"
     return key or "ground", kind, m["axis"].lower(), comp == "m"
 
 
@@ -453,18 +453,19 @@ def read_mot(path: str | os.PathLike, *, cop_threshold: float = COP_THRESHOLD_N)
 
     kind = _file_kind(header, path)
     in_degrees = header.get("inDegrees")
-    signals, units = {}, {}
+    signals, units, converted = {}, {}, 0
     for label in rest:
         name, unit, is_angle = column_unit(label, kind=kind)
         values = df[label].to_numpy(float)
         if is_angle and in_degrees:
             values = np.deg2rad(values)
+            converted += 1
         if name in signals:
             raise _err(f"two columns map to the signal name {name!r}", path)
         signals[name] = values
         units[name] = unit
-    if in_degrees and any(column_unit(c, kind=kind)[2] for c in rest):
-        history.append("angles converted from degrees to rad (inDegrees=yes)")
+    if converted:
+        history.append(f"{converted} angle columns converted from degrees to rad (inDegrees=yes)")
 
     meta = {
         "format": path.suffix.lower().lstrip("."),
@@ -588,9 +589,7 @@ def _check_marker_scale(markers: np.ndarray, unit: str, path: Path) -> None:
             f"markers reach {biggest:.0f} m with Units={unit!r}: the data look like {hint}", source=path
         )
     if markers.shape[1] >= 3:
-        with np.errstate(invalid="ignore"), _quiet():
-            span = np.nanmax(markers, axis=1) - np.nanmin(markers, axis=1)  # (T, 3)
-            span = np.nanmax(span, axis=1)
+        span = _per_frame_span(markers).max(axis=1)
         span = span[np.isfinite(span) & (np.isfinite(markers).all(axis=2).sum(axis=1) >= 3)]
         if span.size:
             med = float(np.median(span))
@@ -604,25 +603,22 @@ def _check_marker_scale(markers: np.ndarray, unit: str, path: Path) -> None:
                 )
 
 
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
+def _per_frame_span(markers: np.ndarray) -> np.ndarray:
+    """(T, 3) extent of the visible markers along each axis per frame; NaN for frames with none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN frames give NaN, as wanted
+        return np.nanmax(markers, axis=1) - np.nanmin(markers, axis=1)
 
 
 def _marker_up_axis(markers: np.ndarray) -> str:
     """'y' unless the per-frame spread along Z clearly dominates (see the module docstring)."""
     if markers.shape[1] < 3:
         return "y"
-    with np.errstate(invalid="ignore"), _quiet():
-        span = np.nanmax(markers, axis=1) - np.nanmin(markers, axis=1)
-        med = np.nanmedian(span, axis=0)
+    span = _per_frame_span(markers)
+    span = span[np.isfinite(span).all(axis=1)]
+    if span.size == 0:
+        return "y"
+    med = np.median(span, axis=0)
     if not np.isfinite(med).all():
         return "y"
     return "z" if med[2] > 2 * med[1] and med[2] == med.max() else "y"
