@@ -321,6 +321,10 @@ def test_leave_one_subject_out_tests_every_stance_once(dataset, tmp_path, stand_
     per = pd.read_csv(out / "per_trial.csv")
     assert per["fold"].nunique() == 6 and per["stance_id"].nunique() == 24 and len(per) == 24
     assert (per["fold"] == "subject=" + per["subject"]).all()
+    folds = pd.read_csv(out / "folds_leave-subject-out_knee_medial.csv").set_index("model")
+    assert list(folds.columns) == ["feature set"] + [f"subject=P{i}" for i in range(6)]
+    first = per[per.fold == "subject=P0"]
+    assert folds.loc["ridge", "subject=P0"] == f"{first.rmse.mean():.0f} / {first.r.mean():.2f}"
 
 
 def test_failed_runs_are_listed_and_the_rest_reported(dataset, tmp_path, stand_in, capsys):

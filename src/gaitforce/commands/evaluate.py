@@ -236,6 +236,21 @@ def comparison_table(per_trial: pd.DataFrame, targets: list[str]) -> pd.DataFram
     return table.fillna("-") if len(table) else table
 
 
+def fold_table(per_trial: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]:
+    """Rows model x feature set of one split, a column per fold: mean RMSE / mean r over its test stances
+    (the layout of the seed's Table 5, one column per Grand Challenge year), and the target's unit."""
+    rows = []
+    g = per_trial[per_trial["target"] == target]
+    unit = g["unit"].iloc[0] if len(g) else "N"
+    for (model, fs), grp in g.groupby(["model", "feature_set"], sort=False):
+        row = {"model": model, "feature set": fs}
+        for fold, f in grp.groupby("fold", sort=False):
+            rmse, r = f["rmse"].mean(), f["r"].mean()
+            row[str(fold)] = f"{rmse:.0f} / {r:.2f}" if np.isfinite(rmse) else "-"
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("-"), unit
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
 
@@ -257,7 +272,15 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
         write_table(table, out, f"comparison_{_slug(split)}")
         n_st = sp["stance_id"].nunique()
         lines += [f"## {split}", "", f"{sp['fold'].nunique()} fold(s), {n_st} test stances.", "",
-                  markdown_table(table), "Reports:", ""]
+                  markdown_table(table)]
+        if sp["fold"].nunique() > 1:
+            for t in targets:
+                per_fold, unit = fold_table(sp, t)
+                write_table(per_fold, out, f"folds_{_slug(split)}_{_slug(t)}")
+                lines += [f"{t} per fold: mean RMSE ({unit}) / mean r over the fold's test stances.", "",
+                          markdown_table(per_fold)]
+                console += [f"{t} per fold (RMSE {unit} / r):", "", markdown_table(per_fold)]
+        lines += ["Reports:", ""]
         for (model, fs), grp in sp.groupby(["model", "feature_set"], sort=False):
             first_seed = grp["seed"].min()
             sub = out / _slug(split) / f"{_slug(model)}__{_slug(fs)}"
