@@ -42,9 +42,12 @@ class RidgeLinear(nn.Module):
             best = Ridge(alpha=alpha).fit(x, y)
         else:
             best, best_rmse, alpha = None, np.inf, None
+            x_val = np.asarray(x_val, np.float64)
+            y_val = np.asarray(y_val, np.float64).reshape(len(x_val), -1)
             for a in self.alphas:
                 fit = Ridge(alpha=a).fit(x, y)
-                rmse = float(np.sqrt(np.mean((fit.predict(np.asarray(x_val, np.float64)) - y_val) ** 2)))
+                pred = np.asarray(fit.predict(x_val)).reshape(y_val.shape)  # 1-column y predicts (N,)
+                rmse = float(np.sqrt(np.mean((pred - y_val) ** 2)))
                 self.val_rmse_by_alpha_[a] = rmse
                 if rmse < best_rmse:
                     best, best_rmse, alpha = fit, rmse, a

@@ -1,0 +1,235 @@
+"""Model bundles: ONNX == torch for every model, the JSON spec, and refusal of tampered or ill-typed bundles."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gaitforce import cli
+from gaitforce.bundle import BundleError, load_bundle, validate_spec
+from gaitforce.dataset import Dataset
+from gaitforce.errors import GaitforceError
+from gaitforce.models import list_models
+from gaitforce.training import Estimator
+
+ROWS = 4
+
+
+def make_dataset(n_stances=8, frames=40, *, seed=0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    cols = [f"f{i}_{a}" for i in range(ROWS) for a in "xyz"]
+    x = rng.normal(size=(n_stances * frames, ROWS * 3))
+    sid = np.repeat(np.arange(n_stances), frames)
+    df = pd.DataFrame({
+        "stance_id": [f"s{seed}_{i}" for i in sid], "trial": [f"t{seed}_{i}" for i in sid],
+        "subject": [f"p{i % 3}" for i in sid], "side": "right", "frame": np.tile(np.arange(frames), n_stances),
+        "time": np.tile(np.arange(frames) / 120.0, n_stances), "stance_pct": np.tile(np.linspace(0, 100, frames),
+                                                                                  n_stances), "mass": 70.0,
+    })
+    df[cols] = x
+    df["knee_medial"] = 900.0 + 300.0 * np.tanh(x[:, 0] - x[:, 4]) + 40.0 * x[:, 7]
+    df["emg_soleus"] = 0.5 + 0.2 * np.tanh(x[:, 3])
+    settings = {"marker_map": {"lasis": "LASI"}, "lowpass_cutoff": 10.0, "targets": ["knee_medial"]}
+    manifest = {"features": cols, "feature_sets": {"all": {"columns": cols, "shape": [ROWS, 3]}},
+                "targets": {"knee_medial": "N", "emg_soleus": "1"}, "settings": settings,
+                "sources": [{"path": f"/d/t{seed}_{i}.mat", "sha256": "a" * 64} for i in range(n_stances)]}
+    return Dataset(df, manifest)
+
+
+TARGETS = ("knee_medial", "emg_soleus")
+SMALL = {"paper-cnn": dict(channels=4, fc_width=8), "mlp": dict(width=16), "ridge": {}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_dataset(), make_dataset(3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def ridge_bundle(tmp_path_factory, data):
+    train, val = data
+    est = Estimator("ridge", targets=TARGETS, threads=1, verbose=False).fit(train, val)
+    path = est.save(tmp_path_factory.mktemp("b") / "ridge", metrics={"test": {"knee_medial": {"rmse": 12.5}}})
+    return est, path
+
+
+@pytest.mark.parametrize("model", list_models())
+def test_onnx_predictions_equal_torch(model, data, tmp_path):
+    train, val = data
+    est = Estimator(model, targets=TARGETS, epochs=3, threads=1, verbose=False, **SMALL.get(model, {}))
+    est.fit(train, val)
+    bundle = load_bundle(est.save(tmp_path / model))
+    x = val.frames[bundle.columns].to_numpy(np.float32)
+    torch_pred = est.predict(val)
+    onnx_pred = bundle.predict_features(x)
+    assert onnx_pred.shape == (len(val), 2)
+    # float32 graphs: agreement to ~1e-6 of each target's scale
+    np.testing.assert_allclose(onnx_pred[:, 0], torch_pred[:, 0], atol=1e-3)  # N, values near 900
+    np.testing.assert_allclose(onnx_pred[:, 1], torch_pred[:, 1], atol=1e-6)
+    # the batch axis is dynamic: one row gives the same numbers as inside a batch
+    np.testing.assert_allclose(bundle.predict_features(x[5:6]), onnx_pred[5:6], atol=1e-4)
+
+
+def test_bundle_json_records_what_is_needed(ridge_bundle, data):
+    est, path = ridge_bundle
+    spec = json.loads((path / "bundle.json").read_text())
+    assert sorted(p.name for p in path.iterdir()) == ["bundle.json", "model.onnx"]
+    assert spec["schema_version"] == 1 and spec["format"] == "gaitforce-bundle"
+    assert spec["model"]["name"] == "ridge" and "alphas" in spec["model"]["hyperparameters"]
+    assert spec["model"]["training"]["chosen_alpha"] == [est.nets_[0].alpha_]
+    inp = spec["input"]
+    assert inp["columns"] == data[0].features and inp["shape"] == [ROWS, 3] and inp["feature_set"] == "all"
+    assert inp["marker_map"] == {"lasis": "LASI"} and inp["ingest_settings"]["lowpass_cutoff"] == 10.0
+    assert spec["targets"] == [{"name": "knee_medial", "unit": "N"}, {"name": "emg_soleus", "unit": "1"}]
+    assert spec["sample_rate"] == pytest.approx(120.0)
+    td = spec["training_data"]
+    assert td["subjects"] == ["p0", "p1", "p2"] and td["stances"] == 8 and td["frames"] == 320
+    assert len(td["sources"]) == 8 and td["validation"]["stances"] == 3
+    assert spec["metrics"] == {"test": {"knee_medial": {"rmse": 12.5}}}
+    assert {"torch", "onnx", "onnxruntime", "numpy", "gaitforce"} <= set(spec["versions"])
+    import hashlib
+
+    assert spec["onnx"]["sha256"] == hashlib.sha256((path / "model.onnx").read_bytes()).hexdigest()
+    assert spec["onnx"]["opset"] == 18
+
+
+def test_load_bundle_runs_no_pickle(ridge_bundle, monkeypatch, data):
+    import torch
+
+    def refuse(*a, **k):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    est, path = ridge_bundle
+    bundle = load_bundle(path)
+    val = data[1]
+    np.testing.assert_allclose(bundle.predict_frames(val.frames).to_numpy(), est.predict(val), atol=1e-3)
+    assert bundle.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_nan_feature_row_gives_nan_and_shape_is_checked(ridge_bundle, data):
+    _, path = ridge_bundle
+    bundle = load_bundle(path)
+    x = data[1].frames[bundle.columns].to_numpy(np.float32)[:4]
+    x[1, 2] = np.nan
+    y = bundle.predict_features(x)
+    assert np.isnan(y[1]).all() and np.isfinite(np.delete(y, 1, axis=0)).all()
+    with pytest.raises(GaitforceError, match=r"features must be \(N, 12\)"):
+        bundle.predict_features(x[:, :5])
+
+
+def _copy(path, tmp_path):
+    return shutil.copytree(path, tmp_path / "copy")
+
+
+def test_tampered_onnx_is_refused(ridge_bundle, tmp_path):
+    b = _copy(ridge_bundle[1], tmp_path)
+    data = bytearray((b / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (b / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="SHA-256"):
+        load_bundle(b)
+
+
+def test_non_standard_operator_is_refused_even_with_a_matching_hash(ridge_bundle, tmp_path):
+    import hashlib
+
+    import onnx
+
+    b = _copy(ridge_bundle[1], tmp_path)
+    model = onnx.load(str(b / "model.onnx"))
+    node = model.graph.node[0]
+    node.domain = "com.example.evil"
+    data = model.SerializeToString()
+    (b / "model.onnx").write_bytes(data)
+    spec = json.loads((b / "bundle.json").read_text())
+    spec["onnx"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (b / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match="non-standard operator domains"):
+        load_bundle(b)
+    garbage = b"not a protobuf at all" * 10
+    (b / "model.onnx").write_bytes(garbage)
+    spec["onnx"]["sha256"] = hashlib.sha256(garbage).hexdigest()
+    (b / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match="not a valid ONNX model"):
+        load_bundle(b)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["input"].__setitem__("columns", "f0_x,f0_y"), "input.columns must be list"),
+    (lambda s: s.__setitem__("schema_version", "1"), "schema_version must be int"),
+    (lambda s: s.__setitem__("schema_version", 99), "not supported"),
+    (lambda s: s["targets"][0].pop("unit"), r"targets\[0\].unit is missing"),
+    (lambda s: s["onnx"].__setitem__("file", "../../etc/model.onnx"), "plain file name"),
+    (lambda s: s["input"].__setitem__("shape", [5, 3]), "does not hold 12 columns"),
+    (lambda s: s.__setitem__("sample_rate", "fast"), "sample_rate must be int/float"),
+    (lambda s: s["onnx"].__setitem__("sha256", 12), "onnx.sha256 must be str"),
+    (lambda s: s.pop("model"), "bundle.model is missing"),
+    (lambda s: s["targets"].append({"name": "extra", "unit": "N"}), "2 outputs, bundle.json lists 3"),
+])
+def test_wrong_json_fails_with_one_clear_error(ridge_bundle, tmp_path, edit, message):
+    b = _copy(ridge_bundle[1], tmp_path)
+    spec = json.loads((b / "bundle.json").read_text())
+    edit(spec)
+    (b / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match=message) as err:
+        load_bundle(b)
+    assert "\n" not in err.value.line()
+
+
+def test_not_json_or_not_a_bundle(ridge_bundle, tmp_path):
+    b = _copy(ridge_bundle[1], tmp_path)
+    (b / "bundle.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(b)
+    with pytest.raises(BundleError, match="not a model bundle"):
+        load_bundle(tmp_path / "absent")
+    with pytest.raises(BundleError, match="top level must be an object"):
+        validate_spec([1, 2])
+
+
+def test_cli_reports_a_bad_bundle_in_one_line(ridge_bundle, tmp_path, capsys):
+    b = _copy(ridge_bundle[1], tmp_path)
+    (b / "model.onnx").write_bytes(b"x")
+    assert cli.main(["predict", str(b), str(tmp_path / "t.c3d"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gaitforce: error:") and "SHA-256" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.realdata
+def test_predict_on_grand_challenge_files(gc_dir, tmp_path, capsys):
+    """Train ridge on 4 real stances, then `gaitforce predict` one file plus a bad one: the good file's
+    per-stance STO/CSV hold exactly the bundle's predictions on the ingest rows; the bad one is listed."""
+    from gaitforce.ingest import IngestSettings, build_dataset, trial_frames
+    from gaitforce.io import read
+    from gaitforce.io.opensim import read_sto_table
+
+    comp = gc_dir / "competitions"
+    files = [comp / f"JW__GC4__jw_ngait_og{i}.mat" for i in (1, 2)] + [comp / "PS__GC5__PS_ngait_og_ss1.mat",
+                                                                         comp / "SC__GC3__SC_ngait_og5.mat"]
+    ds, failures = build_dataset(files, settings=IngestSettings(), progress=False)
+    assert not failures
+    est = Estimator("ridge", targets=("knee_medial",), verbose=False).fit(ds)
+    bpath = est.save(tmp_path / "b")
+    target = comp / "JW__GC4__jw_ngait_og3.mat"
+    bad = tmp_path / "broken.c3d"
+    bad.write_bytes(b"\x00" * 100)
+    rc = cli.main(["predict", str(bpath), str(target), str(bad), "--out", str(tmp_path / "out")])
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert "broken.c3d" in captured.err and "1 file(s) failed" in captured.err
+    table = pd.read_csv(tmp_path / "out" / "JW__GC4__jw_ngait_og3_stance0.csv")
+    frames = trial_frames(read(target), settings=IngestSettings.from_dict(load_bundle(bpath).ingest_settings))
+    expected = load_bundle(bpath).predict_features(frames[est.columns_].to_numpy(np.float32))[:, 0]
+    np.testing.assert_allclose(table["knee_medial"], expected, rtol=1e-6)
+    np.testing.assert_allclose(table["knee_medial_measured"], frames["knee_medial"], rtol=1e-9)
+    sto, _ = read_sto_table(tmp_path / "out" / "JW__GC4__jw_ngait_og3_stance0.sto")
+    np.testing.assert_allclose(sto["knee_medial"], expected, rtol=1e-6)
+    assert table["knee_medial_measured"].max() == pytest.approx(1025, abs=60)  # README: og3 peaks at 1025 N

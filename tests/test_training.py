@@ -1,0 +1,190 @@
+"""Estimator: learns known functions, normalises on train only, seeded, early stopping, NaN rule; sweep; CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gaitforce import cli
+from gaitforce.dataset import Dataset
+from gaitforce.errors import GaitforceError
+from gaitforce.sweep import sweep
+from gaitforce.training import Estimator
+
+ROWS = 4  # a small (4, 3) image, like the angles+GRF feature set
+
+
+def make_dataset(n_stances=20, frames=50, *, seed=0, rows=ROWS, subjects=5, linear=False) -> Dataset:
+    """Stances of random features with targets a known function of them (same function for every seed)."""
+    rng = np.random.default_rng(seed)
+    cols = [f"f{i}_{a}" for i in range(rows) for a in "xyz"]
+    x = rng.normal(size=(n_stances * frames, rows * 3))
+    w = np.random.default_rng(123).normal(size=rows * 3)
+    if linear:
+        y = 100.0 + 3.0 * x[:, 0] - 2.0 * x[:, 5]
+    else:
+        y = 800.0 + 400.0 * np.tanh(x @ w / np.sqrt(rows * 3)) + 50.0 * x[:, 1] ** 2
+    sid = np.repeat(np.arange(n_stances), frames)
+    df = pd.DataFrame({
+        "stance_id": [f"s{seed}_{i}" for i in sid], "trial": [f"t{seed}_{i}" for i in sid],
+        "subject": [f"p{i % subjects}" for i in sid], "side": "right",
+        "frame": np.tile(np.arange(frames), n_stances), "time": np.tile(np.arange(frames) / 100.0, n_stances),
+        "stance_pct": np.tile(np.linspace(0, 100, frames), n_stances), "mass": 70.0,
+    })
+    df[cols] = x
+    df["knee_medial"] = y
+    df["knee_lateral"] = 0.5 * y + 20.0 * x[:, 2]
+    manifest = {"features": cols, "feature_sets": {"all": {"columns": cols, "shape": [rows, 3]}},
+                "targets": {"knee_medial": "N", "knee_lateral": "N"},
+                "settings": {"marker_map": "auto", "lowpass_cutoff": 10.0},
+                "sources": [{"path": f"/data/t{seed}_{i}.mat", "sha256": "0" * 64} for i in range(n_stances)]}
+    return Dataset(df, manifest)
+
+
+FAST = dict(threads=1, verbose=False)
+
+
+def test_ridge_recovers_a_linear_target():
+    train, val = make_dataset(linear=True), make_dataset(6, seed=1, linear=True)
+    est = Estimator("ridge", **FAST).fit(train, val)
+    assert est.nets_[0].alpha_ == pytest.approx(1e-4)  # no noise: the smallest penalty wins
+    pred = est.predict(val)[:, 0]
+    np.testing.assert_allclose(pred, val.frames["knee_medial"], atol=0.05)
+    s = est.score(val)["knee_medial"]
+    assert s["rmse"] < 0.05 and s["r"] > 0.99999 and s["unit"] == "N" and s["n_frames"] == len(val)
+
+
+def test_normalisation_is_learned_on_the_training_set_only():
+    train, val = make_dataset(), make_dataset(6, seed=1)
+    val.frames[train.features] += 10.0  # a shifted validation set must not move the scaler
+    val.frames["knee_medial"] += 1000.0
+    est = Estimator("ridge", **FAST).fit(train, val)
+    np.testing.assert_allclose(est.x_mean_, train.frames[train.features].mean().to_numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(est.x_scale_, train.frames[train.features].std(ddof=0).to_numpy(), rtol=1e-4)
+    assert est.y_mean_[0] == pytest.approx(train.frames["knee_medial"].mean(), rel=1e-5)
+
+
+def test_paper_cnn_learns_a_nonlinear_target_better_than_ridge():
+    train, val = make_dataset(30), make_dataset(8, seed=1)
+    cnn = Estimator("paper-cnn", conv_layers=1, channels=8, fc_layers=1, fc_width=32, epochs=40, patience=10,
+                    lr=3e-3, **FAST).fit(train, val)
+    ridge = Estimator("ridge", **FAST).fit(train, val)
+    sd = val.frames["knee_medial"].std()
+    cnn_rmse, ridge_rmse = cnn.score(val)["knee_medial"]["rmse"], ridge.score(val)["knee_medial"]["rmse"]
+    assert cnn_rmse < 0.25 * sd
+    assert cnn_rmse < 0.7 * ridge_rmse
+
+
+@pytest.mark.parametrize("model, kw", [("mlp", dict(width=16)), ("paper-cnn", dict(channels=4, fc_width=8))])
+def test_same_seed_gives_identical_predictions(model, kw):
+    train, val = make_dataset(8), make_dataset(3, seed=1)
+    a = Estimator(model, seed=3, epochs=4, **kw, **FAST).fit(train, val).predict(val)
+    b = Estimator(model, seed=3, epochs=4, **kw, **FAST).fit(train, val).predict(val)
+    c = Estimator(model, seed=4, epochs=4, **kw, **FAST).fit(train, val).predict(val)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_early_stopping_restores_the_best_epoch():
+    train, val = make_dataset(10), make_dataset(3, seed=1)
+    est = Estimator("mlp", width=64, epochs=300, patience=5, lr=1e-2, **FAST).fit(train, val)
+    hist = est.history_[0]
+    vals = [h["val_rmse"] for h in hist]
+    best = est.best_epoch_[0]
+    assert len(hist) < 300  # stopped early
+    assert len(hist) == best + 5  # exactly `patience` epochs without improvement
+    assert vals[best - 1] == min(vals) == est.val_rmse_[0]
+    # the restored weights give the best epoch's validation RMSE (normalised units)
+    pred = est.predict(val)[:, 0]
+    rmse_norm = np.sqrt(np.mean(((pred - val.frames["knee_medial"]) / est.y_scale_[0]) ** 2))
+    assert rmse_norm == pytest.approx(vals[best - 1], rel=1e-4)
+
+
+def test_without_validation_all_epochs_run():
+    est = Estimator("mlp", width=8, epochs=7, **FAST).fit(make_dataset(4))
+    assert len(est.history_[0]) == 7 and est.best_epoch_[0] == 7
+
+
+def test_multi_target_and_one_net_per_target():
+    train, val = make_dataset(6), make_dataset(2, seed=1)
+    one = Estimator("ridge", targets=("knee_medial", "knee_lateral"), **FAST).fit(train, val)
+    per = Estimator("ridge", targets=("knee_medial", "knee_lateral"), multi_target=False, **FAST).fit(train, val)
+    assert len(one.nets_) == 1 and len(per.nets_) == 2
+    assert one.predict(val).shape == per.predict(val).shape == (len(val), 2)
+    assert per.target_units_ == ["N", "N"]
+
+
+def test_nan_rows_are_dropped_in_training_and_predict_nan():
+    train, val = make_dataset(6, linear=True), make_dataset(2, seed=1, linear=True)
+    train.frames.loc[[0, 5, 9], "f1_y"] = np.nan
+    train.frames.loc[[11], "knee_medial"] = np.nan
+    est = Estimator("ridge", **FAST).fit(train, val)
+    assert est.n_dropped_ == {"train": 4, "val": 0}
+    val.frames.loc[[2], "f0_x"] = np.nan
+    pred = est.predict(val)[:, 0]
+    assert np.isnan(pred[2]) and np.isfinite(np.delete(pred, 2)).all()
+    assert abs(pred[3] - val.frames["knee_medial"][3]) < 0.05
+
+
+def test_user_errors():
+    ds = make_dataset(3)
+    with pytest.raises(GaitforceError, match="unknown model"):
+        Estimator("transformer")
+    with pytest.raises(GaitforceError, match="no hyperparameter"):
+        Estimator("mlp", channels=3)
+    with pytest.raises(GaitforceError, match="no target"):
+        Estimator("ridge", targets=("hip_force",), **FAST).fit(ds)
+    with pytest.raises(GaitforceError, match="no feature set"):
+        Estimator("ridge", feature_set="emg", **FAST).fit(ds)
+    with pytest.raises(GaitforceError, match="not fitted"):
+        Estimator("ridge").predict(ds)
+    est = Estimator("ridge", **FAST).fit(ds)
+    with pytest.raises(GaitforceError, match="lacks feature columns"):
+        est.predict(Dataset(ds.frames.drop(columns=["f0_x"]), {}))
+
+
+def test_sweep_is_seeded_and_reports_every_trial():
+    train, val = make_dataset(6), make_dataset(2, seed=1)
+    space = {"lr": ("log", 1e-3, 1e-2), "width": ("cat", (8, 16)), "layers": ("int", 1, 2)}
+    a = sweep(train, val, model="mlp", n_trials=3, seed=5, space=space, epochs=3, **FAST)
+    b = sweep(train, val, model="mlp", n_trials=3, seed=5, space=space, epochs=3, **FAST)
+    assert len(a.trials) == 3
+    pd.testing.assert_frame_equal(a.trials.drop(columns="seconds"), b.trials.drop(columns="seconds"))
+    assert a.best_value == a.trials["val_score"].min()
+    best_row = a.trials.loc[a.trials["val_score"].idxmin()]
+    assert a.best_params == {k: best_row[k] for k in space}
+    assert a.best_estimator.hyperparameters["width"] == a.best_params["width"]
+    assert 1e-3 <= a.trials["lr"].min() and a.trials["lr"].max() <= 1e-2
+    with pytest.raises(GaitforceError, match="no search space"):
+        sweep(train, val, model="ridge", n_trials=2)
+
+
+def test_cli_train_writes_bundle_with_metrics(tmp_path, capsys):
+    ds_dir = make_dataset(20, subjects=5, linear=True).save(tmp_path / "ds")
+    rc = cli.main(["train", str(ds_dir), "--out", str(tmp_path / "b"), "--model", "ridge", "--quiet",
+                   "--target", "knee_medial", "knee_lateral"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "test  knee_medial: RMSE" in out and "wrote" in out
+    spec = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    m = spec["metrics"]
+    assert m["split"] == "subject-naive"
+    subjects = {k: set(make_dataset(20, subjects=5).frames.set_index("stance_id")["subject"].loc[v])
+                for k, v in m["stances"].items() if v}
+    assert not (subjects["train"] & subjects["test"]) and not (subjects["train"] & subjects["val"])
+    assert m["test"]["knee_medial"]["rmse_mean"] < 0.1  # a linear target
+    assert m["test"]["knee_medial"]["n"] == len(m["stances"]["test"])
+    assert [t["name"] for t in spec["targets"]] == ["knee_medial", "knee_lateral"]
+
+
+def test_cli_train_user_errors_exit_2(tmp_path, capsys):
+    ds_dir = make_dataset(4).save(tmp_path / "ds")
+    assert cli.main(["train", str(ds_dir), "--out", str(tmp_path / "b"), "--target", "hip"]) == 2
+    assert "no target ['hip']" in capsys.readouterr().err
+    assert cli.main(["train", str(tmp_path / "nothing"), "--out", str(tmp_path / "b")]) == 2
+    assert cli.main(["train", str(ds_dir), "--out", str(tmp_path / "b"), "--split", "none", "--sweep", "2",
+                     "--model", "mlp"]) == 2
+    assert "needs a validation set" in capsys.readouterr().err
