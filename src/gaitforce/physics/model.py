@@ -1,0 +1,83 @@
+"""The musculoskeletal model: gait14dof22musc (3-D, 14 DOF, 22 Hill muscles), fetched at set-up time.
+
+Why this model: it is the fastest 3-D muscle model that OpenSim 4.6 loads here (static optimisation about
+36 ms/frame against 0.42 s/frame for Rajagopal 2015), so the demo cohort and the 29 Grand Challenge stances
+label in minutes on 2 cores. It carries the gait2392 bone geometry and muscle parameters lumped to 11 muscles a
+leg (Delp et al. 1990 / Anderson & Pandy 1999 lineage, as published in the osim-rl package by Kidzinski et
+al. 2018). Its foot-ground contact (HuntCrossleyForce + contact spheres), used for forward simulation in
+osim-rl, is removed: measured ground reactions are applied instead.
+
+The model file is never committed: :func:`model_file` extracts it from the osim-rl source distribution
+(downloaded with ``pip download``) into ``~/.cache/gaitforce/models`` the first time (or run
+``scripts/fetch-model.sh``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..errors import GaitforceError
+
+MODEL_NAME = "gait14dof22musc"
+_SDIST = "osim-rl==3.0.11"
+_MEMBER = "osim/models/gait14dof22musc_20170320.osim"
+
+#: Muscles of one leg in the model (without the _r/_l suffix) and the target groups built from them.
+MUSCLES = ("abd", "add", "hamstrings", "bifemsh", "glut_max", "iliopsoas", "rect_fem", "vasti", "gastroc",
+           "soleus", "tib_ant")
+GROUPS = {
+    "glut_max": ("glut_max",),
+    "glut_med": ("abd",),  # the model's single hip abductor lumps gluteus medius and minimus
+    "quadriceps": ("rect_fem", "vasti"),
+    "hamstrings": ("hamstrings", "bifemsh"),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GAITFORCE_CACHE", Path.home() / ".cache" / "gaitforce"))
+
+
+def model_file(*, download: bool = True) -> Path:
+    """Path of the original model file in the cache, fetched from the osim-rl sdist if absent."""
+    target = cache_dir() / "models" / "gait14dof22musc_20170320.osim"
+    if target.exists():
+        return target
+    if not download:
+        raise GaitforceError(f"model {MODEL_NAME} not in {target.parent}; run scripts/fetch-model.sh")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", tmp, _SDIST]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise GaitforceError(f"could not download {_SDIST} for the model: {done.stderr.strip()[-300:]}")
+        sdist = next(Path(tmp).glob("osim-rl-*.tar.gz"))
+        with tarfile.open(sdist) as tar:
+            member = next(m for m in tar.getmembers() if m.name.endswith(_MEMBER))
+            data = tar.extractfile(member).read()
+    tmp_target = target.with_suffix(".part")
+    tmp_target.write_bytes(data)
+    tmp_target.replace(target)
+    return target
+
+
+def generic_model():
+    """The model as an ``opensim.Model`` with the foot contact forces and contact geometry removed."""
+    import opensim as osim
+
+    osim.Logger.setLevelString("error")  # the model names bone meshes that are not shipped (display only)
+    model = osim.Model(str(model_file()))
+    forces = model.updForceSet()
+    for i in reversed(range(forces.getSize())):
+        if forces.get(i).getConcreteClassName() in ("HuntCrossleyForce", "ElasticFoundationForce",
+                                                    "SmoothSphereHalfSpaceForce"):
+            forces.remove(i)
+    geometry = model.updContactGeometrySet()
+    for i in reversed(range(geometry.getSize())):
+        geometry.remove(i)
+    model.finalizeConnections()
+    return model

@@ -1,0 +1,311 @@
+"""One trial through OpenSim 4.6: scale -> inverse kinematics -> inverse dynamics -> static optimisation ->
+joint reaction at the knees. Inputs, outputs and the resolved setup XML of every tool are written to ``work``.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import GaitforceError
+from ..trial import Trial
+from . import files
+from .landmarks import Calibration, calibrate, find_landmarks
+from .model import generic_model
+from .settings import LabelSettings
+
+FREE_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz",
+                    "hip_rotation_r", "hip_rotation_l", "lumbar_extension")
+
+
+def read_sto(path) -> pd.DataFrame:
+    """An OpenSim storage file as a DataFrame (columns as in the file, ``time`` first)."""
+    path = Path(path)
+    with path.open() as fh:
+        for n, line in enumerate(fh):
+            if line.strip().lower() == "endheader":
+                break
+    return pd.read_csv(path, sep=r"\s+", skiprows=n + 1)
+
+
+def assign_plates(trial: Trial, cal_names: dict[str, str]) -> dict[int, str]:
+    """Plate index -> 'r' or 'l': the foot whose heel/toe mid-point is nearest the plate's CoP when loaded."""
+    out = {}
+    for i in range(len(trial.plate_names)):
+        fy = trial.forces[:, i, 1]
+        loaded = fy > 20.0
+        if not loaded.any():
+            continue
+        cop = trial.cop[loaded, i, :]
+        dist = {}
+        for s in ("r", "l"):
+            foot = (trial.marker(cal_names["heel", s]) + trial.marker(cal_names["toe", s]))[loaded] / 2
+            d = np.linalg.norm((cop - foot)[:, [0, 2]], axis=1)
+            dist[s] = np.nanmedian(d)
+        out[i] = min(dist, key=dist.get)
+    return out
+
+
+def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: Path):
+    import opensim as osim
+
+    model = generic_model()
+    state = model.initSystem()
+    scale_set = osim.ScaleSet()
+    for body, factor in cal.scales.items():
+        sc = osim.Scale()
+        sc.setSegmentName(body)
+        sc.setScaleFactors(osim.Vec3(factor, factor, factor))
+        sc.setApply(True)
+        scale_set.cloneAndAppend(sc)
+    scale_set.printToXML(str(path.with_name("scale_set.xml")))
+    mass = trial.subject.mass
+    if mass is None:
+        raise GaitforceError("the subject's mass is needed to scale the model", source=trial.source)
+    model.scale(state, scale_set, True, float(mass))
+    state = model.initSystem()
+    for name in ("knee_angle_r", "knee_angle_l"):
+        model.getCoordinateSet().get(name).setValue(state, 0.0)
+    model.realizePosition(state)
+    placed = []
+    for marker, (body, loc) in cal.markers.items():
+        if loc[0] == "knee_centre":
+            tibia = model.getBodySet().get(body.replace("femur", "tibia"))
+            centre = tibia.findStationLocationInAnotherFrame(state, osim.Vec3(0, 0, 0), model.getBodySet().get(body))
+            loc = (centre.get(0), centre.get(1), centre.get(2) + loc[1])
+        placed.append((marker, body, tuple(map(float, loc))))
+    for marker, body, loc in placed:
+        model.addMarker(osim.Marker(marker, model.getBodySet().get(body), osim.Vec3(*loc)))
+    # lumbar: no trunk landmarks are used, so the trunk stays in the model's neutral posture
+    model.getCoordinateSet().get("lumbar_extension").set_locked(True)
+    for coord in model.getCoordinateSet():
+        act = osim.CoordinateActuator(coord.getName())
+        free = coord.getName() in FREE_COORDINATES
+        act.setName(("residual_" if free else "reserve_") + coord.getName())
+        act.setOptimalForce(settings.free_optimal_force if free else settings.reserve_optimal_force)
+        act.setMinControl(-np.inf)
+        act.setMaxControl(np.inf)
+        model.addForce(act)
+    model.finalizeConnections()
+    model.initSystem()
+    return model
+
+
+def _mean_frame(trial: Trial, names) -> np.ndarray:
+    xyz = np.array(trial.select_markers(names).markers, dtype=float)
+    xyz[(xyz == 0).all(axis=2)] = np.nan
+    return np.nanmean(xyz, axis=0)
+
+
+def _run_ik(model, model_path: Path, trc: Path, names, t0, t1, out: Path, settings: LabelSettings, setup: Path):
+    import opensim as osim
+
+    ik = osim.InverseKinematicsTool()
+    ik.setName(out.stem)
+    ik.setModel(model)
+    ik.set_model_file(str(model_path))
+    ik.set_marker_file(str(trc))
+    tasks = ik.getIKTaskSet()
+    for name in names:
+        task = osim.IKMarkerTask()
+        task.setName(name)
+        task.setApply(True)
+        task.setWeight(1.0)
+        tasks.cloneAndAppend(task)
+    ik.set_accuracy(settings.ik_accuracy)
+    ik.setStartTime(t0)
+    ik.setEndTime(t1)
+    ik.set_output_motion_file(str(out))
+    ik.set_results_directory(str(out.parent))
+    ik.set_report_errors(True)
+    ik.printToXML(str(setup))
+    if not ik.run():
+        raise GaitforceError("inverse kinematics failed")
+    return read_sto(out)
+
+
+def register_markers(model, static: Trial, trial: Trial, cal: Calibration, settings: LabelSettings, work: Path):
+    """Pose the model on the static trial by IK on the landmarks, then fix every other marker of ``trial`` on
+    its body (see :func:`landmarks.body_of`) where the static trial shows it. Markers take the trial's names."""
+    import opensim as osim
+
+    from .landmarks import body_of, norm_name
+
+    landmarks = list(cal.markers)
+    frame = _mean_frame(static, landmarks)
+    trc = files.write_trc(work / "static.trc", np.array([0.0, 0.01]), np.stack([frame, frame]), landmarks)
+    model_path = work / "model_landmarks.osim"
+    model.printToXML(str(model_path))
+    pose = _run_ik(model, model_path, trc, landmarks, 0.0, 0.01, work / "ik_static.mot", settings,
+                   work / "setup_ik_static.xml")
+    state = model.initSystem()
+    for coord in model.getCoordinateSet():
+        value = float(pose[coord.getName()].iloc[0])
+        if coord.getMotionType() == 1:  # rotational: IK writes degrees
+            value = np.deg2rad(value)
+        coord.setValue(state, value, False)
+    model.assemble(state)
+    model.realizePosition(state)
+    static_by_norm = {norm_name(n): n for n in static.marker_names}
+    trial_by_norm = {norm_name(n): n for n in trial.marker_names}
+    # landmark markers take the walking trial's spelling of their names
+    for i in range(model.getMarkerSet().getSize()):
+        m = model.getMarkerSet().get(i)
+        if norm_name(m.getName()) in trial_by_norm:
+            m.setName(trial_by_norm[norm_name(m.getName())])
+    have = {norm_name(model.getMarkerSet().get(i).getName()) for i in range(model.getMarkerSet().getSize())}
+    added = []
+    for key, name in trial_by_norm.items():
+        body = body_of(name)
+        if key in have or body is None or key not in static_by_norm:
+            continue
+        pos = _mean_frame(static, [static_by_norm[key]])[0]
+        if not np.isfinite(pos).all():
+            continue
+        local = model.getGround().findStationLocationInAnotherFrame(state, osim.Vec3(*map(float, pos)),
+                                                                     model.getBodySet().get(body))
+        added.append((name, body, local))
+    for name, body, local in added:
+        model.addMarker(osim.Marker(name, model.getBodySet().get(body), local))
+    model.finalizeConnections()
+    model.initSystem()
+    return model
+
+
+def write_external_loads(trial: Trial, plates: dict[int, str], work: Path) -> Path:
+    import opensim as osim
+
+    cols = {}
+    loads = osim.ExternalLoads()
+    for i, side in plates.items():
+        p = f"p{i + 1}"
+        f, c, m = trial.forces[:, i, :], np.nan_to_num(trial.cop[:, i, :]), np.nan_to_num(trial.free_moment[:, i, :])
+        for k, ax in enumerate("xyz"):
+            cols[f"{p}_ground_force_v{ax}"] = np.nan_to_num(f[:, k])
+        for k, ax in enumerate("xyz"):
+            cols[f"{p}_ground_force_p{ax}"] = c[:, k]
+        for k, ax in enumerate("xyz"):
+            cols[f"{p}_ground_torque_{ax}"] = m[:, k]
+        ef = osim.ExternalForce()
+        ef.setName(f"plate{i + 1}_on_calcn_{side}")
+        ef.set_applied_to_body(f"calcn_{side}")
+        ef.set_force_expressed_in_body("ground")
+        ef.set_point_expressed_in_body("ground")
+        ef.set_force_identifier(f"{p}_ground_force_v")
+        ef.set_point_identifier(f"{p}_ground_force_p")
+        ef.set_torque_identifier(f"{p}_ground_torque_")
+        loads.cloneAndAppend(ef)
+    grf = files.write_mot(work / "grf.mot", trial.time, cols, name="grf")
+    loads.setDataFileName(str(grf))
+    xml = work / "external_loads.xml"
+    loads.printToXML(str(xml))
+    return xml
+
+
+def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """Run the whole pipeline on ``trial`` in folder ``work``; returns the result tables and seconds per stage."""
+    import opensim as osim
+
+    work.mkdir(parents=True, exist_ok=True)
+    trial = trial.to_y_up()
+    t0, t1 = float(trial.time[0]), float(trial.time[-1])
+    seconds = {}
+    tic = _time.perf_counter()
+
+    static = trial if static is None else static.to_y_up()
+    cal = calibrate(static)
+    lm = find_landmarks(trial.marker_names)
+    model_path = work / "model_scaled.osim"
+    model = build_model(static, cal, settings, model_path)
+    model = register_markers(model, static, trial, cal, settings, work)
+    model.printToXML(str(model_path))
+    plates = assign_plates(trial, lm)
+    ext_xml = write_external_loads(trial, plates, work)
+    model_markers = {model.getMarkerSet().get(i).getName() for i in range(model.getMarkerSet().getSize())}
+    names = []
+    for name in trial.marker_names:
+        xyz = trial.marker(name)
+        if name in model_markers and (np.isfinite(xyz).all(1) & ~(xyz == 0).all(1)).any():
+            names.append(name)
+    xyz = np.array(trial.select_markers(names).markers)
+    xyz[(xyz == 0).all(axis=2)] = np.nan
+    trc = files.write_trc(work / "markers.trc", trial.time, xyz, names)
+    seconds["scale"] = _time.perf_counter() - tic
+
+    tic = _time.perf_counter()
+    _run_ik(model, model_path, trc, names, t0, t1, work / "ik.mot", settings, work / "setup_ik.xml")
+    seconds["ik"] = _time.perf_counter() - tic
+
+    tic = _time.perf_counter()
+    idt = osim.InverseDynamicsTool()
+    idt.setName("id")
+    idt.setModelFileName(str(model_path))
+    idt.setCoordinatesFileName(str(work / "ik.mot"))
+    idt.setExternalLoadsFileName(str(ext_xml))
+    idt.setLowpassCutoffFrequency(settings.lowpass_hz)
+    excluded = osim.ArrayStr()
+    excluded.append("Muscles")
+    excluded.append("Actuators")
+    idt.setExcludedForces(excluded)
+    idt.setStartTime(t0)
+    idt.setEndTime(t1)
+    idt.setResultsDir(str(work))
+    idt.setOutputGenForceFileName("id.sto")
+    idt.printToXML(str(work / "setup_id.xml"))
+    osim.InverseDynamicsTool(str(work / "setup_id.xml")).run()
+    seconds["id"] = _time.perf_counter() - tic
+
+    tic = _time.perf_counter()
+    so = osim.StaticOptimization()
+    so.setName("so")
+    so.setUseModelForceSet(True)
+    so.setActivationExponent(3)
+    so.setUseMusclePhysiology(settings.muscle_physiology)
+    so.setConvergenceCriterion(1e-4)
+    so.setMaxIterations(200)
+    _analyze(work, "so", model_path, ext_xml, t0, t1, settings, so).run()
+    seconds["so"] = _time.perf_counter() - tic
+
+    tic = _time.perf_counter()
+    jr = osim.JointReaction()
+    jr.setName("jr")
+    jr.setForcesFileName(str(work / "so_so_force.sto"))
+    for prop, values in (("joint_names", ["knee_r", "knee_l"]), ("apply_on_bodies", ["child"]),
+                         ("express_in_frame", ["child"])):
+        arr = osim.ArrayStr()
+        for v in values:
+            arr.append(v)
+        getattr(jr, {"joint_names": "setJointNames", "apply_on_bodies": "setOnBody",
+                     "express_in_frame": "setInFrame"}[prop])(arr)
+    _analyze(work, "jr", model_path, ext_xml, t0, t1, settings, jr).run()
+    seconds["jr"] = _time.perf_counter() - tic
+
+    tables = {
+        "ik": read_sto(work / "ik.mot"),
+        "id": read_sto(work / "id.sto"),
+        "so": read_sto(work / "so_so_force.sto"),
+        "jr": read_sto(work / "jr_jr_ReactionLoads.sto"),
+    }
+    return tables, seconds
+
+
+def _analyze(work, name, model_path, ext_xml, t0, t1, settings, analysis):
+    import opensim as osim
+
+    tool = osim.AnalyzeTool()
+    tool.setName(name)
+    tool.setModelFilename(str(model_path))
+    tool.setCoordinatesFileName(str(work / "ik.mot"))
+    tool.setLowpassCutoffFrequency(settings.lowpass_hz)
+    tool.setExternalLoadsFileName(str(ext_xml))
+    tool.setInitialTime(t0)
+    tool.setFinalTime(t1)
+    tool.setResultsDir(str(work))
+    tool.setSolveForEquilibrium(False)
+    tool.getAnalysisSet().cloneAndAppend(analysis)
+    setup = work / f"setup_{name}.xml"
+    tool.printToXML(str(setup))
+    return osim.AnalyzeTool(str(setup))

@@ -1,0 +1,44 @@
+"""Settings of the physics labeller (stored with every result and part of its cache key)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .split import DEFAULT_INTERCONDYLAR_DISTANCE
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """Options of :func:`gaitforce.physics.label_trial`.
+
+    ``lowpass_hz``: cutoff of OpenSim's zero-lag low-pass on IK coordinates before ID and SO;
+    ``ik_accuracy``: IK solver accuracy; ``reserve_optimal_force``: N m of the reserve actuator on each
+    muscle-driven coordinate (small = expensive, so muscles do the work); ``free_optimal_force``: N or N m of
+    the actuators on coordinates no muscle crosses (pelvis residuals, hip rotation, lumbar);
+    ``intercondylar_distance``: m, for the medial/lateral split; ``side``: knee to label, 'stance' (the
+    trial's ``meta['side']`` or the limb bearing most load), 'right' or 'left'; ``muscle_physiology``: False
+    makes SO minimise sum (F/Fmax)^3 with 0 <= F <= Fmax (no force-length-velocity scaling);
+    ``keep_files``: keep the OpenSim inputs/outputs and setup XML beside the results.
+    """
+
+    lowpass_hz: float = 6.0
+    ik_accuracy: float = 1e-5
+    reserve_optimal_force: float = 1.0
+    free_optimal_force: float = 1000.0
+    intercondylar_distance: float = DEFAULT_INTERCONDYLAR_DISTANCE
+    side: str = "stance"
+    muscle_physiology: bool = False
+    keep_files: bool = True
+
+    def __post_init__(self):
+        if self.side not in ("stance", "right", "left"):
+            raise ValueError(f"side must be 'stance', 'right' or 'left', not {self.side!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LabelSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
