@@ -105,6 +105,8 @@ _NORMATIVE_TOE_OFF = 0.62
 _ROLL_SCALE = 0.003
 #: Half width of the knee-flexion closure bump around a heel strike, fraction of a stride.
 _BUMP_HALF_WIDTH = 0.15
+#: Softness (m) of the soft maximum that sets the pelvis height from the loaded feet.
+_HEIGHT_SOFTNESS = 0.004
 #: Internal oversampling of the simulation relative to the output rate (for the pelvis integration).
 _OVERSAMPLE = 4
 
@@ -184,6 +186,7 @@ class _Body:
     scales: dict[str, float]  # dof -> amplitude factor
     speed: float  # preferred speed factor (1 = normative)
     asymmetry: float  # phase lag of the left side, fraction of a cycle
+    toe_out: dict[str, float]  # foot progression angle per side, degrees (external +)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -236,12 +239,16 @@ def _draw_body(seed: int, index: int) -> _Body:
     # offsets: a subject-level part shared by both sides plus a small side-specific part (degrees). The hip's
     # flexion offset follows the pelvis tilt offset (the thigh's angle to the vertical is what walking needs).
     offsets = {("pelvis", dof): float(rng.normal(0.0, 2.5 if dof == "pelvis_tilt" else 0.5)) for dof in PELVIS_DOFS}
-    shared = {dof: float(rng.normal(0.0, 1.5 if dof in SAGITTAL else 1.0)) for dof in LIMB_DOFS}
+    # (frontal-plane offsets stay small: each degree of hip adduction narrows the step by ~3 cm)
+    spread = {"hip_adduction": 0.6, "knee_adduction": 0.6}
+    shared = {dof: float(rng.normal(0.0, 1.5 if dof in SAGITTAL else spread.get(dof, 1.0))) for dof in LIMB_DOFS}
+    for dof in spread:
+        shared[dof] = float(np.clip(shared[dof], -1.0, 0.8))
     shared["hip_flexion"] += offsets[("pelvis", "pelvis_tilt")]
-    shared["ankle_rotation"] += float(rng.normal(-6.0, 3.0))  # toe out
+    toe_out = float(rng.normal(7.0, 3.0))  # foot progression angle, degrees external
     for side in ("right", "left"):
         for dof in LIMB_DOFS:
-            offsets[(side, dof)] = shared[dof] + float(rng.normal(0.0, 0.6))
+            offsets[(side, dof)] = shared[dof] + float(rng.normal(0.0, 0.3 if dof in spread else 0.6))
     # amplitude scales: one for the sagittal plane (hip and knee together), one per other angle
     sagittal = float(np.clip(rng.normal(1.0, 0.06), 0.88, 1.12))
     scales = {dof: float(np.clip(sagittal + rng.normal(0.0, 0.02) if dof in SAGITTAL else rng.normal(1.0, 0.1), 0.75, 1.25))
@@ -250,6 +257,7 @@ def _draw_body(seed: int, index: int) -> _Body:
         id=f"syn{index + 1:02d}", sex=sex, height=round(height, 3), mass=round(mass, 1), lengths=lengths,
         local=local, offsets=offsets, scales=scales, speed=float(np.clip(rng.normal(1.0, 0.06), 0.88, 1.12)),
         asymmetry=float(rng.normal(0.0, 0.005)),
+        toe_out={side: toe_out + float(rng.normal(0.0, 1.5)) for side in ("right", "left")},
     )
 
 
@@ -334,12 +342,14 @@ def _coefficients(dofs: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _angles(body: _Body, walk: _Walk, side: str, phase: np.ndarray, t: np.ndarray,
-            pelvis_tilt: np.ndarray | None = None) -> dict[str, np.ndarray]:
+            pelvis: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Joint angles (degrees) of one side (or the pelvis, side="pelvis") over time.
 
-    For a limb, ``pelvis_tilt`` (degrees, anterior +) is needed: the ankle's dorsiflexion is not drawn from its
-    own curve but set so that the foot-floor angle ``hip - tilt - knee + ankle`` follows the normative
-    ``foot_pitch`` curve (flat from 12 to 30 % of the cycle), whatever the subject's hip and knee offsets.
+    For a limb, the ``pelvis`` angles are needed: the ankle's dorsiflexion and rotation are not drawn from their
+    own curves but set so that the foot does not slip on the floor whatever the subject's offsets: the
+    foot-floor angle ``hip - tilt - knee + ankle`` follows the normative ``foot_pitch`` curve (flat from 12
+    to 30 % of the cycle) and the foot's yaw (pelvis, hip, knee and ankle rotations summed) stays at the
+    subject's foot progression angle (toe out).
     """
     dofs = PELVIS_DOFS if side == "pelvis" else LIMB_DOFS
     means, coef = _coefficients(dofs)
@@ -352,10 +362,14 @@ def _angles(body: _Body, walk: _Walk, side: str, phase: np.ndarray, t: np.ndarra
     wobble = np.einsum("dk,ndk->nd", amp, np.sin(2 * np.pi * freq * t[:, None, None] + ph))
     values = means + gain * swing + offset + wobble
     out = {d: values[:, i] for i, d in enumerate(dofs)}
-    if pelvis_tilt is not None:
+    if pelvis is not None:
         # the foot lands flat: the ankle angle makes the foot-floor angle follow its normative curve
         pitch = normative_angle("foot_pitch", q) + wobble[:, dofs.index("ankle_dorsiflexion")] * 0.3
-        out["ankle_dorsiflexion"] = pitch - (out["hip_flexion"] - pelvis_tilt - out["knee_flexion"])
+        out["ankle_dorsiflexion"] = pitch - (out["hip_flexion"] - pelvis["pelvis_tilt"] - out["knee_flexion"])
+        # and does not twist on the floor: yaw about the vertical held at the foot progression angle
+        sign = 1.0 if side == "right" else -1.0
+        yaw = -sign * body.toe_out[side] + wobble[:, dofs.index("ankle_rotation")] * 0.3
+        out["ankle_rotation"] = sign * (yaw - pelvis["pelvis_rotation"]) - out["hip_rotation"] - out["knee_rotation"]
     return out
 
 
@@ -397,7 +411,7 @@ def _pose(body: _Body, walk: _Walk, t: np.ndarray, knee_bump: dict[str, np.ndarr
     phase["left"] = (phase["right"] - 0.5 - body.asymmetry) % 1.0
     ang = {"pelvis": _angles(body, walk, "pelvis", phase["right"], t)}
     for side in ("right", "left"):
-        ang[side] = _angles(body, walk, side, phase[side], t, pelvis_tilt=ang["pelvis"]["pelvis_tilt"])
+        ang[side] = _angles(body, walk, side, phase[side], t, pelvis=ang["pelvis"])
         if knee_bump is not None:
             ang[side]["knee_flexion"] = ang[side]["knee_flexion"] + knee_bump[side]
             ang[side]["ankle_dorsiflexion"] = ang[side]["ankle_dorsiflexion"] + knee_bump[side]  # foot pitch kept
@@ -423,7 +437,7 @@ def _pelvis_path(pose: dict[str, Any], dt: float) -> tuple[np.ndarray, np.ndarra
         raise AssertionError("synthetic gait has a flight phase; stance fraction must exceed 0.5")
     w = fv / fv.sum(axis=0)
     vel = np.zeros((fv.shape[1], 3))
-    height = np.zeros(fv.shape[1])
+    need = np.zeros((2, fv.shape[1]))
     contact = {}
     for k, side in enumerate(("right", "left")):
         heel, mtp = pose["sole"][side]
@@ -431,10 +445,13 @@ def _pelvis_path(pose: dict[str, Any], dt: float) -> tuple[np.ndarray, np.ndarra
         v = (0.5 * (1.0 + np.tanh((heel[:, 1] - mtp[:, 1]) / (2 * _ROLL_SCALE))))[:, None]
         contact[side] = (1 - v) * heel + v * mtp
         vel -= w[k][:, None] * ((1 - v) * np.gradient(heel, dt, axis=0) + v * np.gradient(mtp, dt, axis=0))
-        height -= w[k] * contact[side][:, 1]
+        need[k] = -contact[side][:, 1]
     pelvis = np.zeros_like(vel)
     pelvis[1:] = np.cumsum(0.5 * (vel[1:] + vel[:-1]) * dt, axis=0)
-    pelvis[:, 1] = height
+    # height: a load-weighted soft maximum of the heights each loaded foot needs, so that in double support
+    # neither foot goes through the floor (the one needing less floats by the legs' length mismatch)
+    with np.errstate(divide="ignore"):
+        pelvis[:, 1] = _HEIGHT_SOFTNESS * np.logaddexp.reduce(need / _HEIGHT_SOFTNESS + np.log(w), axis=0)
     return pelvis, w, contact
 
 
