@@ -92,3 +92,112 @@ def label_trial(trial: Trial, *, settings: LabelSettings | None = None, static: 
             shutil.rmtree(work, ignore_errors=True)
     labelled = trial.with_signals(note=f"physics.label_trial({MODEL_NAME}, side={side})", **_to_frames(trial, targets))
     return labelled.replace(meta={**trial.meta, "physics_seconds": seconds, "physics_dir": str(work)})
+
+
+# -- many trials ------------------------------------------------------------------------------------------
+def _pack(trial: Trial) -> dict:
+    """A Trial as plain picklable fields (its mappings are read-only proxies, which do not pickle)."""
+    import dataclasses
+
+    out = {f.name: getattr(trial, f.name) for f in dataclasses.fields(trial)}
+    out["signals"], out["units"], out["meta"] = dict(trial.signals), dict(trial.units), dict(trial.meta)
+    s = trial.subject
+    out["subject"] = {"id": s.id, "mass": s.mass, "height": s.height, "sex": s.sex, "pathology": s.pathology,
+                      "extra": dict(s.extra)}
+    return out
+
+
+def _unpack(data: dict) -> Trial:
+    from ..trial import Subject
+
+    return Trial(**{**data, "subject": Subject(**data["subject"])})
+
+
+def _cache_file(cache: Path, key: str) -> Path:
+    return cache / f"{key}.parquet"
+
+
+def _label_task(packed: dict, static: dict | None, settings: dict, work: str, cache_file: str) -> dict:
+    """Run on a worker: label one trial, store its targets in the cache (atomically), never raise."""
+    try:
+        trial = _unpack(packed)
+        out = label_trial(trial, settings=LabelSettings.from_dict(settings),
+                          static=None if static is None else _unpack(static), work_dir=work)
+        names = [k for k in out.signals if k not in trial.signals]
+        table = pd.DataFrame({"frame": np.arange(out.n_frames), "time": out.time,
+                              **{k: out.signals[k] for k in names}})
+        tmp = Path(cache_file).with_suffix(".part")
+        table.to_parquet(tmp, index=False)
+        tmp.replace(cache_file)
+        return {"ok": True, "seconds": out.meta.get("physics_seconds", {})}
+    except GaitforceError as err:
+        return {"ok": False, "error": err.line()}
+    except Exception as err:  # OpenSim raises RuntimeError for models/data it cannot solve
+        return {"ok": False, "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
+
+
+def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, static: Trial | None = None,
+                  scheduler: str | None = None, n_workers: int | None = None, progress: bool = True):
+    """Label many trials (stance phases) in parallel on Dask; returns ``(labels, failures)``.
+
+    ``trials``: a mapping name -> Trial (or a list, named by source and index). Each result is cached in
+    ``out_dir/cache/<key>.parquet`` under :func:`cache_key` (trial data + settings + model), so a rerun or a
+    killed run redoes only unfinished trials; OpenSim files go to ``out_dir/work/<name>``. ``scheduler``: the
+    address of a running Dask scheduler; by default a ``LocalCluster`` of single-threaded worker processes
+    (OpenSim is not thread-safe). ``labels``: name -> DataFrame (frame, time, targets); ``failures``: list
+    of :class:`GaitforceError`, one per failed trial, the others still labelled.
+    """
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    settings = settings or LabelSettings()
+    if not isinstance(trials, dict):
+        trials = {f"{Path(t.source).stem or 'trial'}#{i}": t for i, t in enumerate(trials)}
+    out_dir = Path(out_dir)
+    cache = out_dir / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    keys = {name: cache_key(t, settings) + ("" if static is None else cache_key(static, settings)[:8])
+            for name, t in trials.items()}
+    todo = [n for n in trials if not _cache_file(cache, keys[n]).exists()]
+    failures: list[GaitforceError] = []
+    if todo:
+        cluster = None
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            import os
+
+            workers = n_workers or max(1, min(len(todo), (os.cpu_count() or 2)))
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        try:
+            packed_static = None if static is None else _pack(static)
+            futures = {}
+            for name in todo:
+                work = out_dir / "work" / _safe(name)
+                fut = client.submit(_label_task, _pack(trials[name]), packed_static, settings.to_dict(), str(work),
+                                    str(_cache_file(cache, keys[name])), key=f"label-{keys[name]}", pure=False)
+                futures[fut] = name
+            done = as_completed(futures)
+            if progress:
+                from tqdm import tqdm
+
+                done = tqdm(done, total=len(futures), desc="label", unit="trial")
+            for fut in done:
+                result = fut.result()
+                if not result["ok"]:
+                    failures.append(GaitforceError(result["error"], source=futures[fut]))
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    labels = {}
+    for name in trials:
+        path = _cache_file(cache, keys[name])
+        if path.exists():
+            labels[name] = pd.read_parquet(path)
+    return labels, failures
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

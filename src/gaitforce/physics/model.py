@@ -79,5 +79,7 @@ def generic_model():
     geometry = model.updContactGeometrySet()
     for i in reversed(range(geometry.getSize())):
         geometry.remove(i)
+    for name in ("hip_rotation_r", "hip_rotation_l"):  # locked in osim-rl for its control task; free for gait
+        model.updCoordinateSet().get(name).set_locked(False)
     model.finalizeConnections()
     return model

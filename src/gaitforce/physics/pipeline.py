@@ -79,6 +79,11 @@ def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: P
         placed.append((marker, body, tuple(map(float, loc))))
     for marker, body, loc in placed:
         model.addMarker(osim.Marker(marker, model.getBodySet().get(body), osim.Vec3(*loc)))
+    # rigid tendons, so no fibre-equilibrium solve can fail on an odd pose (SO here uses F = a * Fmax; with
+    # muscle_physiology the DeGroote-Fregly 2016 curves, which take rigid tendons, replace Thelen 2003's)
+    osim.DeGrooteFregly2016Muscle.replaceMuscles(model)
+    for i in range(model.getMuscles().getSize()):
+        model.updMuscles().get(i).set_ignore_tendon_compliance(True)
     # lumbar: no trunk landmarks are used, so the trunk stays in the model's neutral posture
     model.getCoordinateSet().get("lumbar_extension").set_locked(True)
     for coord in model.getCoordinateSet():
@@ -240,22 +245,7 @@ def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tria
     seconds["ik"] = _time.perf_counter() - tic
 
     tic = _time.perf_counter()
-    idt = osim.InverseDynamicsTool()
-    idt.setName("id")
-    idt.setModelFileName(str(model_path))
-    idt.setCoordinatesFileName(str(work / "ik.mot"))
-    idt.setExternalLoadsFileName(str(ext_xml))
-    idt.setLowpassCutoffFrequency(settings.lowpass_hz)
-    excluded = osim.ArrayStr()
-    excluded.append("Muscles")
-    excluded.append("Actuators")
-    idt.setExcludedForces(excluded)
-    idt.setStartTime(t0)
-    idt.setEndTime(t1)
-    idt.setResultsDir(str(work))
-    idt.setOutputGenForceFileName("id.sto")
-    idt.printToXML(str(work / "setup_id.xml"))
-    osim.InverseDynamicsTool(str(work / "setup_id.xml")).run()
+    run_id(model_path, work / "ik.mot", ext_xml, t0, t1, work, settings)
     seconds["id"] = _time.perf_counter() - tic
 
     tic = _time.perf_counter()
@@ -272,7 +262,7 @@ def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tria
     tic = _time.perf_counter()
     jr = osim.JointReaction()
     jr.setName("jr")
-    jr.setForcesFileName(str(work / "so_so_force.sto"))
+    jr.setForcesFileName(str(_actuator_forces(work / "so_so_force.sto", model, work / "so_actuator_forces.sto")))
     for prop, values in (("joint_names", ["knee_r", "knee_l"]), ("apply_on_bodies", ["child"]),
                          ("express_in_frame", ["child"])):
         arr = osim.ArrayStr()
@@ -290,6 +280,38 @@ def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tria
         "jr": read_sto(work / "jr_jr_ReactionLoads.sto"),
     }
     return tables, seconds
+
+
+def run_id(model_path: Path, coordinates: Path, ext_xml: Path, t0: float, t1: float, work: Path,
+           settings: LabelSettings) -> pd.DataFrame:
+    """Inverse dynamics (muscles and actuators excluded) -> generalised forces per coordinate, ``work/id.sto``."""
+    import opensim as osim
+
+    idt = osim.InverseDynamicsTool()
+    idt.setName("id")
+    idt.setModelFileName(str(model_path))
+    idt.setCoordinatesFileName(str(coordinates))
+    idt.setExternalLoadsFileName(str(ext_xml))
+    idt.setLowpassCutoffFrequency(settings.lowpass_hz)
+    excluded = osim.ArrayStr()
+    excluded.append("Muscles")
+    excluded.append("Actuators")
+    idt.setExcludedForces(excluded)
+    idt.setStartTime(t0)
+    idt.setEndTime(t1)
+    idt.setResultsDir(str(work))
+    idt.setOutputGenForceFileName("id.sto")
+    idt.printToXML(str(work / "setup_id.xml"))
+    osim.InverseDynamicsTool(str(work / "setup_id.xml")).run()
+    return read_sto(work / "id.sto")
+
+
+def _actuator_forces(so_file: Path, model, out: Path) -> Path:
+    """The SO force file cut to the model's actuators: JointReaction reads its forces file by column, and the
+    passive-force and potential-energy columns (duplicated names) SO also writes corrupt that reading."""
+    table = read_sto(so_file)
+    names = [model.getActuators().get(i).getName() for i in range(model.getActuators().getSize())]
+    return files.write_mot(out, table["time"].to_numpy(), {n: table[n].to_numpy() for n in names}, name="forces")
 
 
 def _analyze(work, name, model_path, ext_xml, t0, t1, settings, analysis):

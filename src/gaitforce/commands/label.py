@@ -1,0 +1,119 @@
+"""``gaitforce label DATASET_OR_FILES... --out DIR``: per-frame internal forces from OpenSim (see
+:mod:`gaitforce.physics`) for every stance phase, in parallel on Dask, resumable through a per-trial cache."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import GaitforceError, InputFileError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "label",
+        help="compute physics targets (knee contact, muscle forces) with OpenSim for trials or a dataset",
+        description="Scale a musculoskeletal model, then inverse kinematics, inverse dynamics, static "
+        "optimisation and the knee joint reaction for every stance phase. Files (or folders of them) give "
+        "DIR/labels.parquet; a dataset folder (frames.parquet + manifest.json) gives a copy of the dataset in "
+        "DIR with the targets added. Results are cached in DIR/cache: a rerun redoes only unfinished stances. "
+        "Stances that fail are listed at the end (exit 1).",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a dataset folder, or trial files / folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--static", metavar="FILE", help="static (standing) trial of the subject, for scaling")
+    p.add_argument("--side", choices=("stance", "right", "left"), default="stance", help="knee to label")
+    p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
+    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _read(path: Path):
+    from .. import io
+
+    kwargs = {"grf": "auto"} if path.suffix.lower() == ".trc" else {}
+    return io.read(path, **kwargs).to_y_up()
+
+
+def stances_of(trial, *, threshold: float = 20.0, min_duration: float = 0.25) -> dict:
+    """name -> stance Trial (all plates kept, meta side), named ``<trial id>#<k>`` as the dataset does."""
+    from ..ingest import trial_id
+    from ..preprocess import extract_stances
+
+    out = {}
+    for k, st in enumerate(extract_stances(trial, threshold=threshold, min_duration=min_duration)):
+        start = int(st.meta.get("frame_offset", 0)) - int(trial.meta.get("frame_offset", 0))
+        full = trial.slice_frames(start, start + st.n_frames)
+        out[f"{trial_id(trial)}#{k}"] = full.replace(meta={**full.meta, "side": st.meta["side"]})
+    return out
+
+
+def run(args) -> int:
+    from ..ingest import expand_paths
+    from ..physics import LabelSettings, label_dataset
+
+    settings = LabelSettings(side=args.side)
+    out = Path(args.out)
+    dataset = None
+    first = Path(args.paths[0])
+    if len(args.paths) == 1 and (first / "manifest.json").exists():
+        from ..dataset import Dataset
+
+        dataset = Dataset.load(first)
+        files = [Path(s["path"]) for s in dataset.manifest.get("sources", [])]
+        ingest = dataset.manifest.get("settings", {})
+        detect = {"threshold": ingest.get("stance_threshold", 20.0), "min_duration": ingest.get("min_duration", 0.25)}
+    else:
+        files = expand_paths(args.paths)
+        detect = {}
+    if not files:
+        raise InputFileError("no trial files to label", source=args.paths[0])
+    static = _read(Path(args.static)) if args.static else None
+    stances, failures = {}, []
+    for path in files:
+        try:
+            stances.update(stances_of(_read(path), **detect))
+        except GaitforceError as err:
+            failures.append(err.with_source(path))
+    labels, failed = label_dataset(stances, out_dir=out, settings=settings, static=static,
+                                   scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress)
+    failures += failed
+    if labels:
+        table = pd.concat([df.assign(stance_id=name, trial=name.split("#")[0]) for name, df in labels.items()],
+                          ignore_index=True)
+        if dataset is None:
+            table.to_parquet(out / "labels.parquet", index=False)
+            print(f"wrote {out / 'labels.parquet'}: {len(labels)} stances, {len(table)} frames")
+        else:
+            _merge_into(dataset, table, out, failures)
+    if failures:
+        print(f"{len(failures)} stance(s)/file(s) failed:", file=sys.stderr)
+        for err in failures:
+            print(f"  {err.line()}", file=sys.stderr)
+        return 1 if labels else 2
+    return 0
+
+
+def _merge_into(dataset, table: pd.DataFrame, out: Path, failures: list) -> None:
+    """Add the target columns to the dataset's frames (matched on stance_id + frame) and save it in ``out``."""
+    from ..physics import TARGETS
+
+    frames = dataset.frames
+    counts = frames.groupby("stance_id").size()
+    got = table.groupby("stance_id").size()
+    for sid in got.index:
+        if sid in counts.index and counts[sid] != got[sid]:
+            failures.append(GaitforceError(f"labelled {got[sid]} frames, dataset has {counts[sid]}", source=sid))
+            table = table[table["stance_id"] != sid]
+    targets = [c for c in table.columns if c not in ("frame", "time", "stance_id", "trial")]
+    merged = frames.drop(columns=[c for c in targets if c in frames]).merge(
+        table[["stance_id", "frame", *targets]], on=["stance_id", "frame"], how="left")
+    manifest = json.loads(json.dumps(dataset.manifest, default=str))
+    manifest["targets"] = {**manifest.get("targets", {}), **{t: "N" for t in targets}}
+    manifest["physics"] = {"targets": list(TARGETS), "labelled_stances": int(table["stance_id"].nunique())}
+    type(dataset)(frames=merged, manifest=manifest).save(out)
+    print(f"wrote {out}: dataset with {len(targets)} physics targets on {table['stance_id'].nunique()} stances")
