@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="a dataset folder, or trial files / folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--static", metavar="FILE", help="static (standing) trial of the subject, for scaling")
+    p.add_argument("--mass", type=float, metavar="KG", help="subject mass where the files carry none")
     p.add_argument("--side", choices=("stance", "right", "left"), default="stance", help="knee to label")
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
@@ -32,11 +33,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _read(path: Path):
+def _read(path: Path, mass: float | None = None):
+    import dataclasses
+
     from .. import io
 
     kwargs = {"grf": "auto"} if path.suffix.lower() == ".trc" else {}
-    return io.read(path, **kwargs).to_y_up()
+    trial = io.read(path, **kwargs).to_y_up()
+    if mass is not None:
+        trial = trial.replace(subject=dataclasses.replace(trial.subject, mass=mass), note=f"mass set to {mass} kg")
+    return trial
 
 
 def stances_of(trial, *, threshold: float = 20.0, min_duration: float = 0.25) -> dict:
@@ -72,11 +78,11 @@ def run(args) -> int:
         detect = {}
     if not files:
         raise InputFileError("no trial files to label", source=args.paths[0])
-    static = _read(Path(args.static)) if args.static else None
+    static = _read(Path(args.static), args.mass) if args.static else None
     stances, failures = {}, []
     for path in files:
         try:
-            stances.update(stances_of(_read(path), **detect))
+            stances.update(stances_of(_read(path, args.mass), **detect))
         except GaitforceError as err:
             failures.append(err.with_source(path))
     labels, failed = label_dataset(stances, out_dir=out, settings=settings, static=static,
