@@ -86,7 +86,7 @@ def test_bundle_json_records_what_is_needed(ridge_bundle, data):
     assert inp["columns"] == data[0].features and inp["shape"] == [ROWS, 3] and inp["feature_set"] == "all"
     assert inp["marker_map"] == {"lasis": "LASI"} and inp["ingest_settings"]["lowpass_cutoff"] == 10.0
     assert spec["targets"] == [{"name": "knee_medial", "unit": "N"}, {"name": "emg_soleus", "unit": "1"}]
-    assert spec["sample_rate"] == pytest.approx(120.0)
+    assert spec["sample_rate"] == pytest.approx(120.0) and spec["training_data"]["sample_rates"] == [120.0]
     td = spec["training_data"]
     assert td["subjects"] == ["p0", "p1", "p2"] and td["stances"] == 8 and td["frames"] == 320
     assert len(td["sources"]) == 8 and td["validation"]["stances"] == 3

@@ -188,3 +188,16 @@ def test_cli_train_user_errors_exit_2(tmp_path, capsys):
     assert cli.main(["train", str(ds_dir), "--out", str(tmp_path / "b"), "--split", "none", "--sweep", "2",
                      "--model", "mlp"]) == 2
     assert "needs a validation set" in capsys.readouterr().err
+
+
+def test_cli_train_with_sweep_keeps_the_best_setting(tmp_path, capsys):
+    ds_dir = make_dataset(20, subjects=5).save(tmp_path / "ds")
+    rc = cli.main(["train", str(ds_dir), "--out", str(tmp_path / "b"), "--model", "mlp", "--sweep", "2",
+                   "--epochs", "2", "--threads", "1", "--quiet"])
+    assert rc == 0
+    spec = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    sw = spec["metrics"]["sweep"]
+    assert len(sw["trials"]) == 2 and sw["best_value"] == min(t["val_score"] for t in sw["trials"])
+    hyper, training = spec["model"]["hyperparameters"], spec["model"]["training"]
+    assert hyper["width"] == sw["best_params"]["width"] and training["lr"] == sw["best_params"]["lr"]
+    assert "sweep trial 2/2" in capsys.readouterr().err

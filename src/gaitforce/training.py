@@ -379,6 +379,7 @@ def _summary(train: Dataset, val: Dataset | None) -> dict[str, Any]:
         "frames": int(len(frames)),
         "sources": _training_sources(train),
         "sample_rate": _sample_rate(frames),
+        "sample_rates": _stance_rates(frames),
     }
     if val is not None:
         out["validation"] = {
@@ -401,6 +402,13 @@ def _training_sources(train: Dataset) -> list:
         elif os.path.splitext(os.path.basename(str(src)))[0] in trials:
             out.append(str(src))
     return out
+
+
+def _stance_rates(frames: pd.DataFrame) -> list[float]:
+    """The distinct frame rates (Hz, 2 decimals) of the stances: a dataset may mix labs' rates."""
+    dt = frames.groupby("stance_id", sort=False)["time"].diff()
+    per = dt[dt > 0].groupby(frames["stance_id"], sort=False).median()
+    return sorted({round(float(1.0 / v), 2) for v in per.to_numpy(np.float64) if np.isfinite(v) and v > 0})
 
 
 def _sample_rate(frames: pd.DataFrame) -> float | None:

@@ -117,8 +117,9 @@ def run(args) -> int:
 
         if val is None:
             raise GaitforceError("--sweep needs a validation set: use --split subject-naive or subject-exposed")
+        sweep_kw = {k: v for k, v in kw.items() if k != "seed"}
         res = sweep(train, val, model=args.model, n_trials=args.sweep, seed=args.seed, progress=_log,
-                    **{**kw, "verbose": False})
+                    **{**sweep_kw, "verbose": False})
         est = res.best_estimator
         sweep_info = {"n_trials": args.sweep, "best_params": res.best_params, "best_value": res.best_value,
                       "trials": res.trials.to_dict(orient="records")}
