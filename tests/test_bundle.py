@@ -233,3 +233,16 @@ def test_predict_on_grand_challenge_files(gc_dir, tmp_path, capsys):
     sto, _ = read_sto_table(tmp_path / "out" / "JW__GC4__jw_ngait_og3_stance0.sto")
     np.testing.assert_allclose(sto["knee_medial"], expected, rtol=1e-6)
     assert table["knee_medial_measured"].max() == pytest.approx(1025, abs=60)  # README: og3 peaks at 1025 N
+
+
+def test_predict_notes_a_frame_rate_the_model_never_saw(capsys):
+    from types import SimpleNamespace
+
+    from gaitforce.commands.predict import _note_rate
+    from gaitforce.trial import Trial
+
+    bundle = SimpleNamespace(spec={"training_data": {"sample_rates": [120.0, 200.0]}})
+    _note_rate(bundle, Trial(time=np.arange(10) / 100.0), "a.c3d")
+    assert "100 Hz, the model was trained on 120, 200 Hz" in capsys.readouterr().err
+    _note_rate(bundle, Trial(time=np.arange(10) / 120.0), "b.c3d")
+    assert capsys.readouterr().err == ""

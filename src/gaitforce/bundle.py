@@ -69,6 +69,10 @@ def export_onnx(module, n_features: int, out: Path) -> None:
     """Export a (N, F) -> (N, K) CPU module to a single-file ONNX graph with a dynamic batch axis."""
     import torch
 
+    try:
+        import onnxscript  # noqa: F401 - the exporter needs it; say so plainly rather than deep in torch
+    except ImportError:
+        raise GaitforceError("writing a bundle needs the 'onnxscript' package (pip install onnxscript)") from None
     module = module.cpu().eval()
     example = torch.zeros(2, n_features, dtype=torch.float32)
     with warnings.catch_warnings(), _quiet_export():

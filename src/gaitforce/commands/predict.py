@@ -47,12 +47,24 @@ def stance_tables(bundle, frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _note_rate(bundle, trial, path) -> None:
+    """A note (not an error) when the trial's frame rate is none the model was trained on (within 2 %)."""
+    rates = bundle.spec.get("training_data", {}).get("sample_rates") or []
+    rates = [r for r in rates if isinstance(r, (int, float)) and r > 0]
+    if not rates or trial.n_frames < 2:
+        return
+    if all(abs(trial.rate - r) > 0.02 * r for r in rates):
+        print(f"gaitforce: note: {path}: {trial.rate:.0f} Hz, the model was trained on "
+              f"{', '.join(f'{r:g}' for r in rates)} Hz data", file=sys.stderr)
+
+
 def predict_file(bundle, path: Path, out_dir: Path, settings) -> list[Path]:
     from ..ingest import trial_frames
     from ..io import read
     from ..io.opensim import write_sto
 
     trial = read(path)
+    _note_rate(bundle, trial, path)
     frames = trial_frames(trial, settings=settings)
     written = []
     for k, (sid, table) in enumerate(stance_tables(bundle, frames).items()):
