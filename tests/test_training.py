@@ -139,6 +139,10 @@ def test_user_errors():
         Estimator("ridge", targets=("hip_force",), **FAST).fit(ds)
     with pytest.raises(GaitforceError, match="no feature set"):
         Estimator("ridge", feature_set="emg", **FAST).fit(ds)
+    for bad in (dict(epochs=0), dict(lr=-1.0), dict(batch_size=0), dict(patience=0), dict(weight_decay=-1e-3),
+                dict(threads=0)):
+        with pytest.raises(GaitforceError, match="must be"):
+            Estimator("mlp", **bad)
     with pytest.raises(GaitforceError, match="not fitted"):
         Estimator("ridge").predict(ds)
     est = Estimator("ridge", **FAST).fit(ds)

@@ -44,6 +44,7 @@ SPEC_FILE = "bundle.json"
 INPUT_NAME = "features"
 OUTPUT_NAME = "targets"
 _STANDARD_DOMAINS = {"", "ai.onnx"}
+MAX_SPEC_BYTES = 64 * 2**20
 
 
 class BundleError(InputFileError):
@@ -59,7 +60,9 @@ def save_bundle(estimator, path, *, dataset_manifest: dict | None, metrics: dict
     model_path = path / MODEL_FILE
     export_onnx(estimator.folded_module(), len(estimator.columns_), model_path)
     spec = bundle_spec(estimator, dataset_manifest=dataset_manifest or {}, metrics=metrics)
-    spec["onnx"]["sha256"] = _sha256(model_path.read_bytes())
+    data = model_path.read_bytes()
+    spec["onnx"]["sha256"] = _sha256(data)
+    spec["onnx"]["opset"] = _opset(data)
     validate_spec(spec, source=path / SPEC_FILE)
     (path / SPEC_FILE).write_text(json.dumps(spec, indent=2, allow_nan=False) + "\n")
     return path
@@ -182,6 +185,14 @@ def _json_safe(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _opset(data: bytes) -> int:
+    """The default-domain opset the exporter actually wrote."""
+    import onnx
+
+    model = onnx.load_model_from_string(data)
+    return int(next(o.version for o in model.opset_import if o.domain in _STANDARD_DOMAINS))
 
 
 def _sha256(data: bytes) -> str:
@@ -354,6 +365,8 @@ def load_bundle(path, *, intra_op_num_threads: int = 1) -> Bundle:
     spec_path = path / SPEC_FILE
     if not spec_path.is_file():
         raise BundleError(f"not a model bundle (no {SPEC_FILE})", source=path)
+    if spec_path.stat().st_size > MAX_SPEC_BYTES:
+        raise BundleError(f"bundle.json is larger than {MAX_SPEC_BYTES // 2**20} MiB", source=spec_path)
     try:
         spec = json.loads(spec_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

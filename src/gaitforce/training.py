@@ -98,6 +98,12 @@ def _rmse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(torch.mean((pred - true) ** 2) + 1e-12)
 
 
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise GaitforceError(f"{name} must be positive, got {value!r}")
+
+
 class Estimator:
     """A surrogate network with its normalisation, trained on a :class:`Dataset`.
 
@@ -131,6 +137,11 @@ class Estimator:
             targets = (targets,)
         if not targets:
             raise GaitforceError("no targets given")
+        _check_positive(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience)
+        if weight_decay < 0:
+            raise GaitforceError(f"weight_decay must be >= 0, got {weight_decay}")
+        if threads is not None and int(threads) < 1:
+            raise GaitforceError(f"threads must be >= 1, got {threads}")
         self.model = model
         self.feature_set = feature_set
         self.targets = tuple(targets)
