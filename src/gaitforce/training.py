@@ -257,11 +257,14 @@ class Estimator:
         return self
 
     def _eval_rmse(self, net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+        """RMSE over all rows and targets, evaluated in chunks so a large validation set fits in memory."""
         net.eval()
         with torch.no_grad():
             xt = torch.as_tensor(x, device=self.device_)
             yt = torch.as_tensor(y, device=self.device_)
-            return float(_rmse(net(xt), yt))
+            sq = sum(float(((net(xt[i : i + _PREDICT_CHUNK]) - yt[i : i + _PREDICT_CHUNK]) ** 2).sum())
+                     for i in range(0, len(xt), _PREDICT_CHUNK))
+            return math.sqrt(sq / max(yt.numel(), 1) + 1e-12)
 
     def _train_net(self, net, x, y, xv, yv, index: int, label: str):
         dev = self.device_
