@@ -205,3 +205,17 @@ def test_cli_train_with_sweep_keeps_the_best_setting(tmp_path, capsys):
     hyper, training = spec["model"]["hyperparameters"], spec["model"]["training"]
     assert hyper["width"] == sw["best_params"]["width"] and training["lr"] == sw["best_params"]["lr"]
     assert "sweep trial 2/2" in capsys.readouterr().err
+
+
+def test_cli_train_param_sets_hyperparameters(tmp_path, capsys):
+    ds_dir = make_dataset(10, subjects=5).save(tmp_path / "ds")
+    rc = cli.main(["train", str(ds_dir), "--out", str(tmp_path / "b"), "--model", "paper-cnn", "--epochs", "2",
+                   "--param", "conv_layers=1", "--param", "channels=4", "--param", "lr=0.003", "--quiet",
+                   "--threads", "1"])
+    assert rc == 0
+    spec = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert spec["model"]["hyperparameters"]["conv_layers"] == 1 and spec["model"]["hyperparameters"]["channels"] == 4
+    assert spec["model"]["training"]["lr"] == 0.003
+    assert cli.main(["train", str(ds_dir), "--out", str(tmp_path / "c"), "--param", "kernels=3"]) == 2
+    assert "no hyperparameter(s) ['kernels']" in capsys.readouterr().err
+    assert cli.main(["train", str(ds_dir), "--out", str(tmp_path / "c"), "--param", "conv_layers"]) == 2

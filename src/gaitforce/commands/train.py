@@ -9,6 +9,7 @@ validation and test sets; those metrics are printed and written into the bundle.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -39,6 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the network's weights, shuffling and sweep")
     p.add_argument("--sweep", type=int, default=0, metavar="N", help="random-search N hyperparameter settings first")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: 200)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a model or training hyperparameter, e.g. conv_layers=3, channels=32, lr=3e-4 (repeatable)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: at most 4)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
@@ -92,6 +95,21 @@ def _print_metrics(name: str, metrics: dict) -> None:
               f"(all frames: RMSE {m['frame_rmse']:.3g} {unit})")
 
 
+def parse_params(items: list[str]) -> dict:
+    """``["conv_layers=3", "lr=3e-4", "alpha=null"]`` -> {"conv_layers": 3, "lr": 0.0003, "alpha": None}
+    (values are JSON where they parse as JSON, else strings)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise GaitforceError(f"--param needs NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name.strip()] = value
+    return out
+
+
 def run(args) -> int:
     from ..training import Estimator
 
@@ -110,6 +128,11 @@ def run(args) -> int:
               seed=args.seed, device=args.device, threads=args.threads, verbose=not args.quiet)
     if args.epochs is not None:
         kw["epochs"] = args.epochs
+    params = parse_params(args.param)
+    clash = sorted(set(params) & set(kw))
+    if clash:
+        raise GaitforceError(f"--param {clash} duplicates an option of its own; use that option")
+    kw.update(params)
     t0 = time.perf_counter()
     sweep_info = None
     if args.sweep:
