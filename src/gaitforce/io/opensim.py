@@ -627,7 +627,7 @@ def _marker_up_axis(markers: np.ndarray) -> str:
 def read_trc(
     path: str | os.PathLike,
     *,
-    grf: str | os.PathLike | None = None,
+    grf: str | os.PathLike | None = "auto",
     cop_threshold: float = COP_THRESHOLD_N,
 ) -> Trial:
     """Read a TRC marker file into a Trial (markers in m).
@@ -639,8 +639,8 @@ def read_trc(
     converted to m and checked against a human body's size (a file in mm labelled m raises
     :class:`UnitError`). ``up_axis`` stays 'y' unless the markers clearly say Z is up.
 
-    ``grf``: None (markers only), a path to a GRF ``.mot``/``.sto``, or ``"auto"`` to use a sibling file
-    (see :func:`find_grf_sibling`; none found -> markers only). The GRF is merged onto the marker frames:
+    ``grf``: ``"auto"`` (the default) uses a sibling file (see :func:`find_grf_sibling`; none found -> markers
+    only, and the history says so), a path names a GRF ``.mot``/``.sto``, None reads markers only. The GRF is merged onto the marker frames:
     averaged over each frame's window when its rate is higher, interpolated otherwise; frames it does not
     cover get NaN forces.
     """
