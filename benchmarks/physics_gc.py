@@ -92,6 +92,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", nargs="+", default=["og1", "og3", "og4", "og5", "og6"])
     ap.add_argument("--out", default="/tmp/gf-physics")
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="LabelSettings fields (JSON values), e.g. centre_lumped_heads=false, for ablations")
     args = ap.parse_args(argv)
     from gaitforce.physics import LabelSettings, label_trial
 
@@ -103,12 +105,14 @@ def main(argv=None):
         stance = tr.slice_frames(max(k - 0, 0), k + n).replace(meta={"side": "right"})
         tic = time.perf_counter()
         static = load_static_c3d(GC / "jw-c3d" / "DM_staticfor1.c3d", iv["mass"])
-        out = label_trial(stance, settings=LabelSettings(), static=static, work_dir=Path(args.out) / f"DM_{name}")
+        settings = LabelSettings(**{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)})
+        out = label_trial(stance, settings=settings, static=static, work_dir=Path(args.out) / f"DM_{name}")
         wall = time.perf_counter() - tic
         bw = iv["mass"] * 9.81
         row = {"trial": f"DM_{name}", "frames": n, "seconds": round(wall, 1),
                "stages": {k2: round(v, 2) for k2, v in out.meta["physics_seconds"].items()}}
-        for tgt in ("medial", "lateral"):
+        iv["total"] = iv["medial"] + iv["lateral"]
+        for tgt in ("medial", "lateral", "total"):
             pred, meas = np.asarray(out.signal(f"knee_{tgt}")), iv[tgt]
             rmse = float(np.sqrt(np.mean((pred - meas) ** 2)))
             row[tgt] = {"rmse_N": round(rmse, 1), "rmse_BW": round(rmse / bw, 3),

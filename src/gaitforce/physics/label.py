@@ -20,7 +20,7 @@ from .split import medial_lateral_split
 
 #: The targets every labelled trial gets (N), besides ``muscle_<name>`` per-muscle forces.
 TARGETS = ("knee_medial", "knee_lateral", "knee_total", "glut_max", "glut_med", "quadriceps", "hamstrings")
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 
 def stance_side(trial: Trial, settings: LabelSettings) -> str:
@@ -34,6 +34,16 @@ def stance_side(trial: Trial, settings: LabelSettings) -> str:
                          source=trial.source)
 
 
+def split_distance(tables: dict, side: str, settings: LabelSettings) -> float:
+    """m between the medial and lateral contact points: ``intercondylar_ratio`` x the measured knee width of
+    ``side`` where both are known, else ``intercondylar_distance``."""
+    cal = tables.get("calibration")
+    width = None if cal is None or f"knee_width_{side}" not in cal else float(cal[f"knee_width_{side}"].iloc[0])
+    if settings.intercondylar_ratio is None or width is None or not np.isfinite(width):
+        return settings.intercondylar_distance
+    return settings.intercondylar_ratio * width
+
+
 def targets_from_tables(tables: dict[str, pd.DataFrame], side: str, settings: LabelSettings) -> pd.DataFrame:
     """Per-frame targets (N) from the SO forces and the knee joint reaction of leg ``side``."""
     so, jr = tables["so"], tables["jr"]
@@ -41,7 +51,7 @@ def targets_from_tables(tables: dict[str, pd.DataFrame], side: str, settings: La
     compressive = -jr[prefix + "fy"].to_numpy()
     # medial-loading moment on the tibia about its anterior (x) axis: medial is -z on the right, +z on the left
     moment = (-1.0 if side == "r" else 1.0) * jr[prefix + "mx"].to_numpy()
-    medial, lateral = medial_lateral_split(compressive, moment, distance=settings.intercondylar_distance)
+    medial, lateral = medial_lateral_split(compressive, moment, distance=split_distance(tables, side, settings))
     out = pd.DataFrame({"time": jr["time"].to_numpy(), "knee_medial": medial, "knee_lateral": lateral,
                         "knee_total": medial + lateral})
     so_t = so["time"].to_numpy()

@@ -38,6 +38,19 @@ GROUPS = {
 }
 
 
+#: Lumped two-head muscles of the model whose knee-crossing attachments sit on one head only (the lumped
+#: hamstrings insert where semimembranosus does, the lumped gastrocnemius arises from the medial condyle), so
+#: their whole force loads the medial compartment. ``centre_lumped_heads`` moves those attachments, on the named
+#: body, to the max-force-weighted medio-lateral position (z, m, right leg) of the heads they stand for, from
+#: gait2392 (Delp et al. 1990): hamstrings = semimembranosus 1288 N (z -0.0194), semitendinosus 410 N
+#: (-0.0146), biceps femoris long head 896 N (+0.0423); gastrocnemius = medial head 1113 N (-0.0235),
+#: lateral head 488 N (+0.0272).
+LUMPED_HEADS = {
+    "hamstrings": ("tibia", (1288 * -0.0194 + 410 * -0.0146 + 896 * 0.0423) / (1288 + 410 + 896)),
+    "gastroc": ("femur", (1113 * -0.0235 + 488 * 0.0272) / (1113 + 488)),
+}
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("GAITFORCE_CACHE", Path.home() / ".cache" / "gaitforce"))
 
@@ -63,6 +76,28 @@ def model_file(*, download: bool = True) -> Path:
     tmp_target.write_bytes(data)
     tmp_target.replace(target)
     return target
+
+
+def centre_lumped_heads(model) -> dict[str, float]:
+    """Move the knee-crossing attachments of the lumped muscles (:data:`LUMPED_HEADS`) medio-laterally to where
+    the heads they lump act on average; returns the shift (m, +z) applied per muscle. Only z changes, so
+    sagittal moment arms are kept."""
+    import opensim as osim
+
+    shifts = {}
+    for side, sign in (("r", 1.0), ("l", -1.0)):
+        for muscle, (body, z_mid) in LUMPED_HEADS.items():
+            points = model.updMuscles().get(f"{muscle}_{side}").updGeometryPath().updPathPointSet()
+            on_body = [osim.PathPoint.safeDownCast(points.get(i)) for i in range(points.getSize())]
+            on_body = [p for p in on_body if p is not None and p.getParentFrame().getName() == f"{body}_{side}"]
+            if not on_body:
+                continue
+            delta = sign * z_mid - on_body[0].get_location().get(2)
+            for p in on_body:
+                loc = p.get_location()
+                p.set_location(osim.Vec3(loc.get(0), loc.get(1), loc.get(2) + delta))
+            shifts[f"{muscle}_{side}"] = float(delta)
+    return shifts
 
 
 def generic_model():

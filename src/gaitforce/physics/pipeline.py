@@ -4,6 +4,9 @@ joint reaction at the knees. Inputs, outputs and the resolved setup XML of every
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time as _time
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from ..errors import GaitforceError
 from ..trial import Trial
 from . import files
 from .landmarks import Calibration, calibrate, find_landmarks
-from .model import generic_model
+from .model import centre_lumped_heads, generic_model
 from .settings import LabelSettings
 
 FREE_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz",
@@ -53,6 +56,9 @@ def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: P
     import opensim as osim
 
     model = generic_model()
+    if settings.centre_lumped_heads:
+        centre_lumped_heads(model)
+        model.finalizeConnections()
     state = model.initSystem()
     scale_set = osim.ScaleSet()
     for body, factor in cal.scales.items():
@@ -210,11 +216,35 @@ def write_external_loads(trial: Trial, plates: dict[int, str], work: Path) -> Pa
     return xml
 
 
+@contextlib.contextmanager
+def quiet_stdout(log: Path):
+    """Send what OpenSim prints straight to the C++ standard output (model summaries, tool banners, which its
+    ``Logger`` levels do not reach) to ``log`` instead of the terminal."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(log, "ab") as fh:
+            os.dup2(fh.fileno(), 1)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
 def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
-    """Run the whole pipeline on ``trial`` in folder ``work``; returns the result tables and seconds per stage."""
+    """Run the whole pipeline on ``trial`` in folder ``work``; returns the result tables and seconds per stage.
+    OpenSim's console output goes to ``work/opensim.log``."""
+    work.mkdir(parents=True, exist_ok=True)
+    with quiet_stdout(work / "opensim.log"):
+        return _run_trial(trial, work, settings, static=static)
+
+
+def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None):
     import opensim as osim
 
-    work.mkdir(parents=True, exist_ok=True)
     trial = trial.to_y_up()
     t0, t1 = float(trial.time[0]), float(trial.time[-1])
     seconds = {}
@@ -274,6 +304,7 @@ def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tria
     seconds["jr"] = _time.perf_counter() - tic
 
     tables = {
+        "calibration": pd.DataFrame([cal.measures]),
         "ik": read_sto(work / "ik.mot"),
         "id": read_sto(work / "id.sto"),
         "so": read_sto(work / "so_so_force.sto"),

@@ -16,7 +16,10 @@ class LabelSettings:
     ``ik_accuracy``: IK solver accuracy; ``reserve_optimal_force``: N m of the reserve actuator on each
     muscle-driven coordinate (small = expensive, so muscles do the work); ``free_optimal_force``: N or N m of
     the actuators on coordinates no muscle crosses (pelvis residuals, hip rotation, lumbar);
-    ``intercondylar_distance``: m, for the medial/lateral split; ``side``: knee to label, 'stance' (the
+    ``intercondylar_distance``: m, for the medial/lateral split; ``intercondylar_ratio``: when set, the
+    split's distance is this fraction of the subject's measured knee (epicondyle) width instead;
+    ``centre_lumped_heads``: move the knee-crossing attachments of the model's lumped hamstrings and
+    gastrocnemius to the force-weighted mid-line of the heads they stand for (see ``model.LUMPED_HEADS``); ``side``: knee to label, 'stance' (the
     trial's ``meta['side']`` or the limb bearing most load), 'right' or 'left'; ``muscle_physiology``: False
     makes SO minimise sum (F/Fmax)^3 with 0 <= F <= Fmax (no force-length-velocity scaling);
     ``keep_files``: keep the OpenSim inputs/outputs and setup XML beside the results.
@@ -27,6 +30,8 @@ class LabelSettings:
     reserve_optimal_force: float = 1.0
     free_optimal_force: float = 1000.0
     intercondylar_distance: float = DEFAULT_INTERCONDYLAR_DISTANCE
+    intercondylar_ratio: float | None = None
+    centre_lumped_heads: bool = True
     side: str = "stance"
     muscle_physiology: bool = False
     keep_files: bool = True

@@ -1,0 +1,90 @@
+"""The independent OpenSim reference of GC5 (subject PS, Rajagopal 2015 model with 80 muscles, static
+optimisation + joint reaction, from modenaxe/femoral-anteversion-paper) against the force PS's instrumented
+tibia measured: how close a full-size SO/JR pipeline gets, with the same moment-balance split gaitforce uses.
+
+Usage: python benchmarks/physics_gc5.py [--distance 0.04] [--json OUT]
+
+PS's instrumented knee is the LEFT one (its knee reaction carries the load while the plate under the left
+heel is loaded; the competitions/ .mat files mirror PS to a right leg: their RASIS is the TRC's LAsis with z
+negated). ``eTibia_data.mat`` holds 101 points over the whole ~1.1 s trial (a left gait cycle: stance from
+the start to ~0.70 s, where the plate nearest the left heel unloads, then swing), columns F_medial,
+F_lateral, F_total_magnitude; the knee reaction (``walker_knee_l`` on ``tibia_l`` in ``tibia_l``) is
+resampled to the same 101 points. Figures are given over the whole cycle and over the stance points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from gaitforce.io.opensim import read_sto_table, read_trc
+from gaitforce.physics.split import medial_lateral_split
+
+GC5 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grand-challenge" / "gc5-ps-opensim"
+
+
+def stance(stem: str, side: str = "l") -> tuple[float, float]:
+    """(start, stop) s of the stance of foot ``side`` in the trial's time base."""
+    kin, _ = read_sto_table(GC5 / f"{stem}_kinetics.mot")
+    trc = read_trc(GC5 / f"{stem}.trc", grf=None)
+    heel = trc.to_y_up().marker(f"{side.upper()}Heel")
+    best = None
+    for p in sorted({c.split("_")[0] for c in kin.columns if c.endswith("_ground_force_vy")}):
+        on = kin[f"{p}_ground_force_vy"].to_numpy() > 20.0
+        if not on.any():
+            continue
+        t = kin["time"].to_numpy()[on]
+        cop = kin.loc[on, [f"{p}_ground_force_px", f"{p}_ground_force_pz"]].to_numpy()
+        h = np.column_stack([np.interp(t, trc.time, heel[:, k]) for k in (0, 2)])
+        d = float(np.nanmedian(np.linalg.norm(cop - h, axis=1)))
+        if best is None or d < best[0]:
+            best = (d, float(t.min()), float(t.max()))
+    return best[1], best[2]
+
+
+def reference(stem: str, *, distance: float) -> dict[str, np.ndarray]:
+    jr, _ = read_sto_table(GC5 / f"{stem}_JR.sto")
+    grid = np.linspace(float(jr["time"].iloc[0]), float(jr["time"].iloc[-1]), 101)
+    p = "walker_knee_l_on_tibia_l_in_tibia_l_"
+    f = {ax: np.interp(grid, jr["time"], jr[p + "f" + ax]) for ax in "xyz"}
+    compressive = -f["y"]
+    moment = np.interp(grid, jr["time"], jr[p + "mx"])  # medial-loading on the left tibia (z points medially)
+    medial, lateral = medial_lateral_split(compressive, moment, distance=distance)
+    return {"medial": medial, "lateral": lateral, "total": np.sqrt(f["x"] ** 2 + f["y"] ** 2 + f["z"] ** 2),
+            "stance": grid <= stance(stem, "l")[1]}
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--distance", type=float, default=0.04, help="m between the contact points of the split")
+    ap.add_argument("--json", metavar="OUT")
+    args = ap.parse_args(argv)
+    et = scipy.io.loadmat(GC5 / "eTibia_data.mat", squeeze_me=True, struct_as_record=False)["eTibia_data"].GC5.ngait_og
+    mat = scipy.io.loadmat(GC5.parent / "competitions" / "PS__GC5__PS_ngait_og_ss1.mat", squeeze_me=True)
+    bw = float(mat["mass"] if "mass" in mat else mat["weight"]) * 9.81
+    rows = []
+    for k, name in enumerate(et.trial_names):
+        stem = Path(str(name)).stem
+        meas = {"medial": et.data[:, 0, k], "lateral": et.data[:, 1, k], "total": et.data[:, 2, k]}
+        ref = reference(stem, distance=args.distance)
+        row = {"trial": stem, "stance_points": int(ref["stance"].sum())}
+        for part, sel in (("cycle", slice(None)), ("stance", ref["stance"])):
+            for key in ("medial", "lateral", "total"):
+                a, b = ref[key][sel], meas[key][sel]
+                rmse = float(np.sqrt(np.mean((a - b) ** 2)))
+                row[f"{key}_{part}"] = {"rmse_N": round(rmse, 1), "rmse_BW": round(rmse / bw, 3),
+                                        "r": round(float(np.corrcoef(a, b)[0, 1]), 3),
+                                        "peak_ref": round(float(a.max())), "peak_meas": round(float(b.max()))}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
