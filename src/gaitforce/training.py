@@ -17,6 +17,16 @@ is ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``. ``threads`
 ``torch.set_num_threads`` for the duration of ``fit``/``predict`` only.
 
 Predictions are in target units; a frame with a non-finite feature gets NaN.
+
+Options beyond the seed:
+
+- ``body_weight_norm=True``: force inputs (columns named ``grf_*``, in N) and targets in N are divided by the
+  frame's body weight (``mass`` x 9.81) before normalisation, so the network learns in body weights; predictions
+  are multiplied back and stay in N. Frames without a positive finite mass are dropped from training, and get
+  NaN at prediction. :meth:`Estimator.predict_features` then needs ``body_weight=`` (N); such an estimator
+  cannot be written as a bundle yet (the ONNX graph has no body-weight input).
+- ``input_noise=s``: Gaussian noise of SD ``s`` (in normalised input units) added to each training batch
+  (augmentation; 0 = off).
 """
 
 from __future__ import annotations
@@ -45,6 +55,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 _PREDICT_CHUNK = 65536
+
+#: Standard gravity (m s^-2) for body weight = mass x G (the same value as :mod:`gaitforce.evaluation`).
+G = 9.81
 
 
 @contextlib.contextmanager
@@ -127,6 +140,8 @@ class Estimator:
         device: str = "auto",
         threads: int | None = None,
         verbose: bool = True,
+        body_weight_norm: bool = False,
+        input_noise: float = 0.0,
         **hyperparameters,
     ):
         model_class(model)  # unknown name -> GaitforceError now, not after loading data
@@ -142,6 +157,8 @@ class Estimator:
             raise GaitforceError(f"weight_decay must be >= 0, got {weight_decay}")
         if threads is not None and int(threads) < 1:
             raise GaitforceError(f"threads must be >= 1, got {threads}")
+        if not (isinstance(input_noise, (int, float)) and input_noise >= 0):
+            raise GaitforceError(f"input_noise must be >= 0, got {input_noise!r}")
         self.model = model
         self.feature_set = feature_set
         self.targets = tuple(targets)
@@ -155,6 +172,8 @@ class Estimator:
         self.device = device
         self.threads = threads
         self.verbose = verbose
+        self.body_weight_norm = bool(body_weight_norm)
+        self.input_noise = float(input_noise)
         self.hyperparameters = dict(hyperparameters)
 
     # -- parameters ------------------------------------------------------------------------------------
@@ -174,6 +193,8 @@ class Estimator:
             "device": self.device,
             "threads": self.threads,
             "verbose": self.verbose,
+            "body_weight_norm": self.body_weight_norm,
+            "input_noise": self.input_noise,
             **self.hyperparameters,
         }
 
@@ -192,6 +213,8 @@ class Estimator:
             "optimizer": "adam",
             "multi_target": self.multi_target,
             "seed": self.seed,
+            "body_weight_norm": self.body_weight_norm,
+            "input_noise": self.input_noise,
         }
 
     # -- data ------------------------------------------------------------------------------------------
@@ -200,8 +223,18 @@ class Estimator:
 
     def _xy(self, ds: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
         x, y, _ = ds.arrays(self.feature_set, list(self.targets))
+        if self.body_weight_norm:
+            bw = _body_weight(ds)
+            x = x / np.where(self._force_inputs(self._columns(ds)), bw[:, None], 1.0).astype(np.float32)
+            units = [str(ds.targets.get(t, "")) for t in self.targets]
+            y = y / np.where(np.array([u == "N" for u in units]), bw[:, None], 1.0).astype(np.float32)
         keep = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
         return x[keep], y[keep], int((~keep).sum())
+
+    @staticmethod
+    def _force_inputs(columns: Sequence[str]) -> np.ndarray:
+        """Which input columns are forces in N (scaled by body weight under ``body_weight_norm``)."""
+        return np.array([str(c).startswith("grf_") for c in columns], dtype=bool)
 
     # -- fit -------------------------------------------------------------------------------------------
     def fit(self, train: Dataset, val: Dataset | None = None) -> "Estimator":
@@ -221,6 +254,7 @@ class Estimator:
         self.columns_ = self._columns(train)
         self.input_shape_ = tuple(int(v) for v in train.feature_shape(self.feature_set))
         self.target_units_ = [str(train.targets.get(t, "")) for t in self.targets]
+        self.force_inputs_ = self._force_inputs(self.columns_) if self.body_weight_norm else None
         self.n_dropped_ = {"train": dropped, "val": dropped_val}
         self.x_mean_, self.x_scale_ = _scale(x)
         self.y_mean_, self.y_scale_ = _scale(y)
@@ -287,7 +321,11 @@ class Estimator:
                 idx = perm[i : i + bs]
                 if len(idx) < 2:  # batch norm cannot train on one row
                     continue
-                loss = _rmse(net(xt[idx]), yt[idx])
+                xb = xt[idx]
+                if self.input_noise > 0:
+                    noise = torch.randn(xb.shape, generator=gen).to(dev)
+                    xb = xb + self.input_noise * noise
+                loss = _rmse(net(xb), yt[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -325,12 +363,27 @@ class Estimator:
         nets = [net.cpu().eval() for net in self.nets_]
         return FoldedModel(nets, self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_).eval()
 
-    def predict_features(self, x: np.ndarray) -> np.ndarray:
-        """(N, F) raw features in ``columns_`` order -> (N, K) predictions in target units (float64)."""
+    def predict_features(self, x: np.ndarray, *, body_weight=None) -> np.ndarray:
+        """(N, F) raw features in ``columns_`` order -> (N, K) predictions in target units (float64).
+
+        ``body_weight`` (N; a scalar or one per row) is required by a ``body_weight_norm`` estimator and
+        ignored otherwise."""
         self._check_fitted()
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(self.columns_):
             raise GaitforceError(f"features must be (N, {len(self.columns_)}), got {x.shape}")
+        if getattr(self, "force_inputs_", None) is not None:
+            if body_weight is None:
+                raise GaitforceError("this estimator was trained on body-weight-normalised data: give body_weight (N)")
+            bw = np.broadcast_to(np.asarray(body_weight, dtype=np.float64), (len(x),))
+            bw = np.where(np.isfinite(bw) & (bw > 0), bw, np.nan)
+            x = (x / np.where(self.force_inputs_, bw[:, None], 1.0)).astype(np.float32)
+            y = self._predict_normalised(x)
+            per_target = np.array([u == "N" for u in self.target_units_])
+            return y * np.where(per_target, bw[:, None], 1.0)
+        return self._predict_normalised(x)
+
+    def _predict_normalised(self, x: np.ndarray) -> np.ndarray:
         out = np.full((len(x), len(self.targets)), np.nan)
         ok = np.isfinite(x).all(axis=1)
         folded = FoldedModel(self.nets_, self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_)
@@ -353,7 +406,8 @@ class Estimator:
 
     def predict(self, ds: Dataset) -> np.ndarray:
         """Predictions for every frame of ``ds``, (N, K) in target units."""
-        return self.predict_features(self.features_of(ds))
+        bw = _body_weight(ds) if getattr(self, "force_inputs_", None) is not None else None
+        return self.predict_features(self.features_of(ds), body_weight=bw)
 
     def score(self, ds: Dataset) -> dict[str, dict[str, float]]:
         """Per target: RMSE (target unit), Pearson r and frame count over the frames of ``ds`` with a finite
@@ -376,12 +430,21 @@ class Estimator:
         from .bundle import save_bundle
 
         self._check_fitted()
+        if self.body_weight_norm:
+            raise GaitforceError("a body-weight-normalised estimator cannot be written as a bundle yet "
+                                 "(the ONNX graph has no body-weight input); train without body_weight_norm")
         manifest = self.manifest_ if dataset_manifest is None else dataset_manifest
         return save_bundle(self, path, dataset_manifest=manifest, metrics=metrics)
 
     def __repr__(self) -> str:
         state = "fitted" if hasattr(self, "nets_") else "unfitted"
         return f"Estimator({self.model!r}, feature_set={self.feature_set!r}, targets={list(self.targets)}, {state})"
+
+
+def _body_weight(ds: Dataset) -> np.ndarray:
+    """Body weight (N) per frame from the ``mass`` column (kg); NaN where the mass is missing or not positive."""
+    m = ds.frames["mass"].to_numpy(np.float64)
+    return np.where(np.isfinite(m) & (m > 0), m * G, np.nan)
 
 
 def _summary(train: Dataset, val: Dataset | None) -> dict[str, Any]:

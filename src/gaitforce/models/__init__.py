@@ -29,7 +29,7 @@ from ..errors import GaitforceError
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
 #: modules imported on first use of the registry, each registering its architecture(s)
-_BUILTIN = ("paper_cnn", "ridge", "mlp")
+_BUILTIN = ("paper_cnn", "ridge", "mlp", "tcn")
 
 
 def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
