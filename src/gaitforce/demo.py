@@ -1,0 +1,425 @@
+"""The whole chain on one command: data -> ingest -> label -> train -> evaluate -> predict -> a report folder.
+
+With no data given, :func:`run_demo` makes a small **synthetic** virtual cohort (:mod:`gaitforce.synthetic`),
+writes it as C3D files (so the readers are exercised), ingests them, labels every stance with the OpenSim
+physics pipeline (:func:`gaitforce.physics.label_dataset`, on Dask), trains the paper-style CNN and the ridge
+baseline on a subject-naive split, scores both on the held-out subject, saves the CNN as a bundle and runs it
+on a held-out file as ``gaitforce predict`` does. Everything lands in one folder with an ``index.md`` that says
+plainly which data were used and how long each stage took.
+
+With ``data=DIR`` the same chain runs on real files. Where the files already carry the target (the Grand
+Challenge's in vivo knee force), that measurement is the reference and the physics stage is skipped
+(``physics="auto"``); ``physics="always"`` labels with OpenSim anyway (the measured target is then replaced).
+
+Stance windows: the physics labeller sees exactly the frames of each dataset stance (the ingest rule:
+stances detected on the gap-filled, low-passed trial), cut from the unfiltered trial with every plate kept,
+so its labels line up frame by frame with the dataset's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .dataset import Dataset
+from .errors import GaitforceError
+
+#: The target the demo learns; the no-physics stand-in (see :func:`grf_standin`).
+TARGET = "knee_medial"
+STANDIN_TARGET = "grf_resultant_standin"
+SYNTHETIC_NOTE = (
+    "**These data are synthetic.** The trials come from gaitforce's own virtual-cohort generator "
+    "(`gaitforce.synthetic`), not from people, and the reference forces are the outputs of the physics "
+    "pipeline on those trials. Nothing here is a finding about human gait or a validation of the surrogate "
+    "against measured forces; it shows that the whole chain runs and how fast."
+)
+
+
+@dataclass
+class DemoSettings:
+    """Options of :func:`run_demo`. Defaults: 8 subjects x 4 trials (64 stances), ~2-3 min on 2 cores."""
+
+    data: str | None = None
+    n_subjects: int = 8
+    trials_per_subject: int = 4
+    seed: int = 0
+    physics: str = "auto"  # auto | always | never
+    workers: int = 2
+    model: str = "paper-cnn"
+    epochs: int = 60
+    patience: int = 10
+    threads: int = 1
+    target: str = TARGET
+
+    def __post_init__(self):
+        if self.physics not in ("auto", "always", "never"):
+            raise GaitforceError(f"physics must be 'auto', 'always' or 'never', not {self.physics!r}")
+        if self.n_subjects < 3:
+            raise GaitforceError("the demo needs at least 3 subjects (train, validation and test subjects)")
+        if self.trials_per_subject < 1 or self.workers < 1 or self.epochs < 1 or self.threads < 1:
+            raise GaitforceError("trials, workers, epochs and threads must be at least 1")
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    index: Path
+    synthetic: bool
+    target: str
+    timings: dict[str, float] = field(default_factory=dict)
+    metrics: pd.DataFrame | None = None
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class _Stages:
+    """Prints ``[i/n] stage: ...`` lines and records the wall time of each stage."""
+
+    def __init__(self, names: list[str], log: Callable[[str], None]):
+        self.names, self.log, self.timings = names, log, {}
+
+    def run(self, name: str, fn, *args, **kw):
+        i = self.names.index(name) + 1
+        self.log(f"[{i}/{len(self.names)}] {name} ...")
+        t0 = time.perf_counter()
+        out = fn(*args, **kw)
+        self.timings[name] = round(time.perf_counter() - t0, 1)
+        self.log(f"[{i}/{len(self.names)}] {name}: done in {self.timings[name]:.1f} s")
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# stages
+# ---------------------------------------------------------------------------------------------------------
+def make_cohort(folder: Path, s: DemoSettings) -> list[Path]:
+    """The synthetic cohort written as C3D files (+ cohort.json); returns the C3D paths."""
+    from .synthetic import generate_cohort, write_cohort
+
+    trials = generate_cohort(n_subjects=s.n_subjects, trials_per_subject=s.trials_per_subject, seed=s.seed)
+    written = write_cohort(folder, trials, fmt="c3d")
+    return [p for p in written if p.suffix == ".c3d"]
+
+
+def ingest(paths, out: Path) -> tuple[Dataset, list]:
+    from .ingest import build_dataset
+
+    ds, failures = build_dataset(paths, progress=True)
+    ds.save(out)
+    return ds, failures
+
+
+def physics_available() -> str | None:
+    """None if OpenSim and the model file are usable, else the reason they are not."""
+    try:
+        import opensim  # noqa: F401
+    except ImportError:
+        return "the opensim package is not installed (pip install -e .[physics])"
+    from .physics.model import model_file
+
+    try:
+        model_file(download=False)
+    except GaitforceError as err:
+        return err.message
+    return None
+
+
+def stance_windows(path: Path, settings) -> dict[str, "object"]:
+    """``{stance_id: Trial}`` of one file, cut to the frames the dataset holds for each stance (ingest rule)
+    from the unfiltered Y-up trial, every plate kept, ``meta['side']`` set."""
+    from . import preprocess
+    from .ingest import trial_id
+    from .io import read
+
+    raw = read(path).to_y_up()
+    if raw.meta.get("single_stance") and raw.meta.get("stance_frames") is not None:
+        start, stop = (int(v) for v in raw.meta["stance_frames"])
+        side = raw.meta.get("side", "right")
+        windows = [(start, stop, side)]
+    else:
+        pre = preprocess.fill_gaps(raw, max_gap=settings.max_gap)
+        if settings.lowpass_cutoff:
+            pre = preprocess.lowpass(pre, cutoff=settings.lowpass_cutoff, order=settings.lowpass_order, signals=())
+        base = int(pre.meta.get("frame_offset", 0))
+        windows = []
+        for st in preprocess.extract_stances(pre, threshold=settings.stance_threshold,
+                                             min_duration=settings.min_duration):
+            start = int(st.meta.get("frame_offset", 0)) - base
+            windows.append((start, start + st.n_frames, st.meta["side"]))
+    tid = trial_id(raw)
+    out = {}
+    for k, (start, stop, side) in enumerate(windows):
+        part = raw.slice_frames(start, stop, note=f"demo: dataset stance {k}")
+        out[f"{tid}#{k}"] = part.replace(meta={**part.meta, "side": side})
+    return out
+
+
+def label(ds: Dataset, out: Path, s: DemoSettings) -> tuple[Dataset, list[str]]:
+    """The dataset with the physics targets added (rows of failed stances dropped), and the failures."""
+    from .ingest import IngestSettings
+    from .physics import label_dataset
+
+    settings = IngestSettings.from_dict(ds.manifest["settings"])
+    stances, failures = {}, []
+    for src in ds.manifest.get("sources", []):
+        try:
+            stances.update(stance_windows(Path(src["path"]), settings))
+        except GaitforceError as err:
+            failures.append(err.with_source(src["path"]).line())
+    stances = {k: v for k, v in stances.items() if k in set(ds.stance_ids)}
+    labels, failed = label_dataset(stances, out_dir=out, n_workers=s.workers, progress=True)
+    failures += [f.line() for f in failed]
+    return merge_labels(ds, labels, failures), failures
+
+
+def merge_labels(ds: Dataset, labels: dict[str, pd.DataFrame], failures: list[str]) -> Dataset:
+    """Add the label columns (matched on stance_id + frame) to the dataset; a stance whose frame count
+    differs from the dataset's is a failure, and stances without labels are dropped."""
+    counts = ds.frames.groupby("stance_id").size()
+    parts = []
+    for sid, table in labels.items():
+        if len(table) != counts.get(sid, -1):
+            failures.append(f"{sid}: labelled {len(table)} frames, the dataset has {counts.get(sid, 0)}")
+            continue
+        parts.append(table.drop(columns=["time"]).assign(stance_id=sid))
+    if not parts:
+        raise GaitforceError("the physics stage labelled no stance: " + "; ".join(failures[:3]))
+    table = pd.concat(parts, ignore_index=True)
+    targets = [c for c in table.columns if c not in ("stance_id", "frame")]
+    frames = ds.frames.drop(columns=[c for c in targets if c in ds.frames])
+    frames = frames.merge(table, on=["stance_id", "frame"], how="inner")
+    manifest = json.loads(json.dumps(ds.manifest, default=str))
+    manifest["targets"] = {**manifest.get("targets", {}), **{t: "N" for t in targets}}
+    manifest["physics"] = {"labelled_stances": int(table["stance_id"].nunique()), "failures": failures}
+    return Dataset(frames=frames, manifest=manifest)
+
+
+def grf_standin(ds: Dataset) -> Dataset:
+    """No physics: a stand-in target so the chain still runs, the resultant ground reaction (N) of the
+    stance plate, taken from the features. It checks the pipeline only; it is not an internal force."""
+    g = ds.frames[["grf_x", "grf_y", "grf_z"]].to_numpy(float)
+    frames = ds.frames.assign(**{STANDIN_TARGET: np.sqrt((g ** 2).sum(axis=1))})
+    manifest = {**ds.manifest, "targets": {**ds.manifest.get("targets", {}), STANDIN_TARGET: "N"}}
+    return Dataset(frames=frames, manifest=manifest)
+
+
+def train(ds: Dataset, split: dict, s: DemoSettings, target: str, bundle_dir: Path):
+    """The network and the ridge baseline on the split's train set (validation for early stopping)."""
+    from .training import Estimator
+
+    train_ds, val_ds = ds.subset(split["train"]), ds.subset(split["val"])
+    models, seconds = {}, {}
+    for name in (s.model, "ridge"):
+        t0 = time.perf_counter()
+        est = Estimator(name, targets=(target,), seed=s.seed, threads=s.threads, verbose=False,
+                        **({} if name == "ridge" else {"epochs": s.epochs, "patience": s.patience}))
+        models[name] = est.fit(train_ds, val_ds)
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        _say(f"    {name}: {seconds[name]:.1f} s" + ("" if name == "ridge" else
+             f", best epoch {est.best_epoch_[0]} of {len(est.history_[0])}"))
+    models[s.model].save(bundle_dir, metrics={"demo_split": split, "train_seconds": seconds[s.model]},
+                         dataset_manifest=ds.manifest)
+    return models, seconds
+
+
+def evaluate(ds: Dataset, split: dict, models: dict, target: str, out: Path, *, title: str, note: str):
+    """Per-stance metrics of every model on the test subjects, and the evaluation report of the network."""
+    from . import evaluation as ev
+    from .report import markdown_table, write_report
+
+    test = ds.subset(split["test"])
+    stances = test.stances()
+    y = test.frames[[target]].to_numpy(float)
+    sid = test.frames["stance_id"].to_numpy()
+    per, preds = {}, {}
+    for name, est in models.items():
+        p = np.asarray(est.predict(test), dtype=float)
+        per[name] = ev.with_stance_info(ev.per_trial_metrics(y, p, sid, body_weight=ev.body_weights(stances),
+                                                            target_names=[target], units=test.targets), stances)
+        preds[name] = ev.predictions_frame(sid, test.frames["stance_pct"].to_numpy(), y, p, [target])
+    table = pd.concat([ev.summarise(per[m]).assign(model=m) for m in models], ignore_index=True)
+    table = table[["model", *[c for c in table.columns if c != "model"]]]
+    net = next(iter(models))
+    cmp = ev.paired_comparison(per[net], per["ridge"])
+    comparison = (markdown_table(table) + "\n\n" + f"{net} - ridge RMSE over the {cmp['n']} test stances: "
+                  f"{cmp['delta']:+.0f} N (negative: the network is better), network better on "
+                  f"{100 * cmp['wins']:.0f} % of stances, Wilcoxon p = {cmp['p']:.3g}.")
+    report = write_report(out, per_trial=per[net], predictions=preds[net],
+                          settings={"split": split, "models": list(models), "target": target},
+                          title=title, by=["subject"], extra_sections=[("Data", note),
+                                                                       ("Network against ridge", comparison)])
+    return table, cmp, report
+
+
+def predict_held_out(bundle_dir: Path, path: Path, ds: Dataset, target: str, out: Path) -> pd.DataFrame:
+    """Run the bundle on one file as ``gaitforce predict`` does; per stance, RMSE against the dataset's labels."""
+    from .bundle import load_bundle
+    from .commands.predict import predict_file
+    from .ingest import IngestSettings
+
+    bundle = load_bundle(bundle_dir, intra_op_num_threads=1)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    written = predict_file(bundle, path, out, IngestSettings.from_dict(bundle.ingest_settings or {}))
+    seconds = time.perf_counter() - t0
+    rows = []
+    for csv in sorted(p for p in written if p.suffix == ".csv"):
+        pred = pd.read_csv(csv)
+        sid = f"{csv.stem.rsplit('_stance', 1)[0]}#{csv.stem.rsplit('_stance', 1)[1]}"
+        ref = ds.frames.loc[ds.frames.stance_id == sid, ["frame", target]]
+        both = pred[["frame", target]].merge(ref, on="frame", suffixes=("_pred", "_ref"))
+        err = both[f"{target}_pred"] - both[f"{target}_ref"]
+        rows.append({"file": csv.name, "stance_id": sid, "frames": len(pred),
+                     "RMSE vs reference (N)": float(np.sqrt(np.mean(err ** 2))) if len(both) else np.nan,
+                     "peak predicted (N)": float(pred[target].max()),
+                     "peak reference (N)": float(both[f"{target}_ref"].max()) if len(both) else np.nan})
+    table = pd.DataFrame(rows)
+    table.attrs["seconds"] = seconds
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the chain
+# ---------------------------------------------------------------------------------------------------------
+def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], None] = _say) -> DemoResult:
+    """Run the whole chain into folder ``out`` (see the module doc); returns what was made and the timings."""
+    from .evaluation import subject_naive_split
+
+    s = settings or DemoSettings()
+    out = Path(out)
+    clean(out)
+    out.mkdir(parents=True, exist_ok=True)
+    synthetic = s.data is None
+    if not synthetic and not Path(s.data).exists():
+        raise GaitforceError("no such data folder or file", source=s.data)
+    missing_physics = physics_available()
+    if s.physics == "always" and missing_physics:
+        raise GaitforceError(f"physics labelling asked for but unavailable: {missing_physics}")
+    stages = _Stages(["data", "ingest", "label", "train", "evaluate", "predict", "report"], log)
+    t_start = time.perf_counter()
+
+    files = stages.run("data", lambda: make_cohort(out / "data", s) if synthetic else [Path(s.data)])
+    if synthetic:
+        log(f"    synthetic cohort: {s.n_subjects} subjects x {s.trials_per_subject} trials -> {out / 'data'}")
+    ds, ingest_failures = stages.run("ingest", ingest, files, out / "dataset")
+    log(f"    {ds}")
+
+    target, label_note, label_failures = s.target, "", []
+    has_target = target in ds.frames and bool(ds.frames[target].notna().any())
+    use_physics = s.physics == "always" or (s.physics == "auto" and not has_target)
+    if use_physics and missing_physics:
+        raise GaitforceError(f"the data have no {target!r} and physics labelling is unavailable "
+                             f"({missing_physics}); run scripts/fetch-model.sh, or use --no-physics")
+    if s.physics == "never" and not has_target:
+        ds = stages.run("label", grf_standin, ds)
+        target = STANDIN_TARGET
+        label_note = (f"Physics labelling was switched off (`--no-physics`): the target is a stand-in, the "
+                      f"resultant ground reaction `{STANDIN_TARGET}` (N), which only checks that the chain runs. "
+                      "It is not an internal force.")
+    elif use_physics:
+        ds, label_failures = stages.run("label", label, ds, out / "physics", s)
+        ds.save(out / "dataset-labelled")
+        label_note = (f"Reference `{target}`: the OpenSim physics pipeline (gait14dof22musc: scale, IK, ID, "
+                      f"static optimisation, knee joint reaction, moment-balance medial/lateral split) on every "
+                      f"stance, {s.workers} Dask worker(s).")
+    else:
+        stages.run("label", lambda: None)
+        label_note = f"Reference `{target}`: measured in the files (physics labelling skipped: `--physics auto`)."
+    log(f"    target {target}: {ds.frames['stance_id'].nunique()} stances")
+
+    split = {k: list(v) for k, v in subject_naive_split(ds.stances(), seed=s.seed).items()}
+    log(f"    subject-naive split: {len(split['train'])}/{len(split['val'])}/{len(split['test'])} stances")
+    models, train_seconds = stages.run("train", train, ds, split, s, target, out / "bundle")
+
+    data_note = SYNTHETIC_NOTE if synthetic else f"Real data from `{s.data}`."
+    title = ("gaitforce demo: SYNTHETIC cohort" if synthetic else f"gaitforce demo: {Path(s.data).name}")
+    table, cmp, report_index = stages.run("evaluate", evaluate, ds, split, models, target, out / "evaluation",
+                                          title=title + f", {s.model} on held-out subjects",
+                                          note=data_note + " " + label_note)
+
+    test_trials = ds.frames.loc[ds.frames.stance_id.isin(split["test"]), "trial"].unique()
+    sources = {Path(src["path"]).stem: Path(src["path"]) for src in ds.manifest.get("sources", [])}
+    held_out = sources[test_trials[0]]
+    pred_table = stages.run("predict", predict_held_out, out / "bundle", held_out, ds, target, out / "predictions")
+
+    result = DemoResult(out=out, index=out / "index.md", synthetic=synthetic, target=target, metrics=table)
+    result.paths = {"data": str(out / "data") if synthetic else str(s.data), "dataset": str(out / "dataset"),
+                    "bundle": str(out / "bundle"), "evaluation": str(report_index),
+                    "predictions": str(out / "predictions"), "held_out_file": str(held_out)}
+    if use_physics:
+        result.paths["labelled_dataset"] = str(out / "dataset-labelled")
+        result.paths["physics"] = str(out / "physics")
+    info = {"settings": asdict(s), "split": split, "train_seconds": train_seconds, "comparison": cmp,
+            "ingest_failures": [f.line() for f in ingest_failures], "label_failures": label_failures,
+            "predict_seconds": pred_table.attrs["seconds"], "n_stances": int(ds.frames["stance_id"].nunique()),
+            "n_frames": len(ds.frames), "n_subjects": int(ds.frames["subject"].nunique())}
+    stages.run("report", write_index, result, stages.timings, info, table, pred_table, data_note, label_note)
+    result.timings = {**stages.timings, "total": round(time.perf_counter() - t_start, 1)}
+    write_index(result, result.timings, info, table, pred_table, data_note, label_note)
+    log(f"demo: report {result.index} ({result.timings['total']:.0f} s in all)")
+    return result
+
+
+def write_index(result: DemoResult, timings: dict, info: dict, table: pd.DataFrame, pred_table: pd.DataFrame,
+                data_note: str, label_note: str) -> Path:
+    from .report import markdown_table
+
+    out = result.out
+    rel = lambda p: Path(p).resolve().relative_to(out.resolve()).as_posix() if str(Path(p).resolve()).startswith(  # noqa: E731
+        str(out.resolve())) else str(p)
+    ev_dir = Path(result.paths["evaluation"]).parent
+    t = result.target
+    timing_rows = pd.DataFrame([{"stage": k, "seconds": v} for k, v in timings.items()])
+    s = info["settings"]
+    lines = [
+        f"# gaitforce demo{' (SYNTHETIC DATA)' if result.synthetic else ''}", "",
+        data_note, "",
+        f"{info['n_subjects']} subjects, {info['n_stances']} stance phases, {info['n_frames']} frames. "
+        + label_note, "",
+        "## Held-out subjects (subject-naive split)", "",
+        f"Train / validation / test: {len(info['split']['train'])} / {len(info['split']['val'])} / "
+        f"{len(info['split']['test'])} stances; no subject in two sets. Mean (SD) over test stances.", "",
+        markdown_table(table), "",
+        f"{s['model']} - ridge RMSE: {info['comparison']['delta']:+.0f} N over {info['comparison']['n']} "
+        f"stances (negative: the network is better than the baseline).", "",
+        f"Full report with per-subject tables: [{rel(result.paths['evaluation'])}]({rel(result.paths['evaluation'])})",
+        "",
+        f"![{t}: best, median, worst test stance]({rel(ev_dir / f'{t}_representative.png')})", "",
+        f"![{t}: mean and SD over test stances]({rel(ev_dir / f'{t}_ensemble.png')})", "",
+        f"![{t}: predicted vs reference frames]({rel(ev_dir / f'{t}_scatter.png')})", "",
+        "## Prediction on a held-out file", "",
+        f"`gaitforce predict {rel(result.paths['bundle'])} {rel(result.paths['held_out_file'])} --out "
+        f"{rel(result.paths['predictions'])}` (a test subject's file, read, cut and featurised from disk): "
+        f"{pred_table.attrs['seconds'] * 1000:.0f} ms in all.", "",
+        markdown_table(pred_table) if len(pred_table) else "(no stance)", "",
+        "## Timings (this machine, wall clock)", "",
+        markdown_table(timing_rows), "",
+        f"Training: {', '.join(f'{m} {v:.1f} s' for m, v in info['train_seconds'].items())} "
+        f"({s['threads']} torch thread(s), at most {s['epochs']} epochs, patience {s['patience']}).", "",
+    ]
+    failures = info["ingest_failures"] + info["label_failures"]
+    if failures:
+        lines += ["## Failures (the rest went on)", "", *[f"- {f}" for f in failures], ""]
+    lines += ["## Files", ""] + [f"- {k}: [{rel(v)}]({rel(v)})" for k, v in result.paths.items()] + [
+        "- [demo.json](demo.json): settings, split and figures of this run", ""]
+    (out / "demo.json").write_text(json.dumps({**info, "timings": timings, "paths": result.paths}, indent=1,
+                                              default=str))
+    result.index.write_text("\n".join(lines))
+    return result.index
+
+
+def clean(out: Path) -> None:
+    """Remove a previous demo's outputs (only the names the demo writes; the physics cache is kept, so a
+    rerun labels only what is new)."""
+    for name in ("data", "dataset", "dataset-labelled", "bundle", "evaluation", "predictions"):
+        shutil.rmtree(out / name, ignore_errors=True)

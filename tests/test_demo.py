@@ -1,0 +1,112 @@
+"""gaitforce demo: the stance windows the labeller sees match the dataset, label merging rules, the no-physics
+stand-in, user errors, and (slow) a tiny whole-chain run that writes the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gaitforce import demo
+from gaitforce.cli import main
+from gaitforce.errors import GaitforceError
+from gaitforce.ingest import IngestSettings, build_dataset
+from gaitforce.synthetic import generate_cohort, write_cohort
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cohort")
+    files = [p for p in write_cohort(folder, generate_cohort(n_subjects=2, trials_per_subject=1, seed=3))
+             if p.suffix == ".c3d"]
+    ds, failures = build_dataset(files, progress=False)
+    assert not failures
+    return files, ds
+
+
+def test_stance_windows_match_dataset_frames(cohort):
+    """The labeller must see exactly the dataset's frames: same ids, same counts, same (raw) time span."""
+    files, ds = cohort
+    counts = ds.frames.groupby("stance_id").size()
+    windows = {}
+    for f in files:
+        windows.update(demo.stance_windows(f, IngestSettings()))
+    assert sorted(windows) == sorted(ds.stance_ids)
+    for sid, trial in windows.items():
+        assert trial.n_frames == counts[sid]
+        assert trial.meta["side"] == ds.frames.loc[ds.frames.stance_id == sid, "side"].iloc[0]
+        assert len(trial.plate_names) == 2  # every plate kept: the other foot's load reaches the model too
+        # the dataset's stance time starts at 0; the window's duration is the same
+        dur = ds.frames.loc[ds.frames.stance_id == sid, "time"].max()
+        assert trial.time[-1] - trial.time[0] == pytest.approx(dur, abs=1e-9)
+
+
+def test_merge_labels_matches_frames_and_rejects_wrong_counts(cohort):
+    _, ds = cohort
+    ids = ds.stance_ids
+    n0 = int((ds.frames.stance_id == ids[0]).sum())
+    good = pd.DataFrame({"frame": np.arange(n0), "time": 0.0, "knee_medial": 10.0 * np.arange(n0)})
+    bad = pd.DataFrame({"frame": np.arange(3), "time": 0.0, "knee_medial": 1.0})
+    failures: list[str] = []
+    out = demo.merge_labels(ds, {ids[0]: good, ids[1]: bad}, failures)
+    assert out.stance_ids == [ids[0]]
+    np.testing.assert_array_equal(out.frames["knee_medial"].to_numpy(), 10.0 * np.arange(n0))
+    assert out.targets["knee_medial"] == "N"
+    assert len(failures) == 1 and ids[1] in failures[0] and "3 frames" in failures[0]
+    with pytest.raises(GaitforceError):
+        demo.merge_labels(ds, {ids[1]: bad}, [])
+
+
+def test_grf_standin_is_resultant(cohort):
+    _, ds = cohort
+    out = demo.grf_standin(ds)
+    g = ds.frames[["grf_x", "grf_y", "grf_z"]].to_numpy(float)
+    row = 5
+    assert out.frames[demo.STANDIN_TARGET].iloc[row] == pytest.approx(float(np.linalg.norm(g[row])))
+    assert out.targets[demo.STANDIN_TARGET] == "N"
+
+
+def test_settings_and_cli_user_errors(tmp_path, capsys):
+    with pytest.raises(GaitforceError):
+        demo.DemoSettings(n_subjects=2)
+    with pytest.raises(GaitforceError):
+        demo.DemoSettings(physics="sometimes")
+    assert main(["demo", "--out", str(tmp_path / "d"), "--data", str(tmp_path / "absent")]) == 2
+    assert "no such data" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_demo_writes_report(tmp_path):
+    """3 subjects x 1 trial, 3 epochs: the chain runs and the report says what it is. Physics is skipped
+    (stated stand-in target) only where OpenSim or its model is absent."""
+    skip_physics = demo.physics_available() is not None
+    settings = demo.DemoSettings(n_subjects=3, trials_per_subject=1, epochs=3, seed=1,
+                                 physics="never" if skip_physics else "auto")
+    res = demo.run_demo(tmp_path / "demo", settings, log=lambda m: None)
+    text = res.index.read_text()
+    assert "SYNTHETIC" in text and "These data are synthetic" in text
+    for stage in ("data", "ingest", "label", "train", "evaluate", "predict", "total"):
+        assert stage in res.timings
+    assert res.target == (demo.STANDIN_TARGET if skip_physics else "knee_medial")
+    info = json.loads((res.out / "demo.json").read_text())
+    assert info["n_subjects"] == 3 and info["n_stances"] == 6
+    assert set(res.metrics["model"]) == {"paper-cnn", "ridge"}
+    for name in ("evaluation/index.md", f"evaluation/{res.target}_scatter.png", "bundle/model.onnx",
+                 "bundle/bundle.json"):
+        assert (res.out / name).is_file(), name
+    # predicting the held-out file from disk gives what the evaluation got from the dataset for those stances
+    per = pd.read_csv(res.out / "evaluation" / "per_trial.csv").set_index("stance_id")
+    csvs = sorted((res.out / "predictions").glob("*.csv"))
+    assert csvs
+    for csv in csvs:
+        stem, k = csv.stem.rsplit("_stance", 1)
+        pred = pd.read_csv(csv)[res.target].to_numpy()
+        assert np.isfinite(pred).all()
+        if skip_physics:  # the stand-in is not stored in a dataset folder
+            continue
+        ref = pd.read_parquet(res.out / "dataset-labelled" / "frames.parquet")
+        ref = ref.loc[ref.stance_id == f"{stem}#{k}", res.target].to_numpy()
+        rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
+        assert rmse == pytest.approx(per.loc[f"{stem}#{k}", "rmse"], rel=1e-4)
