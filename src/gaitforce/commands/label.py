@@ -54,8 +54,24 @@ def stances_of(trial, *, threshold: float = 20.0, min_duration: float = 0.25) ->
     for k, st in enumerate(extract_stances(trial, threshold=threshold, min_duration=min_duration)):
         start = int(st.meta.get("frame_offset", 0)) - int(trial.meta.get("frame_offset", 0))
         full = trial.slice_frames(start, start + st.n_frames)
-        out[f"{trial_id(trial)}#{k}"] = full.replace(meta={**full.meta, "side": st.meta["side"]})
+        out[f"{trial_id(trial)}#{k}"] = full.replace(meta={**full.meta, "side": st.meta["side"], "stance_start": start})
     return out
+
+
+def _on_raw_source(path: Path, trial, stances: dict):
+    """Stances re-cut from the file's raw recording where :func:`gaitforce.physics.sources.raw_source` knows
+    one (Grand Challenge .mat files hold too few markers for the model), with that subject's static trial."""
+    from ..physics.sources import raw_source
+
+    source = raw_source(path, trial)
+    if source is None:
+        return stances, None
+    out = {}
+    for name, st in stances.items():
+        start = source.offset + int(st.meta["stance_start"])
+        cut = source.trial.slice_frames(start, start + st.n_frames)
+        out[name] = cut.replace(meta={**cut.meta, "side": st.meta["side"], "labelled_from": str(source.trial.source)})
+    return out, source.static
 
 
 def run(args) -> int:
@@ -79,13 +95,17 @@ def run(args) -> int:
     if not files:
         raise InputFileError("no trial files to label", source=args.paths[0])
     static = _read(Path(args.static), args.mass) if args.static else None
-    stances, failures = {}, []
+    stances, statics, failures = {}, {}, []
     for path in files:
         try:
-            stances.update(stances_of(_read(path, args.mass), **detect))
+            trial = _read(path, args.mass)
+            found = stances_of(trial, **detect)
+            found, source_static = _on_raw_source(path, trial, found)
+            stances.update(found)
+            statics.update({name: static or source_static for name in found})
         except GaitforceError as err:
             failures.append(err.with_source(path))
-    labels, failed = label_dataset(stances, out_dir=out, settings=settings, static=static,
+    labels, failed = label_dataset(stances, out_dir=out, settings=settings, static=statics,
                                    scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress)
     failures += failed
     if labels:

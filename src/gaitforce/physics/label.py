@@ -146,7 +146,7 @@ def _label_task(packed: dict, static: dict | None, settings: dict, work: str, ca
         return {"ok": False, "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"}
 
 
-def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, static: Trial | None = None,
+def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, static=None,
                   scheduler: str | None = None, n_workers: int | None = None, progress: bool = True):
     """Label many trials (stance phases) in parallel on Dask; returns ``(labels, failures)``.
 
@@ -155,7 +155,8 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
     killed run redoes only unfinished trials; OpenSim files go to ``out_dir/work/<name>``. ``scheduler``: the
     address of a running Dask scheduler; by default a ``LocalCluster`` of single-threaded worker processes
     (OpenSim is not thread-safe). ``labels``: name -> DataFrame (frame, time, targets); ``failures``: list
-    of :class:`GaitforceError`, one per failed trial, the others still labelled.
+    of :class:`GaitforceError`, one per failed trial, the others still labelled. ``static``: one static
+    Trial for all, or a mapping name -> static Trial (or None) per trial.
     """
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -165,7 +166,9 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
     out_dir = Path(out_dir)
     cache = out_dir / "cache"
     cache.mkdir(parents=True, exist_ok=True)
-    keys = {name: cache_key(t, settings) + ("" if static is None else cache_key(static, settings)[:8])
+    statics = dict(static) if isinstance(static, dict) else {name: static for name in trials}
+    keys = {name: cache_key(t, settings) + ("" if statics.get(name) is None else
+                                            cache_key(statics[name], settings)[:8])
             for name, t in trials.items()}
     todo = [n for n in trials if not _cache_file(cache, keys[n]).exists()]
     failures: list[GaitforceError] = []
@@ -181,11 +184,13 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
                                    dashboard_address=None)
             client = Client(cluster)
         try:
-            packed_static = None if static is None else _pack(static)
+            packed = {id(st): _pack(st) for st in statics.values() if st is not None}
             futures = {}
             for name in todo:
                 work = out_dir / "work" / _safe(name)
-                fut = client.submit(_label_task, _pack(trials[name]), packed_static, settings.to_dict(), str(work),
+                st = statics.get(name)
+                fut = client.submit(_label_task, _pack(trials[name]), None if st is None else packed[id(st)],
+                                    settings.to_dict(), str(work),
                                     str(_cache_file(cache, keys[name])), key=f"label-{keys[name]}", pure=False)
                 futures[fut] = name
             done = as_completed(futures)

@@ -16,12 +16,15 @@ class LabelSettings:
     ``ik_accuracy``: IK solver accuracy; ``reserve_optimal_force``: N m of the reserve actuator on each
     muscle-driven coordinate (small = expensive, so muscles do the work); ``free_optimal_force``: N or N m of
     the actuators on coordinates no muscle crosses (pelvis residuals, hip rotation, lumbar);
-    ``intercondylar_distance``: m, for the medial/lateral split; ``intercondylar_ratio``: when set, the
-    split's distance is this fraction of the subject's measured knee (epicondyle) width instead;
+    ``intercondylar_distance``: m, for the medial/lateral split; ``intercondylar_ratio``: when set (default 0.45),
+    the split's distance is this fraction of the subject's measured knee (epicondyle) width instead: the
+    tibial plateau spans about 0.9 of the epicondylar width and each compartment's contact centre lies about
+    a quarter of the plateau from the midline, so d ~ 0.45 x width (about 45 mm for a 100 mm knee);
     ``centre_lumped_heads``: move the knee-crossing attachments of the model's lumped hamstrings and
     gastrocnemius to the force-weighted mid-line of the heads they stand for (see ``model.LUMPED_HEADS``); ``side``: knee to label, 'stance' (the
-    trial's ``meta['side']`` or the limb bearing most load), 'right' or 'left'; ``muscle_physiology``: False
-    makes SO minimise sum (F/Fmax)^3 with 0 <= F <= Fmax (no force-length-velocity scaling);
+    trial's ``meta['side']`` or the limb bearing most load), 'right' or 'left'; ``muscle_physiology``: True (default)
+    bounds each muscle by its force-length-velocity capacity; False makes SO minimise sum (F/Fmax)^3 with
+    0 <= F <= Fmax;
     ``keep_files``: keep the OpenSim inputs/outputs and setup XML beside the results.
     """
 
@@ -30,10 +33,10 @@ class LabelSettings:
     reserve_optimal_force: float = 1.0
     free_optimal_force: float = 1000.0
     intercondylar_distance: float = DEFAULT_INTERCONDYLAR_DISTANCE
-    intercondylar_ratio: float | None = None
+    intercondylar_ratio: float | None = 0.45
     centre_lumped_heads: bool = True
     side: str = "stance"
-    muscle_physiology: bool = False
+    muscle_physiology: bool = True
     keep_files: bool = True
 
     def __post_init__(self):
