@@ -198,6 +198,9 @@ def as_model(model, *, columns: Sequence[str] | None = None, targets: Sequence[s
     if isinstance(model, Bundle):
         return OnnxModel(model)
     if hasattr(model, "folded_module") and hasattr(model, "nets_"):
+        if getattr(model, "force_inputs_", None) is not None:
+            raise GaitforceError("a body-weight-normalised estimator cannot be explained yet (its network works in "
+                                 "body weights, not in the dataset's units)")
         return TorchModel(model.folded_module(), model.columns_, model.targets, model.target_units_)
     import torch
 
