@@ -177,7 +177,7 @@ def test_align_offset_finds_the_cut_and_refuses_another_recording():
         align_offset(raw, other)
 
 
-def test_per_trial_statics_enter_the_cache_key(tmp_path):
+def test_per_trial_statics_enter_the_cache_key(tmp_path, monkeypatch):
     """label_dataset takes one static per trial; a stance cached under another static is not reused."""
     trial, settings = _trial(), LabelSettings()
     static_a, static_b = _trial(shift=0.1), _trial(shift=0.2)
@@ -189,7 +189,13 @@ def test_per_trial_statics_enter_the_cache_key(tmp_path):
     labels, failures = label_dataset({"s#0": trial}, out_dir=tmp_path, settings=settings, static={"s#0": static_a},
                                      scheduler="tcp://127.0.0.1:1", progress=False)
     assert failures == [] and list(labels) == ["s#0"]
-    with pytest.raises(OSError):  # not cached under static_b: it must go to the (unreachable) cluster
+    import dask.distributed
+
+    def no_cluster(*args, **kwargs):
+        raise RuntimeError("cluster contacted")
+
+    monkeypatch.setattr(dask.distributed, "Client", no_cluster)
+    with pytest.raises(RuntimeError, match="cluster contacted"):  # not cached under static_b: must be computed
         label_dataset({"s#0": trial}, out_dir=tmp_path, settings=settings, static={"s#0": static_b},
                       scheduler="tcp://127.0.0.1:1", progress=False)
 
