@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gaitforce.cli import main
@@ -99,3 +100,35 @@ def test_all_29_grand_challenge_stances(comp, tmp_path):
     assert len(st) == 29 and set(st["subject"]) == {"JW", "DM", "SC", "PS"}
     assert sorted(st["competition"].unique()) == [f"GC{i}" for i in range(1, 7)]
     assert ds.frames[["knee_medial", "knee_lateral"]].notna().all().all()
+
+
+@pytest.fixture(scope="module")
+def og3_c3d(gc_dir):
+    return read(gc_dir / "jw-c3d" / "jw_ngait_og3.c3d")
+
+
+@pytest.mark.realdata
+def test_flat_emg_channel_leaves_its_target_out_with_a_note(og3_c3d):
+    # DM_staticfor1.c3d has a flat biceps femoris channel; here the same on a gait trial
+    k = og3_c3d.emg_names.index("bifeml")
+    emg = np.array(og3_c3d.emg)
+    emg[:, k] = 0.0
+    flat = og3_c3d.replace(emg=emg)
+    df = trial_frames(flat, settings=IngestSettings())
+    assert df["stance_id"].nunique() >= 1
+    assert "emg_bic_fem" not in df and "emg_vas_lat" in df  # only the flat muscle is missing
+    notes = df.attrs["target_notes"]
+    assert len(notes) == 1 and notes[0].startswith("emg_bic_fem left out") and "flat" in notes[0]
+    # the untouched trial has the channel (it maps through the lab name 'bifeml')
+    assert "emg_bic_fem" in trial_frames(og3_c3d, settings=IngestSettings())
+
+
+@pytest.mark.realdata
+def test_targets_argument_builds_only_the_targets_asked_for(og3_c3d):
+    df = trial_frames(og3_c3d, settings=IngestSettings(), targets=("knee_medial",))
+    assert not [c for c in df if c.startswith("emg_")]  # no EMG work at all when none is wanted
+    assert "knee_medial" not in df  # the C3D holds no knee force: absent, not an error
+    assert df.attrs["target_notes"] == []
+    full = trial_frames(og3_c3d, settings=IngestSettings())
+    feats = [c for c in df if c not in ("knee_medial",) and not c.startswith("emg_")]
+    pd.testing.assert_frame_equal(df[feats], full[feats])  # features do not depend on the targets asked for

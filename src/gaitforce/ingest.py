@@ -12,6 +12,8 @@ features at training and use. Steps for one trial (all settings in :class:`Inges
    by the trial maximum (``'max'``); otherwise :func:`~gaitforce.preprocess.emg_envelope` of the raw EMG.
    Names map through ``emg_map`` (canonical -> lab names); ``semiten`` takes the medial hamstrings electrode,
    ``semimem`` in the Grand Challenge files (surface EMG cannot separate semitendinosus from semimembranosus).
+   Targets are optional: a muscle whose channel is missing, flat or empty gets no target (noted per source in
+   the manifest as ``target_notes``), so such a file still ingests and predicts.
 3. stances: a trial that is one known stance (``meta['single_stance']`` with ``meta['stance_frames']``, as the
    Grand Challenge reader marks its gait cycles) is cut to those frames; any other goes through
    :func:`~gaitforce.preprocess.extract_stances` (``stance_threshold``, ``min_duration``).
@@ -46,7 +48,7 @@ DEFAULT_EMG_MAP = {
     "rect_fem": ["rf", "rect_fem", "RecFem", "rectus_femoris"],
     "vas_lat": ["vaslat", "vas_lat", "VasLat", "vastus_lateralis"],
     "vas_med": ["vasmed", "vas_med", "VasMed", "vastus_medialis"],
-    "bic_fem": ["bifem", "bic_fem", "BFLH", "biceps_femoris"],
+    "bic_fem": ["bifem", "bifeml", "bic_fem", "BFLH", "biceps_femoris"],
     "semiten": ["semiten", "semimem", "MedHam", "semitendinosus"],
     "soleus": ["soleus", "sol", "Soleus"],
     "tib_ant": ["tibant", "tib_ant", "TibAnt", "tibialis_anterior"],
@@ -110,32 +112,53 @@ def _preprocess(trial: Trial, settings: IngestSettings) -> Trial:
     return t
 
 
-def _emg_targets(trial: Trial, settings: IngestSettings) -> tuple[Trial, str | None]:
-    """The trial with ``emg_<canonical>`` signals, and how they were normalised (None: no EMG)."""
-    out, how = {}, None
+def _emg_targets(trial: Trial, settings: IngestSettings,
+                 wanted: Iterable[str] | None = None) -> tuple[Trial, str | None, list[str]]:
+    """The trial with ``emg_<canonical>`` signals, how they were normalised (None: no EMG), and notes.
+
+    Only the canonical muscles whose ``emg_<muscle>`` is in ``wanted`` (default: every muscle of
+    ``settings.emg_map``) are built. A muscle whose channel is missing, flat, empty or has no positive
+    maximum is left out and named in the notes: a target that cannot be measured is absent, never an error.
+    """
+    muscles = [c for c in settings.emg_map if wanted is None or f"emg_{c}" in set(wanted)]
+    out, how, notes = {}, None, []
+    if not muscles:
+        return trial, None, notes
     file_env = {k[len("emg_env_"):]: v for k, v in trial.signals.items() if k.startswith("emg_env_")}
     mvc = dict(trial.meta.get("mvc") or {})
     if file_env:
-        for canon, names in settings.emg_map.items():
-            name = next((n for n in names if n in file_env), None)
+        for canon in muscles:
+            name = next((n for n in settings.emg_map[canon] if n in file_env), None)
             if name is None:
                 continue
             env = np.asarray(file_env[name], float)
             if settings.emg_normalise == "mvc" and mvc.get(name, 0) > 0:
-                scale, how = mvc[name], how or "file envelope / MVC"
+                scale, kind = mvc[name], "file envelope / MVC"
             else:
-                scale, how = np.nanmax(env), "file envelope / trial maximum"
+                scale = np.nanmax(env) if np.isfinite(env).any() else np.nan
+                kind = "file envelope / trial maximum"
+            if not (np.isfinite(scale) and scale > 0):
+                notes.append(f"emg_{canon} left out: envelope {name} is flat or empty")
+                continue
+            how = how if how == "file envelope / trial maximum" else kind
             out[f"emg_{canon}"] = (env / scale, "1")
     elif trial.emg_names and trial.emg.shape[0] > 1:
-        env_trial = preprocess.emg_envelope(trial, window=settings.emg_window)
         how = "emg_envelope / trial maximum"
-        for canon, names in settings.emg_map.items():
-            name = next((n for n in names if f"emg_{n}" in env_trial.signals), None)
-            if name is not None:
-                out[f"emg_{canon}"] = (env_trial.signals[f"emg_{name}"], "1")
+        for canon in muscles:
+            name = next((n for n in settings.emg_map[canon] if n in trial.emg_names), None)
+            if name is None:
+                continue
+            k = trial.emg_names.index(name)
+            one = trial.replace(emg=trial.emg[:, [k]], emg_names=(name,))
+            try:
+                env = preprocess.emg_envelope(one, window=settings.emg_window).signals[f"emg_{name}"]
+            except GaitforceError as err:
+                notes.append(f"emg_{canon} left out: {err.message}")
+                continue
+            out[f"emg_{canon}"] = (env, "1")
     if not out:
-        return trial, None
-    return trial.with_signals(note=f"EMG targets ({how}) for {', '.join(out)}", **out), how
+        return trial, None, notes
+    return trial.with_signals(note=f"EMG targets ({how}) for {', '.join(out)}", **out), how, notes
 
 
 def _stances(trial: Trial, settings: IngestSettings) -> list[Trial]:
@@ -145,10 +168,18 @@ def _stances(trial: Trial, settings: IngestSettings) -> list[Trial]:
     return preprocess.extract_stances(trial, threshold=settings.stance_threshold, min_duration=settings.min_duration)
 
 
-def trial_frames(trial: Trial, *, settings: IngestSettings | None = None) -> pd.DataFrame:
-    """One row per frame of every stance in ``trial``: ID columns, groups, features, targets present."""
+def trial_frames(trial: Trial, *, settings: IngestSettings | None = None,
+                 targets: Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per frame of every stance in ``trial``: ID columns, groups, features, targets present.
+
+    ``targets`` (default ``settings.targets``) are the target columns to add where the trial has them;
+    ``gaitforce predict`` asks only for the bundle's. Targets are never required: a target the file lacks
+    (or whose EMG channel is flat or empty) is simply absent, with the reason in ``attrs["target_notes"]``.
+    """
     settings = settings or IngestSettings()
-    t, emg_how = _emg_targets(_preprocess(trial, settings), settings)
+    targets = tuple(settings.targets if targets is None else targets)
+    t, emg_how, target_notes = _emg_targets(_preprocess(trial, settings), settings,
+                                            [n for n in targets if n.startswith("emg_")])
     tid = trial_id(trial)
     frames = []
     for k, stance in enumerate(_stances(t, settings)):
@@ -171,7 +202,7 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None) -> pd.
                 df[g] = trial.meta[g]
         feats = pd.DataFrame({c: cols[c] for c in features.feature_columns()})
         targets = pd.DataFrame({name: np.asarray(st.signals[name], float)
-                                for name in settings.targets if name in st.signals})
+                                for name in targets if name in st.signals})
         df = pd.concat([df, feats, targets], axis=1)
         df.attrs["filled_slots"] = st.meta.get("filled_slots", {})
         df.attrs["marker_map"] = st.meta.get("marker_map")
@@ -182,6 +213,7 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None) -> pd.
     out.attrs["filled_slots"] = frames[0].attrs["filled_slots"]
     out.attrs["marker_map"] = frames[0].attrs["marker_map"]
     out.attrs["emg_normalised"] = emg_how
+    out.attrs["target_notes"] = target_notes
     return out
 
 
@@ -233,7 +265,8 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
         parts.append(df)
         sources.append({"path": str(path), "sha256": sha256(path), "stances": int(df["stance_id"].nunique()),
                         "marker_map": df.attrs.get("marker_map"), "filled_slots": df.attrs.get("filled_slots", {}),
-                        "emg_normalised": df.attrs.get("emg_normalised")})
+                        "emg_normalised": df.attrs.get("emg_normalised"),
+                        "target_notes": list(df.attrs.get("target_notes", []))})
     if not parts:
         raise InputFileError(f"none of {len(files)} files could be ingested: {failures[0].line() if failures else ''}")
     frames = pd.concat(parts, ignore_index=True)

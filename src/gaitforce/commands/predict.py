@@ -65,7 +65,9 @@ def predict_file(bundle, path: Path, out_dir: Path, settings) -> list[Path]:
 
     trial = read(path)
     _note_rate(bundle, trial, path)
-    frames = trial_frames(trial, settings=settings)
+    frames = trial_frames(trial, settings=settings, targets=bundle.targets)
+    for note in frames.attrs.get("target_notes", []):
+        print(f"gaitforce: note: {path}: {note} (no measured value in the CSV)", file=sys.stderr)
     written = []
     for k, (sid, table) in enumerate(stance_tables(bundle, frames).items()):
         stem = f"{frames.loc[frames.stance_id == sid, 'trial'].iloc[0]}_stance{k}"
