@@ -327,6 +327,36 @@ def test_leave_one_subject_out_tests_every_stance_once(dataset, tmp_path, stand_
     assert folds.loc["ridge", "subject=P0"] == f"{first.rmse.mean():.0f} / {first.r.mean():.2f}"
 
 
+def test_split_seeds_rotate_the_test_subject_and_pool_every_test(dataset, tmp_path, stand_in, monkeypatch):
+    monkeypatch.setattr(cmd, "write_report", lambda out, **kw: out)  # figures are not under test here
+    out = tmp_path / "rep"
+    seeds = [0, 1, 2, 3, 4, 5]
+    assert main(["evaluate", str(dataset), "--out", str(out), "--models", "mlp", "--splits",
+                 "subject-naive,subject-exposed", "--split-seeds", ",".join(map(str, seeds))]) == 0
+    per = pd.read_csv(out / "per_trial.csv")
+    stances = Dataset.load(dataset).stances()
+    for split in ("subject-naive", "subject-exposed"):
+        sp = per[(per.split == split) & (per.model == "ridge")]
+        assert sorted(sp["split_seed"].unique()) == seeds
+        expected = [ev.make_splits(split, stances, seed=s)[split]["test"] for s in seeds]
+        assert len(sp) == sum(map(len, expected))  # every test of every repeat is pooled, none merged
+        for s, test in zip(seeds, expected):
+            assert sorted(sp.loc[sp.split_seed == s, "stance_id"]) == sorted(test)
+    naive = per[(per.split == "subject-naive") & (per.model == "ridge")]
+    for fold, grp in naive.groupby("fold"):  # fold named by its seed and the subject it tested
+        assert fold.startswith(f"seed {grp.split_seed.iloc[0]} (test ") and fold.endswith(
+            f"{', '.join(sorted(grp.subject.unique()))})")
+    assert naive["subject"].nunique() > 1  # the repeats test different subjects
+    # pairing with ridge is per stance and fold: a stance tested twice counts twice, mlp (the mean) never wins
+    exposed = per[per.split == "subject-exposed"]
+    assert exposed.groupby("stance_id").size().max() > 2  # some stance was tested in two repeats
+    table = pd.read_csv(out / "comparison_subject-exposed.csv", dtype=str).set_index(["model", "feature set"])
+    assert table.loc[("mlp", "all"), "knee_medial vs ridge: wins"] == "0%"
+    per_fold = pd.read_csv(out / "folds_subject-exposed_knee_medial.csv")
+    assert [c for c in per_fold.columns if c.startswith("seed ")] == [f"seed {s}" for s in seeds]
+    assert "split seeds [0, 1, 2, 3, 4, 5]" in (out / "index.md").read_text()
+
+
 def test_failed_runs_are_listed_and_the_rest_reported(dataset, tmp_path, stand_in, capsys):
     out = tmp_path / "rep"
     rc = main(["evaluate", str(dataset), "--out", str(out), "--models", "bad,ridge", "--splits", "subject-exposed"])
@@ -342,6 +372,7 @@ def test_failed_runs_are_listed_and_the_rest_reported(dataset, tmp_path, stand_i
     (["--splits", "kfold"], "unknown split"),
     (["--target", "hip"], "no target ['hip']"),
     (["--seeds", "x"], "--seeds must be integers"),
+    (["--split-seeds", "0,a"], "--split-seeds must be integers"),
 ])
 def test_user_errors_exit_2_with_one_line(dataset, tmp_path, stand_in, capsys, argv, message):
     assert main(["evaluate", str(dataset), "--out", str(tmp_path / "r"), *argv]) == 2

@@ -3,7 +3,9 @@
 With ``--bundle B`` every stance of DATASET is predicted by the bundle and scored. Without it, each model x
 feature set x seed is trained on each fold of each split (:data:`gaitforce.evaluation.SCHEMES`) and scored on
 the fold's test stances; ``ridge`` is always trained too, as the baseline every network must beat. The split
-itself uses ``--split-seed`` (fixed), the seeds vary the models' initialisation and batch order.
+itself uses ``--split-seed``; ``--split-seeds 0,1,2,...`` repeats every split with each seed (with few subjects
+this rotates which subject is tested) and pools the per-stance metrics of all repeats. ``--seeds`` vary the
+models' initialisation and batch order.
 
 Written under ``--out``: ``index.md`` (one table per split: rows model x feature set, columns per target
 RMSE / %BW / r as mean (SD) over test stances and seeds, plus the paired comparison with ridge),
@@ -47,6 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--target", default=None, help="comma-separated targets (default: all of the dataset's)")
     p.add_argument("--seeds", default="0", help="comma-separated model seeds")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--split-seeds", default=None,
+                   help="comma-separated split seeds: repeat each split with each and pool the test stances "
+                        "(overrides --split-seed)")
     p.add_argument("--epochs", type=int, default=None, help="maximum training epochs (default: the model's)")
     p.add_argument("--by", default=None, help="comma-separated stance columns to break summaries down by")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: at most 4)")
@@ -147,12 +152,11 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
     if BASELINE not in models:
         models.append(BASELINE)
     splits, feature_sets = _csv(args.splits), _csv(args.feature_sets)
-    try:
-        seeds = [int(s) for s in _csv(args.seeds)]
-    except ValueError:
-        raise GaitforceError(f"--seeds must be integers, got {args.seeds!r}") from None
-    if not (models and splits and feature_sets and seeds):
-        raise GaitforceError("--models, --splits, --feature-sets and --seeds must each name at least one")
+    seeds = _ints(args.seeds, "--seeds")
+    split_seeds = _ints(args.split_seeds, "--split-seeds") if args.split_seeds else [args.split_seed]
+    if not (models and splits and feature_sets and seeds and split_seeds):
+        raise GaitforceError("--models, --splits, --feature-sets, --seeds and --split-seeds must each name at "
+                             "least one")
     unknown = [s for s in splits if s not in ev.SCHEMES]
     if unknown:
         raise GaitforceError(f"unknown split {unknown} (known: {', '.join(ev.SCHEMES)})")
@@ -160,7 +164,7 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
         ds.feature_columns(fs)  # unknown feature set -> error now, not after an hour of training
     targets = _targets(ds, _csv(args.target))
     stances = ds.stances()
-    folds = {s: ev.make_splits(s, stances, seed=args.split_seed) for s in splits}
+    folds = {s: repeated_folds(s, stances, split_seeds) for s in splits}
     hyper = {} if args.epochs is None else {"epochs": args.epochs}
 
     runs = [(s, f, m, fs, seed) for s in splits for f in folds[s] for fs in feature_sets for m in models
@@ -183,7 +187,8 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
             _progress(f"[{i}/{len(runs)}] {label}: FAILED: {err.line()}")
             continue
         per, preds = _score(test, pred, targets, stances)
-        tags = {"split": split, "fold": fold, "model": model, "feature_set": fs, "seed": seed}
+        tags = {"split": split, "fold": fold, "split_seed": part["split_seed"], "model": model,
+                "feature_set": fs, "seed": seed}
         per_rows.append(per.assign(**tags))
         pred_rows.append(preds.assign(**tags))
         msg = ", ".join(f"{t} {per.loc[per.target == t, 'rmse'].mean():.0f} {ds.targets.get(t, '')}"
@@ -197,7 +202,7 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
     settings = {
         "mode": "train-and-evaluate", "dataset": str(ds.path), "dataset_settings": ds.manifest.get("settings"),
         "models": models, "splits": splits, "feature_sets": feature_sets, "targets": targets, "seeds": seeds,
-        "split_seed": args.split_seed, "epochs": args.epochs, "device": args.device, "threads": args.threads,
+        "split_seeds": split_seeds, "epochs": args.epochs, "device": args.device, "threads": args.threads,
         "folds": folds, "baseline": BASELINE, "failures": failures,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
@@ -209,6 +214,38 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
             _progress(f"  {f}")
         return 1
     return 0
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(s) for s in _csv(text)]
+    except ValueError:
+        raise GaitforceError(f"{option} must be integers (comma-separated), got {text!r}") from None
+
+
+def repeated_folds(scheme: str, stances: pd.DataFrame, split_seeds: list[int]) -> dict[str, dict]:
+    """{fold name: split + ``split_seed``} of ``scheme`` for every split seed.
+
+    With one split seed the names are the scheme's own. With several each is prefixed ``seed <s>``, and a
+    subject-naive fold is named by its test subjects (``seed 3 (test PS)``), so the per-fold table shows
+    which subject each repeat held out.
+    """
+    out = {}
+    subjects = stances.set_index("stance_id")["subject"].astype(str)
+    for ss in split_seeds:
+        for fold, part in ev.make_splits(scheme, stances, seed=ss).items():
+            name = fold
+            if len(split_seeds) > 1:
+                name = f"seed {ss}" + ("" if fold == scheme else f" {fold}")
+                if scheme == "subject-naive":
+                    name += f" (test {', '.join(sorted(set(subjects[part['test']])))})"
+            out[name] = {**part, "split_seed": ss}
+    return out
+
+
+def _paired_keys(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows keyed for pairing by stance *and* fold: with repeated splits a stance is tested more than once."""
+    return df.assign(stance_id=df["stance_id"].astype(str) + "@" + df["fold"].astype(str))
 
 
 def comparison_table(per_trial: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
@@ -227,7 +264,7 @@ def comparison_table(per_trial: pd.DataFrame, targets: list[str]) -> pd.DataFram
                 row[f"{t} RMSE (%BW)"] = ev.mean_std(g["rmse_pct_bw"], 1)
             row[f"{t} r"] = ev.mean_std(g["r"], 2)
             if model != BASELINE and not base.empty:
-                c = ev.paired_comparison(g, base[base["target"] == t])
+                c = ev.paired_comparison(_paired_keys(g), _paired_keys(base[base["target"] == t]))
                 row[f"{t} vs ridge: dRMSE ({unit})"] = f"{c['delta']:+.0f}" if np.isfinite(c["delta"]) else "-"
                 row[f"{t} vs ridge: wins"] = f"{c['wins']:.0%}" if np.isfinite(c["wins"]) else "-"
                 row[f"{t} vs ridge: p"] = f"{c['p']:.3g}" if np.isfinite(c["p"]) else "-"
@@ -261,7 +298,9 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
     (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
     lines = ["# Model comparison", "",
              f"Dataset `{settings['dataset']}`; targets {', '.join(targets)}; seeds {settings['seeds']}; "
-             f"split seed {settings['split_seed']}. Each cell: mean (SD) over test stances (and seeds). "
+             f"split seeds {settings['split_seeds']}. Each cell: mean (SD) over test stances, pooled over "
+             f"split seeds and seeds (with repeated subject-exposed splits a stance can be tested more than "
+             f"once; each test counts). "
              f"'vs ridge': mean paired difference in RMSE to ridge on the same stances and feature set "
              f"(negative: better than ridge), the share of stances where the model beats ridge, and the two-sided "
              f"Wilcoxon signed-rank p of the paired differences.", ""]
@@ -271,7 +310,9 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
         console += [f"## {split}", "", markdown_table(table)]
         write_table(table, out, f"comparison_{_slug(split)}")
         n_st = sp["stance_id"].nunique()
-        lines += [f"## {split}", "", f"{sp['fold'].nunique()} fold(s), {n_st} test stances.", "",
+        n_tests = len(sp[["fold", "stance_id"]].drop_duplicates())
+        lines += [f"## {split}", "", f"{sp['fold'].nunique()} fold(s), {n_tests} stance tests of {n_st} "
+                  f"distinct stances.", "",
                   markdown_table(table)]
         if sp["fold"].nunique() > 1:
             for t in targets:
