@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 extras="${1:-all}"
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check -e ".[${extras}]"
+# the musculoskeletal model for physics labels (gaitforce label / demo); skipped when opensim is not installed
+if python3 -c "import opensim" 2>/dev/null; then bash scripts/fetch-model.sh; fi
