@@ -51,6 +51,7 @@ import numpy as np
 from .. import features, preprocess
 from ..errors import GaitforceError, MissingChannelError
 from ..trial import SIDES, Trial
+from .filter import StreamFilter
 from .layout import StreamLayout
 
 FLAG_OCCLUDED = 1  #: a marker the slots use was not seen this frame (held)
@@ -142,6 +143,7 @@ class OnlinePipeline:
         except MissingChannelError as err:
             raise MissingChannelError(f"stream channels do not match the bundle: {err.message}",
                                       source=layout.source) from None
+        self._support = {side: (w != 0).astype(float) for side, w in self._w.items()}
         used = np.flatnonzero((self._w["right"] != 0).any(axis=0) | (self._w["left"] != 0).any(axis=0))
         self._used_markers = used
         self.n_markers, self.n_plates = len(layout.marker_names), len(layout.plate_names)
@@ -156,14 +158,14 @@ class OnlinePipeline:
         self._feat = np.full(len(known), np.nan)
         onnx = bundle.spec["onnx"]
         self._session, self._in_name, self._out_name = bundle.session, onnx["input"], [onnx["output"]]
-        n_main = 3 * self.n_markers + 6 * self.n_plates
+        nm, n_p = 3 * self.n_markers, 3 * self.n_plates
+        self._sl = {"m": slice(0, nm), "f": slice(nm, nm + n_p), "t": slice(nm + n_p, nm + 2 * n_p),
+                    "c": slice(nm + 2 * n_p, nm + 3 * n_p)}
         filt = s.lowpass_cutoff is not None and s.lowpass_cutoff > 0
-        self._lp = preprocess.CausalLowpass(n_main, rate=self.rate, cutoff=s.lowpass_cutoff,
-                                            order=s.lowpass_order) if filt else None
-        self._cop_lp = [preprocess.CausalLowpass(3, rate=self.rate, cutoff=s.lowpass_cutoff,
-                                                 order=s.lowpass_order) if filt else None
-                        for _ in range(self.n_plates)]
-        self._main = np.empty(n_main)
+        self._lp = StreamFilter(nm + 3 * n_p + 3 * n_p, rate=self.rate, cutoff=s.lowpass_cutoff,
+                                order=s.lowpass_order) if filt else None
+        self._main = np.empty(nm + 3 * n_p + 3 * n_p)
+        self._cop_raw = np.full((self.n_plates, 3), np.nan)
         self._ring_n = max(2, int(round(s.direction_window * self.rate)) + 1)
         self._ring = np.full((self._ring_n, self.n_markers, 3), np.nan)
         self.n_late = 0
@@ -177,11 +179,11 @@ class OnlinePipeline:
     # -- state ------------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget filters, stances and history (a restarted stream)."""
-        if self._lp is not None:
-            self._lp.reset()
         self._stance: list[_Stance | None] = [None] * self.n_plates
         self._blocked = np.zeros(self.n_plates, bool)
         self._cop_f = np.full((self.n_plates, 3), np.nan)
+        if self._lp is not None:
+            self._lp.reset()
         self._ring[:] = np.nan
         self._ring_i = 0
         self._ring_count = 0
@@ -222,19 +224,44 @@ class OnlinePipeline:
         m, f, c, t = self.layout.split(np.asarray(sample, dtype=np.float64))
         fv_raw = f[:, 1].copy()
 
-        # causal filter of markers, forces and free moments
+        # CoP only where its plate carries load (as offline); stances per plate on the raw vertical force
+        s = self.settings
+        cop_raw = self._cop_raw
+        cop_raw[:] = c
+        cop_raw[~(np.nan_to_num(fv_raw) > preprocess.COP_LOAD_THRESHOLD)] = np.nan
+        loaded = np.nan_to_num(fv_raw, nan=-np.inf) > s.stance_threshold
+        if self._fresh:
+            self._blocked = np.nan_to_num(fv_raw, nan=-np.inf) > 2.0 * s.stance_threshold
+            self._fresh = False
+        onsets = []
+        for p in range(self.n_plates):
+            st = self._stance[p]
+            if not loaded[p]:
+                self._blocked[p] = False
+                if st is not None and timestamp - st.last_loaded > s.max_dropout:
+                    self._stance[p] = None
+            elif not self._blocked[p] and st is None:
+                onsets.append(p)
+                if self._lp is not None:  # the CoP filter starts afresh at each heel strike
+                    self._lp.restart(np.arange(self._sl["c"].start + 3 * p, self._sl["c"].start + 3 * p + 3))
+
+        # causal filter of markers, forces, free moments and CoP
+        sl = self._sl
         if self._lp is not None:
             main = self._main
-            nm = 3 * self.n_markers
-            main[:nm] = m.reshape(-1)
-            main[nm:nm + 3 * self.n_plates] = f.reshape(-1)
-            main[nm + 3 * self.n_plates:] = t.reshape(-1)
+            main[sl["m"]] = m.reshape(-1)
+            main[sl["f"]] = f.reshape(-1)
+            main[sl["t"]] = t.reshape(-1)
+            main[sl["c"]] = cop_raw.reshape(-1)
             out = self._lp.step(main)
-            mf = out[:nm].reshape(self.n_markers, 3)
-            ff = out[nm:nm + 3 * self.n_plates].reshape(self.n_plates, 3)
-            held = self._lp.held[:nm].reshape(self.n_markers, 3).any(axis=1)
+            mf = out[sl["m"]].reshape(self.n_markers, 3)
+            ff = out[sl["f"]].reshape(self.n_plates, 3)
+            cf = out[sl["c"]].reshape(self.n_plates, 3)
+            held = self._lp.held[sl["m"]].reshape(self.n_markers, 3).any(axis=1)
         else:
             mf, ff = m, f
+            np.copyto(self._cop_f, cop_raw, where=np.isfinite(cop_raw))
+            cf = self._cop_f
             held = ~np.isfinite(m).all(axis=1)
         if held[self._used_markers].any():
             flags |= FLAG_OCCLUDED
@@ -242,35 +269,17 @@ class OnlinePipeline:
         self._ring_i = (self._ring_i + 1) % self._ring_n
         self._ring_count = min(self._ring_count + 1, self._ring_n)
 
-        # stances per plate, on the raw vertical force
-        s = self.settings
-        loaded = np.nan_to_num(fv_raw, nan=-np.inf) > s.stance_threshold
-        if self._fresh:
-            self._blocked = np.nan_to_num(fv_raw, nan=-np.inf) > 2.0 * s.stance_threshold
-            self._fresh = False
         for p in range(self.n_plates):
+            if not loaded[p] or self._blocked[p]:
+                continue
             st = self._stance[p]
-            if not loaded[p]:
-                self._blocked[p] = False
-                if st is not None and timestamp - st.last_loaded > s.max_dropout:
-                    self._stance[p] = None
-                continue
-            if self._blocked[p]:
-                continue
-            cop_raw = c[p] if fv_raw[p] > preprocess.COP_LOAD_THRESHOLD else np.full(3, np.nan)
-            if st is None:  # new heel strike
-                if self._cop_lp[p] is not None:
-                    self._cop_lp[p].reset()
-                st = self._stance[p] = self._new_stance(p, timestamp, mf, cop_raw)
+            if p in onsets:
+                st = self._stance[p] = self._new_stance(p, timestamp)
             st.last_loaded = timestamp
-            if self._cop_lp[p] is not None:
-                self._cop_f[p] = self._cop_lp[p].step(cop_raw)
-            elif np.isfinite(cop_raw).all():
-                self._cop_f[p] = cop_raw
             if st.side is None:
-                st.side = self._side(mf, self._cop_f[p])
-            if st.origin is None and fv_raw[p] >= s.origin_force and np.isfinite(self._cop_f[p]).all():
-                st.origin = self._cop_f[p].copy()
+                st.side = self._side(mf, cf[p])
+            if st.origin is None and fv_raw[p] >= s.origin_force and np.isfinite(cf[p]).all():
+                st.origin = cf[p].copy()
 
         # features and one inference for the limbs in stance
         res = self._out
@@ -282,7 +291,7 @@ class OnlinePipeline:
             if st.no_direction:
                 flags |= FLAG_NO_DIRECTION
             res[2 * self._k + SIDES.index(side)] = timestamp - st.start
-            x = self._features(st, mf, ff)
+            x = self._features(st, mf, ff, cf[st.plate])
             if np.isfinite(x).all():
                 self._x[len(rows)] = x
                 rows.append(side)
@@ -299,7 +308,7 @@ class OnlinePipeline:
         res[-2] = flags
         return res
 
-    def _new_stance(self, plate: int, timestamp: float, mf: np.ndarray, cop: np.ndarray) -> _Stance:
+    def _new_stance(self, plate: int, timestamp: float) -> _Stance:
         self.n_stances += 1
         st = _Stance(plate=plate, side=None, start=timestamp, rot=np.eye(3), last_loaded=timestamp)
         d = self._direction()
@@ -332,22 +341,30 @@ class OnlinePipeline:
             return None
         best, dist = None, np.inf
         for side in SIDES:
-            feet = self._w[side][FOOT] @ mf  # (4, 3)
+            feet = self._slots(side, mf)[FOOT]  # (4, 3)
             d = np.hypot(feet[:, 0] - cop[0], feet[:, 2] - cop[2])
             if np.isfinite(d).any() and np.nanmin(d) < dist:
                 best, dist = side, float(np.nanmin(d))
         return best if dist < 0.5 else None
 
-    def _features(self, st: _Stance, mf: np.ndarray, ff: np.ndarray) -> np.ndarray:
+    def _slots(self, side: str, mf: np.ndarray) -> np.ndarray:
+        """(18, 3) slot positions; a slot using a marker not seen yet (NaN) is NaN, the others are not."""
+        bad = np.isnan(mf).any(axis=1)
+        if not bad.any():
+            return self._w[side] @ mf
+        slots = self._w[side] @ np.where(bad[:, None], 0.0, mf)
+        slots[self._support[side] @ bad > 0] = np.nan
+        return slots
+
+    def _features(self, st: _Stance, mf: np.ndarray, ff: np.ndarray, cop: np.ndarray) -> np.ndarray:
         if st.rot.ndim == 1:  # direction only: build mirror + alignment now that the side is known
             mirror = _MIRROR if st.side == "left" else np.eye(3)
             d = mirror @ st.rot
             st.rot = np.array([d, _UP, np.cross(d, _UP)]) @ mirror
         a = st.rot
-        cop = self._cop_f[st.plate]
         origin = st.origin if st.origin is not None else cop
         feat = self._feat
-        slots = (self._w[st.side] @ mf - origin) @ a.T
+        slots = (self._slots(st.side, mf) - origin) @ a.T
         feat[:54] = slots.reshape(-1)
         feat[54:57] = a @ ff[st.plate]
         feat[57:60] = a @ (cop - origin)

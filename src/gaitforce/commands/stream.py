@@ -1,0 +1,92 @@
+"""``gaitforce stream BUNDLE (--replay FILE | --lsl NAME)``: per-frame forces live, on Lab Streaming Layer.
+
+Frames come from an LSL mocap stream (``--lsl NAME``: markers and force plates named in the stream's metadata,
+see ``gaitforce.stream.layout``) or from a file played into a local LSL stream at its capture rate
+(``--replay FILE``, ``--speed 0`` as fast as possible). Each frame is filtered causally, stances are found
+online, and the bundle's predictions for each limb in stance go to an LSL outlet (``--out-name``; channels
+``<target>_right|left``, ``stance_time_*``, ``flags``, ``latency_ms``; each sample carries its source frame's
+timestamp), to a CSV file (``--record``) and to a live page (``--dashboard``, http://127.0.0.1:PORT/). A replay
+ends by itself; a live stream runs until ``--duration`` or ``--idle-exit`` or Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("stream", help="stream per-frame forces live on Lab Streaming Layer",
+                              description=__doc__.split("\n\n", 1)[1])
+    p.add_argument("bundle", metavar="BUNDLE", help="model bundle folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--replay", metavar="FILE", help="play this trial file (.c3d, .trc [+ _grf.mot]) into LSL")
+    src.add_argument("--lsl", metavar="NAME", help="name of the LSL mocap stream to read")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = capture rate, 0 = as fast as possible)")
+    p.add_argument("--loops", type=int, default=1, help="play the replay file this many times (default 1)")
+    p.add_argument("--out-name", metavar="NAME", help="name of the LSL result stream (default <source>-gaitforce)")
+    p.add_argument("--record", metavar="CSV", help="also write every result row to this CSV file")
+    p.add_argument("--dashboard", action="store_true", help="serve the live page on 127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="dashboard port (default: a free one)")
+    p.add_argument("--hold", type=float, default=0.0, help="keep the dashboard up this many s after the end")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--idle-exit", type=float, help="stop after this many seconds without a frame")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the LSL stream (default 5)")
+    p.add_argument("--lowpass-cutoff", type=float, help="override the bundle's filter cutoff (Hz; 0 = off)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import os
+
+    from ..bundle import load_bundle
+    from ..errors import GaitforceError
+    from ..io import read
+    from ..stream.online import OnlineSettings
+    from ..stream.runner import StreamRunner
+    from ..stream.sources import ReplaySource, open_inlet
+
+    bundle = load_bundle(args.bundle, intra_op_num_threads=1)
+    overrides = {}
+    if args.lowpass_cutoff is not None:
+        overrides["lowpass_cutoff"] = args.lowpass_cutoff or None
+    settings = OnlineSettings.from_bundle(bundle, **overrides)
+    replay = None
+    if args.replay:
+        trial = read(args.replay)
+        name = f"gaitforce-replay-{os.getpid()}"
+        replay = ReplaySource(trial, name=name, speed=args.speed, loops=args.loops)
+        replay.start()
+        source_name = name
+    else:
+        source_name = args.lsl
+    dash = runner = None
+    try:
+        inlet, info = open_inlet(source_name, timeout=args.timeout)
+        runner = StreamRunner(bundle, inlet, info, out_name=args.out_name, record=args.record, settings=settings,
+                              feed=args.dashboard)
+        if args.dashboard:
+            from ..stream.dashboard import Dashboard
+
+            dash = Dashboard(runner.feed, port=args.port).start()
+            print(f"dashboard: {dash.url}", flush=True)
+        print(f"streaming {source_name} ({runner.layout.n_channels} channels, {info.nominal_srate():g} Hz) "
+              f"-> LSL {runner.out_name}", flush=True)
+        summary = runner.run(duration=args.duration, idle_exit=args.idle_exit,
+                             until=(replay.done.is_set if replay else None))
+        if dash is not None and args.hold > 0:
+            time.sleep(args.hold)
+    except KeyboardInterrupt:
+        print("gaitforce: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if runner is not None:
+            runner.close()
+        if replay is not None:
+            replay.stop()
+        if dash is not None:
+            dash.stop()
+    if summary["frames"] == 0:
+        raise GaitforceError("no frame arrived from the stream", source=f"lsl:{source_name}")
+    print(json.dumps(summary))
+    return 0
