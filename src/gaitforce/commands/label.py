@@ -45,16 +45,24 @@ def _read(path: Path, mass: float | None = None):
     return trial
 
 
-def stances_of(trial, *, threshold: float = 20.0, min_duration: float = 0.25) -> dict:
-    """name -> stance Trial (all plates kept, meta side), named ``<trial id>#<k>`` as the dataset does."""
-    from ..ingest import trial_id
+def stances_of(trial, *, threshold: float = 20.0, min_duration: float = 0.25, ingest_settings: dict | None = None) -> dict:
+    """name -> stance Trial (all plates kept, meta side and stance_start), named ``<trial id>#<k>`` as the dataset
+    does. With ``ingest_settings`` (a dataset manifest's), the stances are cut exactly as ingest cut them
+    (its gap filling, low-pass and stance rule, or a file's own stance frames), so frames match the dataset's."""
+    from .. import ingest
     from ..preprocess import extract_stances
 
+    if ingest_settings is not None:
+        settings = ingest.IngestSettings.from_dict(ingest_settings)
+        found = ingest._stances(ingest._preprocess(trial, settings), settings)
+    else:
+        found = extract_stances(trial, threshold=threshold, min_duration=min_duration)
     out = {}
-    for k, st in enumerate(extract_stances(trial, threshold=threshold, min_duration=min_duration)):
+    for k, st in enumerate(found):
         start = int(st.meta.get("frame_offset", 0)) - int(trial.meta.get("frame_offset", 0))
         full = trial.slice_frames(start, start + st.n_frames)
-        out[f"{trial_id(trial)}#{k}"] = full.replace(meta={**full.meta, "side": st.meta["side"], "stance_start": start})
+        out[f"{ingest.trial_id(trial)}#{k}"] = full.replace(
+            meta={**full.meta, "side": st.meta.get("side", trial.meta.get("side")), "stance_start": start})
     return out
 
 
@@ -88,7 +96,7 @@ def run(args) -> int:
         dataset = Dataset.load(first)
         files = [Path(s["path"]) for s in dataset.manifest.get("sources", [])]
         ingest = dataset.manifest.get("settings", {})
-        detect = {"threshold": ingest.get("stance_threshold", 20.0), "min_duration": ingest.get("min_duration", 0.25)}
+        detect = {"ingest_settings": ingest}
     else:
         files = expand_paths(args.paths)
         detect = {}
@@ -136,10 +144,18 @@ def _merge_into(dataset, table: pd.DataFrame, out: Path, failures: list) -> None
             failures.append(GaitforceError(f"labelled {got[sid]} frames, dataset has {counts[sid]}", source=sid))
             table = table[table["stance_id"] != sid]
     targets = [c for c in table.columns if c not in ("frame", "time", "stance_id", "trial")]
+    # a target the dataset already holds (the Grand Challenge's measured knee_medial, ...) is kept; the
+    # physics value goes beside it as physics_<name>
+    clash = {c: f"physics_{c}" for c in targets if c in frames and not dataset.manifest.get("physics")}
+    if clash:
+        table = table.rename(columns=clash)
+        targets = [clash.get(c, c) for c in targets]
+        print(f"kept the dataset's own {', '.join(clash)}; physics values as physics_<name>")
     merged = frames.drop(columns=[c for c in targets if c in frames]).merge(
         table[["stance_id", "frame", *targets]], on=["stance_id", "frame"], how="left")
     manifest = json.loads(json.dumps(dataset.manifest, default=str))
     manifest["targets"] = {**manifest.get("targets", {}), **{t: "N" for t in targets}}
-    manifest["physics"] = {"targets": list(TARGETS), "labelled_stances": int(table["stance_id"].nunique())}
+    manifest["physics"] = {"targets": [clash.get(t, t) for t in TARGETS],
+                           "labelled_stances": int(table["stance_id"].nunique())}
     type(dataset)(frames=merged, manifest=manifest).save(out)
     print(f"wrote {out}: dataset with {len(targets)} physics targets on {table['stance_id'].nunique()} stances")

@@ -134,6 +134,7 @@ def _label_task(packed: dict, static: dict | None, settings: dict, work: str, ca
         out = label_trial(trial, settings=LabelSettings.from_dict(settings),
                           static=None if static is None else _unpack(static), work_dir=work)
         names = [k for k in out.signals if k not in trial.signals]
+        Path(work, "seconds.json").write_text(json.dumps(out.meta.get("physics_seconds", {})))
         table = pd.DataFrame({"frame": np.arange(out.n_frames), "time": out.time,
                               **{k: out.signals[k] for k in names}})
         tmp = Path(cache_file).with_suffix(".part")
