@@ -64,7 +64,7 @@ from .dataset import Dataset
 from .errors import GaitforceError, MissingChannelError
 
 POINTS = 101
-FD_STEP = 1e-2
+FD_STEP = 1e-3
 IG_STEPS = 50
 #: Expected direction of effect (sign of d target / d feature) from the seed's discussion and the knee-loading
 #: literature: more knee adduction (varus, i.e. less abduction) and more vertical GRF load the medial compartment.
