@@ -3,8 +3,11 @@ file into an LSL outlet at its capture rate (or faster) so everything runs witho
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+from importlib import resources
 
 import numpy as np
 
@@ -16,6 +19,11 @@ STREAM_TYPE = "Mocap"
 
 
 def _pylsl():
+    """pylsl, with liblsl's console log at warnings and errors (``static/lsl_api.cfg``) unless the user points
+    ``LSLAPICFG`` elsewhere (liblsl reads it once, when first loaded)."""
+    if "pylsl" not in sys.modules:
+        cfg = resources.files("gaitforce.stream").joinpath("static", "lsl_api.cfg")
+        os.environ.setdefault("LSLAPICFG", str(cfg))
     try:
         import pylsl
     except (ImportError, RuntimeError) as err:  # RuntimeError: liblsl not found
@@ -53,16 +61,17 @@ class ReplaySource:
     (default for a timed replay) stamps each sample with the ``pylsl.local_clock()`` time it was due, as a
     mocap system stamps its capture time: a late push (a busy machine) shows as latency, not as a dropped
     frame. ``stamp='push'`` (and always at speed 0) stamps the moment of the push.
-    ``loops`` plays the trial that many times (the stance detection sees a fresh start each time: timestamps
-    jump by the gap). :attr:`done` is set when playing ends.
+    ``loops`` plays the trial that many times with ``loop_gap`` s between (default 0.6 s, longer than the
+    pipeline's restart gap: each loop is a fresh start). :attr:`done` is set when playing ends.
     """
 
     def __init__(self, trial: Trial, *, name: str, source_id: str | None = None, speed: float = 1.0,
                  loops: int = 1, start_delay: float = 0.2, drop: np.ndarray | None = None,
-                 stamp: str = "schedule"):
+                 stamp: str = "schedule", loop_gap: float = 0.6):
         if stamp not in ("schedule", "push"):
             raise GaitforceError(f"replay stamp must be 'schedule' or 'push', not {stamp!r}")
         self.stamp = stamp
+        self.loop_gap = float(loop_gap)
         if trial.n_frames < 2:
             raise InputFileError("a replay needs at least 2 frames", source=trial.source)
         if speed < 0:
@@ -113,7 +122,7 @@ class ReplaySource:
                     self.outlet.push_sample(row, t_next if period and self.stamp == "schedule" else clock())
                     self.pushed += 1
                 if period:
-                    t_next += 0.6  # a pause between loops (> restart gap): the stream "restarts"
+                    t_next += self.loop_gap  # a pause between loops (> restart gap): the stream "restarts"
         finally:
             self.done.set()
 
