@@ -158,6 +158,7 @@ class OnlinePipeline:
         self._feat = np.full(len(known), np.nan)
         onnx = bundle.spec["onnx"]
         self._session, self._in_name, self._out_name = bundle.session, onnx["input"], [onnx["output"]]
+        self._session.run(self._out_name, {self._in_name: self._x})  # warm-up: the first run is slow
         nm, n_p = 3 * self.n_markers, 3 * self.n_plates
         self._sl = {"m": slice(0, nm), "f": slice(nm, nm + n_p), "t": slice(nm + n_p, nm + 2 * n_p),
                     "c": slice(nm + 2 * n_p, nm + 3 * n_p)}
