@@ -357,6 +357,20 @@ def test_split_seeds_rotate_the_test_subject_and_pool_every_test(dataset, tmp_pa
     assert "split seeds [0, 1, 2, 3, 4, 5]" in (out / "index.md").read_text()
 
 
+def test_unique_tests_names_a_stance_tested_in_two_folds_apart():
+    per = pd.DataFrame({"stance_id": ["a", "a", "b"], "fold": ["seed 0", "seed 1", "seed 0"],
+                        "split_seed": [0, 1, 0], "rmse": [1.0, 2.0, 3.0]})
+    preds = pd.DataFrame({"stance_id": ["a", "a", "a", "a", "b"], "fold": ["seed 0", "seed 0", "seed 1", "seed 1",
+                                                                          "seed 0"],
+                          "split_seed": [0, 0, 1, 1, 0], "stance_pct": [0, 100, 0, 100, 0]})
+    p2, q2 = cmd.unique_tests(per, preds)
+    assert list(p2["stance_id"]) == ["a (split seed 0)", "a (split seed 1)", "b (split seed 0)"]
+    assert q2.groupby("stance_id").size().to_dict() == {"a (split seed 0)": 2, "a (split seed 1)": 2,
+                                                        "b (split seed 0)": 1}
+    once = per.iloc[[0, 2]]  # each stance tested once: names unchanged
+    assert cmd.unique_tests(once, preds)[0] is once
+
+
 def test_failed_runs_are_listed_and_the_rest_reported(dataset, tmp_path, stand_in, capsys):
     out = tmp_path / "rep"
     rc = main(["evaluate", str(dataset), "--out", str(out), "--models", "bad,ridge", "--splits", "subject-exposed"])

@@ -288,6 +288,18 @@ def fold_table(per_trial: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]
     return pd.DataFrame(rows).fillna("-"), unit
 
 
+def unique_tests(per_trial: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Name each test of a stance apart when repeated splits tested it in more than one fold
+    (``<stance_id> (split seed <s>)``), so a report's figures never interleave two predictions of one stance."""
+    if "split_seed" not in per_trial or per_trial.groupby("stance_id")["fold"].nunique().max() <= 1:
+        return per_trial, predictions
+
+    def key(df):
+        return df["stance_id"].astype(str) + " (split seed " + df["split_seed"].astype(str) + ")"
+
+    return per_trial.assign(stance_id=key(per_trial)), predictions.assign(stance_id=key(predictions))
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
 
@@ -327,7 +339,8 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
             sub = out / _slug(split) / f"{_slug(model)}__{_slug(fs)}"
             keep = (predictions["split"] == split) & (predictions["model"] == model) & \
                    (predictions["feature_set"] == fs) & (predictions["seed"] == first_seed)
-            write_report(sub, per_trial=grp[grp["seed"] == first_seed], predictions=predictions[keep],
+            rep_per, rep_pred = unique_tests(grp[grp["seed"] == first_seed], predictions[keep])
+            write_report(sub, per_trial=rep_per, predictions=rep_pred,
                          settings={**settings, "split": split, "model": model, "feature_set": fs,
                                    "seed": int(first_seed)},
                          title=f"{model} / {fs} on {split} (seed {first_seed})", by=by or None)
