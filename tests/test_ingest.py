@@ -132,3 +132,46 @@ def test_targets_argument_builds_only_the_targets_asked_for(og3_c3d):
     full = trial_frames(og3_c3d, settings=IngestSettings())
     feats = [c for c in df if c not in ("knee_medial",) and not c.startswith("emg_")]
     pd.testing.assert_frame_equal(df[feats], full[feats])  # features do not depend on the targets asked for
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_end_to_end_train_on_gc_stances_then_predict_a_raw_c3d(comp, gc_dir, og3_c3d, tmp_path, capsys):
+    """ingest 4 GC stances -> train a tiny mlp for knee_medial + emg_bic_fem -> predict raw C3Ds (JW og3, and
+    og3 written again with a flat biceps femoris channel: a note, never a failure)."""
+    from gaitforce.io.c3d import write_c3d
+    from gaitforce.io.opensim import read_sto_table
+
+    files = [comp / n for n in ("JW__GC4__jw_ngait_og1.mat", "DM__GC6__DM_ngait_og1.mat",
+                                "SC__GC3__SC_ngait_og5.mat", "PS__GC5__PS_ngait_og_ss1.mat")]
+    ds, bundle = tmp_path / "ds", tmp_path / "bundle"
+    assert main(["ingest", *map(str, files), "--out", str(ds)]) == 0
+    assert main(["train", str(ds), "--out", str(bundle), "--model", "mlp", "--split", "none", "--epochs", "3",
+                 "--param", "layers=1", "--param", "width=8", "--threads", "1", "--quiet",
+                 "--target", "knee_medial", "emg_bic_fem"]) == 0
+    emg = np.array(og3_c3d.emg)
+    emg[:, og3_c3d.emg_names.index("bifeml")] = 0.0
+    flat = write_c3d(tmp_path / "og3_flat_bifeml.c3d", og3_c3d.replace(emg=emg))
+    capsys.readouterr()
+    out = tmp_path / "pred"
+    rc = main(["predict", str(bundle), str(gc_dir / "jw-c3d" / "jw_ngait_og3.c3d"), str(flat), "--out", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "emg_bic_fem left out" in cap.err and "og3_flat_bifeml" in cap.err  # noted for the flat file only
+    assert cap.err.count("left out") == 1
+    ds_frames = Dataset.load(ds).frames
+    for stem, measured_emg in (("jw_ngait_og3", True), ("og3_flat_bifeml", False)):
+        names = sorted(p.name for p in out.glob(f"{stem}_stance*"))
+        assert names == [f"{stem}_stance{k}.{ext}" for k in range(3) for ext in ("csv", "sto")]  # 3 plates, 3 stances
+        for k in range(3):
+            table = pd.read_csv(out / f"{stem}_stance{k}.csv")
+            expected = ["frame", "time", "stance_pct", "knee_medial", "emg_bic_fem"]
+            assert list(table.columns) == expected + (["emg_bic_fem_measured"] if measured_emg else [])
+            assert table["stance_pct"].iloc[0] == 0 and table["stance_pct"].iloc[-1] == 100
+            assert np.allclose(np.diff(table["time"]), 1 / 120, rtol=1e-6)  # the C3D's 120 Hz, seconds
+            # target units: newtons on the scale of the training forces, not normalised values near 0
+            assert 0.3 * ds_frames["knee_medial"].mean() < table["knee_medial"].mean() < 3 * ds_frames[
+                "knee_medial"].max()
+            sto, header = read_sto_table(out / f"{stem}_stance{k}.sto")
+            assert list(sto.columns) == ["time", "knee_medial", "emg_bic_fem"] and header["inDegrees"] is False
+            np.testing.assert_allclose(sto["knee_medial"], table["knee_medial"], rtol=1e-6)
