@@ -176,7 +176,9 @@ def label(ds: Dataset, out: Path, s: DemoSettings) -> tuple[Dataset, list[str]]:
             stances.update(stance_windows(Path(src["path"]), settings))
         except GaitforceError as err:
             failures.append(err.with_source(src["path"]).line())
-    stances = {k: v for k, v in stances.items() if k in set(ds.stance_ids)}
+    wanted = set(ds.stance_ids)
+    failures += [f"{sid}: no stance window found for physics labelling" for sid in sorted(wanted - set(stances))]
+    stances = {k: v for k, v in stances.items() if k in wanted}
     labels, failed = label_dataset(stances, out_dir=out, n_workers=s.workers, progress=True)
     failures += [f.line() for f in failed]
     return merge_labels(ds, labels, failures), failures
