@@ -160,14 +160,17 @@ def test_end_to_end_train_on_gc_stances_then_predict_a_raw_c3d(comp, gc_dir, og3
     assert "emg_bic_fem left out" in cap.err and "og3_flat_bifeml" in cap.err  # noted for the flat file only
     assert cap.err.count("left out") == 1
     ds_frames = Dataset.load(ds).frames
+    sides = [pd.read_csv(out / f"jw_ngait_og3_stance{k}.csv")["side"].iloc[0] for k in range(3)]
+    assert sides == ["right", "left", "right"]  # og3: right, left, right foot on plates 1-3
     for stem, measured_emg in (("jw_ngait_og3", True), ("og3_flat_bifeml", False)):
         names = sorted(p.name for p in out.glob(f"{stem}_stance*"))
         assert names == [f"{stem}_stance{k}.{ext}" for k in range(3) for ext in ("csv", "sto")]  # 3 plates, 3 stances
         for k in range(3):
             table = pd.read_csv(out / f"{stem}_stance{k}.csv")
-            expected = ["frame", "time", "stance_pct", "knee_medial", "emg_bic_fem"]
+            expected = ["frame", "time", "stance_pct", "side", "knee_medial", "emg_bic_fem"]
             assert list(table.columns) == expected + (["emg_bic_fem_measured"] if measured_emg else [])
             assert table["stance_pct"].iloc[0] == 0 and table["stance_pct"].iloc[-1] == 100
+            assert table["side"].nunique() == 1 and table["side"].iloc[0] in ("left", "right")
             assert np.allclose(np.diff(table["time"]), 1 / 120, rtol=1e-6)  # the C3D's 120 Hz, seconds
             # target units: newtons on the scale of the training forces, not normalised values near 0
             assert 0.3 * ds_frames["knee_medial"].mean() < table["knee_medial"].mean() < 3 * ds_frames[

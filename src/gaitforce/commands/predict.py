@@ -3,9 +3,10 @@
 Each file is read, cut into stance phases and turned into features exactly as the bundle's training data were
 (``gaitforce.ingest.trial_frames`` with the ingest settings stored in the bundle), then run through the ONNX
 model. Per stance, ``DIR/<trial>_stance<k>.sto`` (OpenSim storage: time + one column per target) and
-``DIR/<trial>_stance<k>.csv`` (frame, time, stance %, predictions, and the measured target where the file has
-one, as ``<target>_measured``) are written. A file that fails is reported in one line and the others are still
-processed (exit 1); exit 2 if none could be processed."""
+``DIR/<trial>_stance<k>.csv`` (frame, time, stance %, side of the stance leg, predictions, and the measured
+target where the file has one, as ``<target>_measured``) are written. Targets are never required: a measured
+target the file lacks (or whose EMG channel is flat) is left out of the CSV, with a note. A file that fails is
+reported in one line and the others are still processed (exit 1); exit 2 if none could be processed."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def stance_tables(bundle, frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
     out = {}
     for sid, idx in frames.groupby("stance_id", sort=False).groups.items():
         rows = frames.loc[idx]
-        table = rows[["frame", "time", "stance_pct"]].reset_index(drop=True)
+        table = rows[["frame", "time", "stance_pct", "side"]].reset_index(drop=True)
         for t in bundle.targets:
             table[t] = pred.loc[idx, t].to_numpy(np.float64)
         for t in bundle.targets:
@@ -59,6 +60,7 @@ def _note_rate(bundle, trial, path) -> None:
 
 
 def predict_file(bundle, path: Path, out_dir: Path, settings) -> list[Path]:
+    """Predict every stance of one file; returns the files written (STO, CSV per stance)."""
     from ..ingest import trial_frames
     from ..io import read
     from ..io.opensim import write_sto
