@@ -1,15 +1,16 @@
 """The same stance through the physics pipeline (scale + IK + ID + SO + JRA, OpenSim) and through a surrogate
 bundle (ONNX Runtime, 1 thread): the speed-up; and the labelling scale-out on Dask from 1 to 2 workers.
 
-    python benchmarks/physics_vs_surrogate.py [--bundle gaitforce-demo/bundle] [--stances 4] [--out r.json]
+    python benchmarks/physics_vs_surrogate.py [--bundle gaitforce-demo/bundle | --model ridge] [--stances 4]
+                                              [--no-scaleout] [--out r.json]
 
 Stances: the first ``--stances`` of a synthetic cohort (seed 0, 100 Hz), cut to the dataset's frames exactly as
 ``gaitforce demo`` does. Physics: :func:`gaitforce.physics.label_trial` one stance at a time in this process.
 Surrogate: (a) ONNX only, the stance's feature rows in one call; (b) end to end from the Trial:
 ``gaitforce.ingest.trial_frames`` (filter, stance cut, features) + ONNX, per trial file (2 stances).
 Scale-out: :func:`gaitforce.physics.label_dataset` on 2 x ``--stances`` stances with 1 and then 2 worker
-processes (fresh caches); efficiency = T1 / (2 T2). With no ``--bundle`` a default paper-cnn is trained for one
-epoch on a stand-in target (speed does not depend on the weights).
+processes (fresh caches); efficiency = T1 / (2 T2). With no ``--bundle`` a default ``--model`` (paper-cnn) is trained
+for one epoch on a stand-in target (speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", default=None)
+    ap.add_argument("--model", default="paper-cnn", help="model trained for the timing when no --bundle is given")
     ap.add_argument("--stances", type=int, default=4)
     ap.add_argument("--out", default=None)
     ap.add_argument("--no-scaleout", action="store_true")
@@ -61,7 +63,7 @@ def main() -> None:
         ds.frames["knee_medial"] = np.sqrt((g ** 2).sum(1))
         ds.manifest["targets"] = {"knee_medial": "N"}
         bundle_dir = tmp / "bundle"
-        Estimator("paper-cnn", epochs=1, threads=1, verbose=False).fit(ds).save(bundle_dir, dataset_manifest=ds.manifest)
+        Estimator(args.model, epochs=1, threads=1, verbose=False).fit(ds).save(bundle_dir, dataset_manifest=ds.manifest)
     bundle = load_bundle(bundle_dir, intra_op_num_threads=1)
     cols = bundle.columns
 
