@@ -75,6 +75,12 @@ def test_settings_and_cli_user_errors(tmp_path, capsys):
         demo.DemoSettings(physics="sometimes")
     assert main(["demo", "--out", str(tmp_path / "d"), "--data", str(tmp_path / "absent")]) == 2
     assert "no such data" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    (busy / "data").mkdir(parents=True)
+    (busy / "data" / "keep.txt").write_text("mine")
+    assert main(["demo", "--out", str(busy)]) == 2  # never empties a folder that is not a demo report
+    assert (busy / "data" / "keep.txt").read_text() == "mine"
+    assert "not a gaitforce demo report" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -35,10 +35,12 @@ from .errors import GaitforceError
 #: The target the demo learns; the no-physics stand-in (see :func:`grf_standin`).
 TARGET = "knee_medial"
 STANDIN_TARGET = "grf_resultant_standin"
+#: written first into a demo folder, so a rerun (also after a killed run) may replace the demo's outputs there
+MARKER = ".gaitforce-demo"
 SYNTHETIC_NOTE = (
     "**These data are synthetic.** The trials come from gaitforce's own virtual-cohort generator "
-    "(`gaitforce.synthetic`), not from people, and the reference forces are the outputs of the physics "
-    "pipeline on those trials. Nothing here is a finding about human gait or a validation of the surrogate "
+    "(`gaitforce.synthetic`), not from people, and the reference targets are computed from those trials "
+    "(how: next paragraph). Nothing here is a finding about human gait or a validation of the surrogate "
     "against measured forces; it shows that the whole chain runs and how fast."
 )
 
@@ -301,6 +303,7 @@ def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], 
     out = Path(out)
     clean(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("a gaitforce demo folder: `gaitforce demo` may replace what it wrote here\n")
     synthetic = s.data is None
     if not synthetic and not Path(s.data).exists():
         raise GaitforceError("no such data folder or file", source=s.data)
@@ -422,6 +425,8 @@ def write_index(result: DemoResult, timings: dict, info: dict, table: pd.DataFra
 
 def clean(out: Path) -> None:
     """Remove a previous demo's outputs (only the names the demo writes; the physics cache is kept, so a
-    rerun labels only what is new)."""
+    rerun labels only what is new). A non-empty folder that is not a demo report is refused, never emptied."""
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise GaitforceError("folder exists and is not a gaitforce demo report; give a new --out", source=out)
     for name in ("data", "dataset", "dataset-labelled", "bundle", "evaluation", "predictions"):
         shutil.rmtree(out / name, ignore_errors=True)
