@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 extras="${1:-all}"
 python3 -m pip install -q --disable-pip-version-check "torch==2.13.0"
 python3 -m pip install -q --disable-pip-version-check -e ".[${extras}]"
-# the musculoskeletal model for physics labels (gaitforce label / demo); skipped when opensim is not installed
-if python3 -c "import opensim" 2>/dev/null; then bash scripts/fetch-model.sh; fi
-# the musculoskeletal model of `gaitforce label` (never committed; tests that need it skip without it)
-if [[ "${extras}" == *all* || "${extras}" == *physics* ]]; then scripts/fetch-model.sh || echo "setup: model fetch failed; 'gaitforce label' and its OpenSim tests will not run" >&2; fi
+# the musculoskeletal model of `gaitforce label` and the demo's physics stage, fetched into a cache (never
+# committed); tests that need it skip without it
+if [[ "${extras}" == *all* || "${extras}" == *physics* ]] && python3 -c "import opensim" 2>/dev/null; then
+    bash scripts/fetch-model.sh || echo "setup: model fetch failed; 'gaitforce label' and its OpenSim tests will not run" >&2
+fi

@@ -363,10 +363,7 @@ def write_results(res: BenchmarkResult, out: str | Path, *, figures: bool = True
 def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "seed") -> list[Path]:
     """One figure per year: measured (solid) and predicted (dashed, our chosen model's seed ensemble) medial
     force over stance for each test stance, with the year's RMSE of the winners, the seed and ours."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._plot import subplots
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -376,7 +373,7 @@ def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "see
     paths = []
     for year, g in f.groupby("year"):
         year = int(year)
-        fig, ax = plt.subplots(figsize=(4.2, 3.0), dpi=90)
+        fig, ax = subplots(figsize=(4.2, 3.0), dpi=90)
         for i, (sid, s) in enumerate(g.groupby("stance_id", sort=False)):
             c = f"C{i}"
             ax.plot(s["stance_pct"], s["true"], color=c, lw=1.4)
@@ -391,7 +388,6 @@ def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "see
         fig.tight_layout()
         p = folder / f"gc_{year}.png"
         fig.savefig(p)
-        plt.close(fig)
         paths.append(p)
     return paths
 

@@ -434,16 +434,13 @@ def _integrated_gradients(m, x_all: np.ndarray, x_mean: np.ndarray, k: int, step
 def plot_maps(ex: Explanation, path, *, title: str | None = None, dpi: int = 110) -> Path:
     """Two heat maps side by side (sensitivity | integrated gradients): features x % stance, a diverging colour
     scale centred on zero and shared by both maps, in the target's unit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ._plot import subplots
     from matplotlib.colors import TwoSlopeNorm
 
     lim = float(max(np.abs(ex.sensitivity).max(), np.abs(ex.integrated).max(), 1e-12))
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
     n_f = len(ex.features)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.38 * n_f), sharey=True, constrained_layout=True)
+    fig, axes = subplots(1, 2, figsize=(12, 1.2 + 0.38 * n_f), sharey=True, constrained_layout=True)
     pct = ex.stance_pct
     step = pct[1] - pct[0] if len(pct) > 1 else 1.0
     extent = (pct[0] - step / 2, pct[-1] + step / 2, n_f - 0.5, -0.5)
@@ -461,7 +458,6 @@ def plot_maps(ex: Explanation, path, *, title: str | None = None, dpi: int = 110
     fig.suptitle(title or f"What drives predicted {ex.target}: {len(ex.stance_ids)} stances", fontsize=11)
     path = Path(path)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 

@@ -19,13 +19,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ._plot import subplots  # noqa: E402
 from .errors import GaitforceError  # noqa: E402
 from .evaluation import pearson_r, summarise  # noqa: E402
 
@@ -94,7 +91,7 @@ def plot_representative(predictions, per_trial, target: str, path: Path, *, titl
         return None
     unit = _unit_of(per_trial, target)
     metrics = per_trial[per_trial["target"] == target].set_index("stance_id")
-    fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 3.6), sharey=True, squeeze=False)
+    fig, axes = subplots(1, len(picks), figsize=(4.2 * len(picks), 3.6), sharey=True, squeeze=False)
     for ax, (label, sid) in zip(axes[0], picks):
         fr = predictions[predictions["stance_id"] == sid].sort_values("stance_pct")
         ax.plot(fr["stance_pct"], fr[f"{target}_ref"], color=REF_COLOR, lw=2, label="reference")
@@ -110,7 +107,6 @@ def plot_representative(predictions, per_trial, target: str, path: Path, *, titl
     fig.suptitle(title or f"{target}: best, median and worst stance by RMSE", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -135,7 +131,7 @@ def plot_ensemble(predictions, per_trial, target: str, path: Path, *, title: str
     if len(ref) == 0:
         return None
     unit = _unit_of(per_trial, target)
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    fig, ax = subplots(figsize=(6.0, 4.0))
     for curves, color, label, ls in ((ref, REF_COLOR, "reference", "-"), (pred, PRED_COLOR, "predicted", "--")):
         mean, sd = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
         ax.fill_between(PCT_GRID, mean - sd, mean + sd, color=color, alpha=0.15, lw=0)
@@ -148,7 +144,6 @@ def plot_ensemble(predictions, per_trial, target: str, path: Path, *, title: str
     ax.set_title(title or f"{target}: all {len(ref)} stances", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -162,7 +157,7 @@ def plot_scatter(predictions, per_trial, target: str, path: Path, *, title: str 
     unit = _unit_of(per_trial, target)
     lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
     pad = 0.03 * (hi - lo or 1.0)
-    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    fig, ax = subplots(figsize=(4.8, 4.6))
     if len(t) > 5000:
         hb = ax.hexbin(t, p, gridsize=60, bins="log", mincnt=1, cmap="viridis")
         fig.colorbar(hb, ax=ax, label="frames")
@@ -181,7 +176,6 @@ def plot_scatter(predictions, per_trial, target: str, path: Path, *, title: str 
     ax.legend(loc="upper left", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from ..errors import GaitforceError
-from ..ingest import IngestSettings, build_dataset
 
 
 def register(subparsers) -> None:
@@ -27,6 +26,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..ingest import IngestSettings, build_dataset  # heavy (scipy.signal): imported on use
+
     settings = IngestSettings(marker_map=args.marker_map, lowpass_cutoff=args.lowpass or None)
     dataset, failures = build_dataset(args.paths, settings=settings, progress=not args.no_progress)
     out = dataset.save(args.out)

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..errors import GaitforceError
-from ..models import list_models
 
 SPLITS = ("subject-naive", "subject-exposed", "none")
 
@@ -31,7 +30,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("dataset", metavar="DATASET", help="dataset folder (frames.parquet + manifest.json)")
     p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
-    p.add_argument("--model", default="paper-cnn", help=f"architecture ({', '.join(list_models())})")
+    p.add_argument("--model", default="paper-cnn", help="architecture: paper-cnn, ridge, mlp, tcn, or any registered with gaitforce.models.register_model")
     p.add_argument("--feature-set", default="all", help="feature set of the dataset")
     p.add_argument("--target", nargs="+", default=["knee_medial"], metavar="NAME", help="target column(s)")
     p.add_argument("--one-net-per-target", action="store_true", help="a network per target, not one for all")
