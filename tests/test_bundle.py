@@ -246,3 +246,151 @@ def test_predict_notes_a_frame_rate_the_model_never_saw(capsys):
     assert "100 Hz, the model was trained on 120, 200 Hz" in capsys.readouterr().err
     _note_rate(bundle, Trial(time=np.arange(10) / 120.0), "b.c3d")
     assert capsys.readouterr().err == ""
+
+
+# -- int8 quantised bundles ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory, data):
+    """A small paper-cnn bundle with an int8 model calibrated on its training frames, checked on val."""
+    from gaitforce.bundle import quantize_bundle
+
+    train, val = data
+    est = Estimator("paper-cnn", targets=TARGETS, epochs=3, threads=1, verbose=False, channels=4, fc_width=8)
+    est.fit(train, val)
+    path = est.save(tmp_path_factory.mktemp("q") / "cnn")
+    entry = quantize_bundle(path, est.features_of(train), held_out=est.features_of(val), held_out_name="val",
+                            test_rmse={"knee_medial": 1e9, "emg_soleus": 1e9}, max_frames=200)
+    return est, path, entry
+
+
+def test_int8_model_is_written_beside_fp32_and_recorded(int8_bundle, data):
+    import hashlib
+
+    import onnx
+
+    est, path, entry = int8_bundle
+    spec = json.loads((path / "bundle.json").read_text())
+    assert sorted(p.name for p in path.iterdir()) == ["bundle.json", "model.int8.onnx", "model.onnx"]
+    assert spec["quantized"]["int8"] == entry and spec["default_precision"] == "fp32"  # make_default=False
+    assert entry["sha256"] == hashlib.sha256((path / "model.int8.onnx").read_bytes()).hexdigest()
+    assert entry["opset"] == 18 and entry["scheme"]["per_channel"] and entry["scheme"]["format"] == "QDQ"
+    cal = entry["calibration"]
+    assert cal["frames"] == 200 and cal["of_frames"] == len(data[0]) and len(cal["feature_min"]) == 3 * ROWS
+    # the calibration frames are a subset of the training frames: their range lies inside the training range
+    x = est.features_of(data[0])
+    assert np.all(np.array(cal["feature_min"]) >= x.min(0)) and np.all(np.array(cal["feature_max"]) <= x.max(0))
+    model = onnx.load(str(path / "model.int8.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and {n.domain for n in model.graph.node} == {""}
+    w = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert w, "weights are stored as int8"
+
+
+def test_int8_predictions_agree_with_fp32_and_the_recorded_differences(int8_bundle, data):
+    _, path, entry = int8_bundle
+    fp32, int8 = load_bundle(path), load_bundle(path, precision="int8")
+    assert (fp32.precision, int8.precision) == ("fp32", "int8")
+    x = data[1].frames[fp32.columns].to_numpy(np.float32)
+    a, b = fp32.predict_features(x), int8.predict_features(x)
+    assert not np.array_equal(a, b)  # it really is another model
+    d = b.astype(np.float64) - a
+    agree = entry["agreement"]
+    assert agree["on"] == "val" and agree["frames"] == len(x)
+    for k, name in enumerate(TARGETS):
+        row = agree["targets"][name]
+        assert row["max_abs_diff"] == pytest.approx(np.abs(d[:, k]).max(), rel=1e-5)
+        assert row["rms_diff"] == pytest.approx(np.sqrt(np.mean(d[:, k] ** 2)), rel=1e-5)
+        assert row["as_accurate"] is True  # against an RMSE of 1e9
+        # int8 error is small against the target's spread (8-bit: ~1/256 of each tensor's range)
+        assert row["rms_diff"] < 0.02 * data[0].frames[name].std()
+    x[2, 0] = np.nan  # the NaN-row rule holds for the int8 model too
+    assert np.isnan(int8.predict_features(x)[2]).all()
+
+
+def test_int8_default_follows_the_accuracy_rule(int8_bundle, tmp_path):
+    from gaitforce.bundle import quantize_bundle
+
+    est, path, _ = int8_bundle
+    b = _copy(path, tmp_path)
+    x = est.features_of(make_dataset(2, seed=5))
+    # an RMSE of 1e-9 makes any int8 difference too large: fp32 stays the default
+    entry = quantize_bundle(b, x, held_out=x[::2], test_rmse={"knee_medial": 1e-9, "emg_soleus": 1e-9},
+                            make_default="if-accurate")
+    assert entry["agreement"]["targets"]["knee_medial"]["as_accurate"] is False
+    assert load_bundle(b).precision == "fp32"
+    entry = quantize_bundle(b, x, held_out=x[::2], test_rmse={"knee_medial": 1e9, "emg_soleus": 1e9},
+                            make_default="if-accurate")
+    assert load_bundle(b).precision == "int8" and load_bundle(b, precision="fp32").precision == "fp32"
+    # without held-out frames the check runs on the calibration frames and gives no verdict
+    entry = quantize_bundle(b, x, test_rmse={"knee_medial": 1e9})
+    assert entry["agreement"]["on"] == "calibration"
+    assert "as_accurate" not in entry["agreement"]["targets"]["knee_medial"]
+    with pytest.raises(GaitforceError, match=r"calibration features must be \(N, 12\)"):
+        quantize_bundle(b, x[:, :3])
+    with pytest.raises(GaitforceError, match="no calibration frame"):
+        quantize_bundle(b, np.full((4, 12), np.nan))
+
+
+def test_int8_model_is_checked_like_fp32(int8_bundle, ridge_bundle, tmp_path):
+    import hashlib
+
+    import onnx
+
+    _, path, _ = int8_bundle
+    b = _copy(path, tmp_path)
+    data = bytearray((b / "model.int8.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (b / "model.int8.onnx").write_bytes(bytes(data))
+    load_bundle(b)  # the fp32 model is untouched and still opens
+    with pytest.raises(BundleError, match="SHA-256"):
+        load_bundle(b, precision="int8")
+    model = onnx.load(str(path / "model.int8.onnx"))
+    model.graph.node[0].domain = "com.example.evil"
+    data = model.SerializeToString()
+    (b / "model.int8.onnx").write_bytes(data)
+    spec = json.loads((b / "bundle.json").read_text())
+    spec["quantized"]["int8"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (b / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match="non-standard operator domains"):
+        load_bundle(b, precision="int8")
+    with pytest.raises(BundleError, match="no int8 model"):
+        load_bundle(ridge_bundle[1], precision="int8")
+    with pytest.raises(GaitforceError, match="precision must be one of fp32, int8"):
+        load_bundle(ridge_bundle[1], precision="fp16")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.__setitem__("default_precision", "int8"), "has no int8 model"),
+    (lambda s: s.__setitem__("default_precision", "fp16"), "default_precision must be one of"),
+    (lambda s: s.__setitem__("quantized", {"int4": {}}), "unknown precisions"),
+    (lambda s: s.__setitem__("quantized", {"int8": {"file": "model.onnx", "sha256": "a" * 64, "opset": 18,
+                                                     "calibration": {}}}), "not the fp32 model's"),
+    (lambda s: s.__setitem__("quantized", {"int8": {"file": "../x.onnx", "sha256": "a" * 64, "opset": 18,
+                                                     "calibration": {}}}), "plain file name"),
+    (lambda s: s.__setitem__("quantized", {"int8": {"file": "q.onnx", "sha256": "", "opset": 18,
+                                                     "calibration": {}}}), "64 hex digits"),
+])
+def test_wrong_quantized_json_fails(ridge_bundle, tmp_path, edit, message):
+    b = _copy(ridge_bundle[1], tmp_path)
+    spec = json.loads((b / "bundle.json").read_text())
+    edit(spec)
+    (b / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(b)
+
+
+def test_cli_train_quantize_int8(tmp_path, capsys):
+    ds = make_dataset(10)
+    ds.save(tmp_path / "ds")
+    rc = cli.main(["train", str(tmp_path / "ds"), "--out", str(tmp_path / "b"), "--epochs", "2", "--quiet",
+                   "--threads", "1", "--param", "channels=4", "--param", "fc_width=8", "--quantize", "int8"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    spec = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    agree = spec["quantized"]["int8"]["agreement"]
+    row = agree["targets"]["knee_medial"]
+    assert agree["on"] == "test" and agree["frames"] == len(spec["metrics"]["stances"]["test"]) * 40
+    assert row["fp32_test_rmse"] == pytest.approx(spec["metrics"]["test"]["knee_medial"]["frame_rmse"])
+    assert spec["default_precision"] == ("int8" if row["as_accurate"] else "fp32")
+    assert f"int8 vs fp32 on {agree['frames']} test frames, knee_medial" in err
+    assert load_bundle(tmp_path / "b").precision == spec["default_precision"]

@@ -11,6 +11,13 @@
   (rows, 3) image shape, marker map and the dataset's ingest settings), target names + units, frame rate,
   training-data summary, metrics, library versions and the SHA-256 of ``model.onnx``.
 
+``quantize_bundle(DIR, calibration, held_out=...)`` adds ``DIR/model.int8.onnx`` beside the float32 model:
+the same graph with its convolutions and matrix products statically quantised to int8 by ONNX Runtime's
+quantisation tools (QDQ format, per-channel int8 weights, uint8 activations calibrated on training frames), its
+SHA-256, the calibration summary and the measured int8-vs-fp32 agreement on held-out frames, under
+``bundle.json``'s ``quantized.int8``. ``default_precision`` says which model :func:`load_bundle` opens unless
+asked (``"fp32"`` when absent).
+
 ``load_bundle(DIR)`` checks the JSON (required keys and types), the ONNX file's SHA-256, that the graph uses
 only standard ONNX operators and embedded weights, and that its input/output sizes match the JSON, then opens
 an ONNX Runtime session. Nothing is unpickled and no Python from the bundle runs: a bundle from an untrusted
@@ -40,6 +47,17 @@ SCHEMA_VERSION = 1
 FORMAT = "gaitforce-bundle"
 OPSET = 18
 MODEL_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+PRECISIONS = ("fp32", "int8")
+# int8 counts as "as accurate as fp32" for a target when, on held-out frames, the RMS of (int8 - fp32) is at most
+# 5 % of the fp32 model's test RMSE (if independent of the model's error it raises that RMSE by <= 0.13 %; at
+# worst, fully correlated, by 5 %) and no frame differs by more than 25 % of that RMSE
+INT8_RMS_FRACTION = 0.05
+INT8_MAX_FRACTION = 0.25
+MAX_CALIBRATION_FRAMES = 4096
+# only the weight-carrying products are quantised: the input normalisation (features in N, m and rad side by
+# side) and the output scaling (targets in N beside EMG in 0-1) would lose a small-scale column to one 8-bit grid
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 SPEC_FILE = "bundle.json"
 INPUT_NAME = "features"
 OUTPUT_NAME = "targets"
@@ -96,6 +114,144 @@ def export_onnx(module, n_features: int, out: Path) -> None:
         tmp_path = Path(tmp.name)
     try:
         program.save(str(tmp_path), external_data=False)
+        os.replace(tmp_path, out)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def quantize_bundle(path, calibration, *, held_out=None, held_out_name: str = "held-out",
+                    test_rmse: dict | None = None,
+                    max_frames: int = MAX_CALIBRATION_FRAMES, seed: int = 0, make_default: bool = False) -> dict:
+    """Add an int8 copy of bundle ``path``'s network (``model.int8.onnx``); returns its ``bundle.json`` entry.
+
+    ``calibration``: (N, F) training features in the bundle's column order; rows with a non-finite value are
+    dropped and at most ``max_frames`` are drawn at random (``seed``). ONNX Runtime's static quantiser runs in
+    QDQ format with per-channel int8 weights and uint8 activations whose ranges are the calibration frames'
+    min/max, weights at 7 bits (``reduce_range``: no int16 saturation on x86 CPUs without VNNI). Only
+    :data:`QUANTIZED_OPS` are quantised: the input normalisation and output scaling stay float32.
+
+    ``held_out``: (M, F) features not used for calibration (the test frames) on which int8 and fp32
+    predictions are compared per target (max and RMS difference in target units); without it the calibration
+    frames are used and the entry says so (and gives no verdict); ``held_out_name`` names the set (e.g.
+    ``"test"``) in the entry. ``test_rmse``: {target: fp32 test RMSE}; with it each target gets
+    the verdict of the stated rule (:data:`INT8_RMS_FRACTION`, :data:`INT8_MAX_FRACTION`). ``make_default``:
+    ``"if-accurate"`` (int8 becomes the default when every target passes), True or False.
+    """
+    path = Path(path)
+    spec_path = path / SPEC_FILE
+    fp32 = load_bundle(path, precision="fp32")
+    x = _finite_rows(calibration, len(fp32.columns), "calibration", path)
+    if len(x) == 0:
+        raise GaitforceError("no calibration frame has every feature finite", source=path)
+    rng = np.random.default_rng(seed)
+    if len(x) > max_frames:
+        x = x[np.sort(rng.choice(len(x), size=max_frames, replace=False))]
+    int8_path = path / INT8_FILE
+    _quantize_static(path / fp32.spec["onnx"]["file"], int8_path, x, input_name=fp32.spec["onnx"]["input"])
+    data = int8_path.read_bytes()
+    entry: dict[str, Any] = {
+        "file": INT8_FILE, "sha256": _sha256(data), "opset": _opset(data),
+        "scheme": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8",
+                   "per_channel": True, "reduce_range": True, "activations": "uint8", "calibration": "minmax",
+                   "ops": list(QUANTIZED_OPS)},
+        "calibration": {"frames": int(len(x)), "of_frames": int(len(np.asarray(calibration))), "seed": int(seed),
+                        "feature_min": x.min(axis=0), "feature_max": x.max(axis=0)},
+    }
+    spec = fp32.spec
+    spec.setdefault("quantized", {})["int8"] = entry  # the int8 session below reads the file, not this entry
+    int8 = _open_session(data, 1, int8_path)
+    _check_io(int8, spec, int8_path)
+    check_on = held_out_name
+    if held_out is None:
+        xh, check_on = x, "calibration"
+    else:
+        xh = _finite_rows(held_out, len(fp32.columns), "held-out", path)
+    entry["agreement"] = _agreement(fp32, int8, xh, check_on, test_rmse)
+    verdicts = [a.get("as_accurate") for a in entry["agreement"]["targets"].values()]
+    if make_default == "if-accurate":
+        make_default = bool(verdicts) and all(v is True for v in verdicts)
+    spec["default_precision"] = "int8" if make_default else spec.get("default_precision", "fp32")
+    spec = _json_safe(spec)
+    validate_spec(spec, source=spec_path)
+    _atomic_write(spec_path, (json.dumps(spec, indent=2, allow_nan=False) + "\n").encode())
+    return spec["quantized"]["int8"]
+
+
+def _finite_rows(x, n_features: int, what: str, source) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise GaitforceError(f"{what} features must be (N, {n_features}), got shape {x.shape}", source=source)
+    return np.ascontiguousarray(x[np.isfinite(x).all(axis=1)])
+
+
+def _quantize_static(src: Path, out: Path, x: np.ndarray, *, input_name: str) -> None:
+    import logging
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._batches = iter([{input_name: x[i : i + 256]} for i in range(0, len(x), 256)])
+
+        def get_next(self):
+            return next(self._batches, None)
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser logs advice at WARNING through the root logger
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quant-") as tmp:
+            pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+            quant_pre_process(str(src), str(pre))
+            quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=list(QUANTIZED_OPS))
+            _drop_unused_domains(q)
+            os.replace(q, out)
+    finally:
+        root.setLevel(level)
+
+
+def _drop_unused_domains(path: Path) -> None:
+    """The pre-processor's optimiser declares every ORT domain; keep only the opsets a node uses."""
+    import onnx
+
+    model = onnx.load(str(path))
+    used = {n.domain for n in model.graph.node} | _STANDARD_DOMAINS
+    keep = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    onnx.save(model, str(path))
+
+
+def _agreement(fp32: "Bundle", int8_session, x: np.ndarray, on: str, test_rmse: dict | None) -> dict:
+    spec = fp32.spec["onnx"]
+    ref = fp32.predict_features(x).astype(np.float64)
+    y = int8_session.run([spec["output"]], {spec["input"]: x})[0].astype(np.float64) if len(x) else ref
+    out: dict[str, Any] = {"frames": int(len(x)), "on": on,
+                           "rule": f"as_accurate: RMS(int8 - fp32) <= {INT8_RMS_FRACTION:g} x the fp32 test RMSE "
+                                   f"and max |int8 - fp32| <= {INT8_MAX_FRACTION:g} x it", "targets": {}}
+    for k, name in enumerate(fp32.targets):
+        d = y[:, k] - ref[:, k]
+        row: dict[str, Any] = {"unit": fp32.units[name], "max_abs_diff": float(np.abs(d).max()) if len(d) else None,
+                               "rms_diff": float(np.sqrt(np.mean(d**2))) if len(d) else None}
+        rmse = (test_rmse or {}).get(name)
+        if rmse is not None and math.isfinite(rmse) and rmse > 0 and len(d) and on != "calibration":
+            row["fp32_test_rmse"] = float(rmse)
+            row["rms_diff_over_rmse"] = row["rms_diff"] / rmse
+            row["max_diff_over_rmse"] = row["max_abs_diff"] / rmse
+            row["as_accurate"] = bool(row["rms_diff_over_rmse"] <= INT8_RMS_FRACTION
+                                      and row["max_diff_over_rmse"] <= INT8_MAX_FRACTION)
+        out["targets"][name] = row
+    return out
+
+
+def _atomic_write(out: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(data)
+        tmp_path = Path(tmp.name)
+    try:
         os.replace(tmp_path, out)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -272,6 +428,25 @@ def validate_spec(spec: Any, *, source=None) -> dict:
     _typed(onnx_spec, "opset", int, "onnx", source)
     _typed(onnx_spec, "input", str, "onnx", source)
     _typed(onnx_spec, "output", str, "onnx", source)
+
+    quantized = _typed(spec, "quantized", dict, "bundle", source, optional=True) or {}
+    _check(set(quantized) <= {"int8"}, f"quantized holds unknown precisions {sorted(set(quantized) - {'int8'})}",
+           source)
+    for name, entry in quantized.items():
+        where = f"quantized.{name}"
+        _typed(quantized, name, dict, "quantized", source)
+        qfile = _typed(entry, "file", str, where, source)
+        _check(re.fullmatch(r"[A-Za-z0-9_.-]+\.onnx", qfile) is not None and ".." not in qfile and qfile != fname,
+               f"{where}.file must be a plain file name in the bundle folder, not the fp32 model's", source)
+        qsha = _typed(entry, "sha256", str, where, source)
+        _check(re.fullmatch(r"[0-9a-f]{64}", qsha) is not None, f"{where}.sha256 must be 64 hex digits", source)
+        _typed(entry, "opset", int, where, source)
+        _typed(entry, "calibration", dict, where, source)
+        _typed(entry, "agreement", dict, where, source, optional=True)
+    default = _typed(spec, "default_precision", str, "bundle", source, optional=True) or "fp32"
+    _check(default in PRECISIONS, f"default_precision must be one of {', '.join(PRECISIONS)}", source)
+    _check(default == "fp32" or default in quantized, f"default_precision is {default!r} but the bundle has no "
+           f"{default} model", source)
     return spec
 
 
@@ -311,6 +486,7 @@ class Bundle:
     path: Path
     spec: dict
     session: Any = field(repr=False)
+    precision: str = "fp32"
 
     @property
     def columns(self) -> list[str]:
@@ -357,10 +533,11 @@ class Bundle:
         return pd.DataFrame(y, columns=self.targets, index=frames.index)
 
 
-def load_bundle(path, *, intra_op_num_threads: int = 1) -> Bundle:
-    """Open a bundle folder after checking it (see the module docstring). Raises :class:`BundleError`."""
-    import onnxruntime as ort
+def load_bundle(path, *, intra_op_num_threads: int = 1, precision: str | None = None) -> Bundle:
+    """Open a bundle folder after checking it (see the module docstring). Raises :class:`BundleError`.
 
+    ``precision``: ``"fp32"`` or ``"int8"`` (the quantised model, which must be in the bundle); ``None``
+    opens the bundle's ``default_precision`` (fp32 unless the bundle says otherwise)."""
     path = Path(path)
     spec_path = path / SPEC_FILE
     if not spec_path.is_file():
@@ -372,24 +549,40 @@ def load_bundle(path, *, intra_op_num_threads: int = 1) -> Bundle:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"bundle.json is not valid JSON: {err}", source=spec_path) from None
     validate_spec(spec, source=spec_path)
-    model_path = path / spec["onnx"]["file"]
+    precision = (spec.get("default_precision") or "fp32") if precision is None else precision
+    if precision not in PRECISIONS:
+        raise GaitforceError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", source=path)
+    if precision == "fp32":
+        entry = spec["onnx"]
+    elif precision in spec.get("quantized", {}):
+        entry = spec["quantized"][precision]
+    else:
+        raise BundleError(f"bundle has no {precision} model (write one with 'gaitforce train --quantize "
+                          f"{precision}' or gaitforce.bundle.quantize_bundle)", source=path)
+    model_path = path / entry["file"]
     if not model_path.is_file():
-        raise BundleError(f"model file {spec['onnx']['file']!r} is missing", source=path)
+        raise BundleError(f"model file {entry['file']!r} is missing", source=path)
     data = model_path.read_bytes()
-    if _sha256(data) != spec["onnx"]["sha256"]:
+    if _sha256(data) != entry["sha256"]:
         raise BundleError("model file does not match the SHA-256 in bundle.json (changed or damaged)",
                           source=model_path)
     _check_graph(data, model_path)
+    session = _open_session(data, intra_op_num_threads, model_path)
+    _check_io(session, spec, model_path)
+    return Bundle(path=path, spec=spec, session=session, precision=precision)
+
+
+def _open_session(data: bytes, threads: int, source):
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
-    options.intra_op_num_threads = int(intra_op_num_threads)
+    options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own exception types
-        raise BundleError(f"ONNX Runtime cannot open the model: {err}", source=model_path) from None
-    _check_io(session, spec, model_path)
-    return Bundle(path=path, spec=spec, session=session)
+        raise BundleError(f"ONNX Runtime cannot open the model: {err}", source=source) from None
 
 
 def _check_io(session, spec: dict, source) -> None:
