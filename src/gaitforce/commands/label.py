@@ -113,8 +113,10 @@ def run(args) -> int:
             statics.update({name: static or source_static for name in found})
         except GaitforceError as err:
             failures.append(err.with_source(path))
-    labels, failed = label_dataset(stances, out_dir=out, settings=settings, static=statics,
+    stats: dict = {}
+    labels, failed = label_dataset(stances, out_dir=out, settings=settings, static=statics, stats=stats,
                                    scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress)
+    print(f"{len(stats['cached'])} stance(s) from the cache, {len(stats['computed'])} computed")
     failures += failed
     if labels:
         table = pd.concat([df.assign(stance_id=name, trial=name.split("#")[0]) for name, df in labels.items()],

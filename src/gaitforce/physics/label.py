@@ -148,7 +148,8 @@ def _label_task(packed: dict, static: dict | None, settings: dict, work: str, ca
 
 
 def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, static=None,
-                  scheduler: str | None = None, n_workers: int | None = None, progress: bool = True):
+                  scheduler: str | None = None, n_workers: int | None = None, progress: bool = True,
+                  stats: dict | None = None):
     """Label many trials (stance phases) in parallel on Dask; returns ``(labels, failures)``.
 
     ``trials``: a mapping name -> Trial (or a list, named by source and index). Each result is cached in
@@ -157,7 +158,8 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
     address of a running Dask scheduler; by default a ``LocalCluster`` of single-threaded worker processes
     (OpenSim is not thread-safe). ``labels``: name -> DataFrame (frame, time, targets); ``failures``: list
     of :class:`GaitforceError`, one per failed trial, the others still labelled. ``static``: one static
-    Trial for all, or a mapping name -> static Trial (or None) per trial.
+    Trial for all, or a mapping name -> static Trial (or None) per trial. ``stats``: a dict to fill with the
+    names taken from the cache (``"cached"``) and the names sent to the workers (``"computed"``).
     """
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -172,6 +174,9 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
                                             cache_key(statics[name], settings)[:8])
             for name, t in trials.items()}
     todo = [n for n in trials if not _cache_file(cache, keys[n]).exists()]
+    if stats is not None:
+        stats["cached"] = [n for n in trials if n not in todo]
+        stats["computed"] = list(todo)
     failures: list[GaitforceError] = []
     if todo:
         cluster = None

@@ -85,13 +85,21 @@ def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: P
         placed.append((marker, body, tuple(map(float, loc))))
     for marker, body, loc in placed:
         model.addMarker(osim.Marker(marker, model.getBodySet().get(body), osim.Vec3(*loc)))
+    return finish_model(model, settings)
+
+
+def finish_model(model, settings: LabelSettings, *, lock_lumbar: bool = True):
+    """Rigid-tendon DeGroote-Fregly muscles, the lumbar lock and the reserve/residual actuators."""
+    import opensim as osim
+
     # rigid tendons, so no fibre-equilibrium solve can fail on an odd pose (SO here uses F = a * Fmax; with
     # muscle_physiology the DeGroote-Fregly 2016 curves, which take rigid tendons, replace Thelen 2003's)
     osim.DeGrooteFregly2016Muscle.replaceMuscles(model)
     for i in range(model.getMuscles().getSize()):
         model.updMuscles().get(i).set_ignore_tendon_compliance(True)
-    # lumbar: no trunk landmarks are used, so the trunk stays in the model's neutral posture
-    model.getCoordinateSet().get("lumbar_extension").set_locked(True)
+    # lumbar: no trunk landmarks are used, so the trunk stays in the model's neutral posture (unless the
+    # coordinates are given, see physics.given)
+    model.getCoordinateSet().get("lumbar_extension").set_locked(lock_lumbar)
     for coord in model.getCoordinateSet():
         act = osim.CoordinateActuator(coord.getName())
         free = coord.getName() in FREE_COORDINATES
@@ -236,7 +244,9 @@ def quiet_stdout(log: Path):
 
 def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """Run the whole pipeline on ``trial`` in folder ``work``; returns the result tables and seconds per stage.
-    OpenSim's console output goes to ``work/opensim.log``."""
+    OpenSim's console output goes to ``work/opensim.log``. ``work`` is made absolute: OpenSim resolves the file
+    names inside a setup XML against the XML's folder, so a relative path would be joined twice."""
+    work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     with quiet_stdout(work / "opensim.log"):
         return _run_trial(trial, work, settings, static=static)
@@ -278,6 +288,24 @@ def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tri
     run_id(model_path, work / "ik.mot", ext_xml, t0, t1, work, settings)
     seconds["id"] = _time.perf_counter() - tic
 
+    static_optimisation_and_reaction(model, model_path, ext_xml, t0, t1, work, settings, seconds)
+
+    tables = {
+        "calibration": pd.DataFrame([cal.measures]),
+        "ik": read_sto(work / "ik.mot"),
+        "id": read_sto(work / "id.sto"),
+        "so": read_sto(work / "so_so_force.sto"),
+        "jr": read_sto(work / "jr_jr_ReactionLoads.sto"),
+    }
+    return tables, seconds
+
+
+def static_optimisation_and_reaction(model, model_path: Path, ext_xml: Path, t0: float, t1: float, work: Path,
+                                     settings: LabelSettings, seconds: dict) -> None:
+    """SO (``work/so_so_force.sto``) then the knee joint reactions (``work/jr_jr_ReactionLoads.sto``) on the
+    coordinates in ``work/ik.mot``; stage seconds into ``seconds``."""
+    import opensim as osim
+
     tic = _time.perf_counter()
     so = osim.StaticOptimization()
     so.setName("so")
@@ -303,14 +331,6 @@ def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tri
     _analyze(work, "jr", model_path, ext_xml, t0, t1, settings, jr).run()
     seconds["jr"] = _time.perf_counter() - tic
 
-    tables = {
-        "calibration": pd.DataFrame([cal.measures]),
-        "ik": read_sto(work / "ik.mot"),
-        "id": read_sto(work / "id.sto"),
-        "so": read_sto(work / "so_so_force.sto"),
-        "jr": read_sto(work / "jr_jr_ReactionLoads.sto"),
-    }
-    return tables, seconds
 
 
 def run_id(model_path: Path, coordinates: Path, ext_xml: Path, t0: float, t1: float, work: Path,
