@@ -1,42 +1,38 @@
-"""Small private writers of OpenSim's TRC and MOT files (Y-up, metres) for the labeller's inputs.
-
-Kept here until :mod:`gaitforce.io.opensim` provides ``write_trc``/``write_mot_grf``; only the columns
-OpenSim's tools need are written.
-"""
+"""The labeller's OpenSim input files (Y-up, metres), written by :mod:`gaitforce.io.opensim`'s writers so the
+labeller and ``gaitforce`` export one format: ``write_trc`` (markers), ``write_sto`` (coordinates, actuator
+forces) and ``write_mot_grf`` (ground reactions, see :func:`write_grf`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from ..io.opensim import write_mot_grf
+from ..io.opensim import write_sto as _write_sto
+from ..io.opensim import write_trc as _write_trc
+from ..trial import Trial
 
 
 def write_trc(path: Path, time: np.ndarray, markers: np.ndarray, names) -> Path:
-    """Markers (T, M, 3) in m, NaN for gaps (written as blanks, which OpenSim skips)."""
-    names = list(names)
-    rate = 1.0 / float(np.median(np.diff(time)))
-    lines = [
-        f"PathFileType\t4\t(X/Y/Z)\t{Path(path).name}",
-        "DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame\tOrigNumFrames",
-        f"{rate:.6f}\t{rate:.6f}\t{len(time)}\t{len(names)}\tm\t{rate:.6f}\t1\t{len(time)}",
-        "Frame#\tTime\t" + "\t".join(f"{n}\t\t" for n in names),
-        "\t\t" + "\t".join(f"X{i + 1}\tY{i + 1}\tZ{i + 1}" for i in range(len(names))),
-        "",
-    ]
-    for k, t in enumerate(time):
-        row = markers[k].reshape(-1)
-        cells = ["" if not np.isfinite(v) else f"{v:.6f}" for v in row]
-        lines.append(f"{k + 1}\t{t:.6f}\t" + "\t".join(cells))
-    Path(path).write_text("\n".join(lines) + "\n")
-    return Path(path)
+    """Markers (T, M, 3) in m, Y-up, NaN for gaps (written as blanks, which OpenSim skips)."""
+    trial = Trial(time=np.asarray(time, dtype=float), markers=np.asarray(markers, dtype=float),
+                  marker_names=tuple(names), up_axis="y")
+    return _write_trc(path, trial, units="m")
 
 
 def write_mot(path: Path, time: np.ndarray, columns: dict[str, np.ndarray], *, name: str = "data") -> Path:
     """A storage file of named columns on ``time`` (not in degrees)."""
-    keys = list(columns)
-    data = np.column_stack([time] + [np.asarray(columns[k], dtype=float) for k in keys])
-    header = [name, "version=1", f"nRows={data.shape[0]}", f"nColumns={data.shape[1]}", "inDegrees=no", "endheader",
-              "\t".join(["time", *keys])]
-    body = "\n".join("\t".join(f"{v:.8g}" for v in row) for row in data)
-    Path(path).write_text("\n".join(header) + "\n" + body + "\n")
-    return Path(path)
+    return _write_sto(path, pd.DataFrame({"time": np.asarray(time, dtype=float), **columns}), name=name,
+                      in_degrees=False)
+
+
+def write_grf(path: Path, trial: Trial) -> tuple[Path, list[str]]:
+    """The Y-up trial's plates as an ExternalLoads data file; returns it and each plate's column prefix
+    (``1_``, ``2_``, ...: the plates are renamed by index so the prefixes are known). A NaN force, or a NaN CoP
+    under a loaded plate, is an error (``write_mot_grf``'s rule) rather than a silent zero."""
+    n = len(trial.plate_names)
+    plates = Trial(time=trial.time, forces=trial.forces, cop=trial.cop, free_moment=trial.free_moment,
+                   plate_names=tuple(str(i + 1) for i in range(n)), up_axis="y", source=trial.source)
+    return write_mot_grf(path, plates), [f"{i + 1}_" for i in range(n)]

@@ -195,29 +195,23 @@ def register_markers(model, static: Trial, trial: Trial, cal: Calibration, setti
 
 
 def write_external_loads(trial: Trial, plates: dict[int, str], work: Path) -> Path:
+    """``work/grf.mot`` (every plate of the Y-up ``trial``) and ``work/external_loads.xml`` applying plate ``i``
+    to the calcaneus ``plates[i]`` ('r'/'l'); plates not in ``plates`` are written but not applied."""
     import opensim as osim
 
-    cols = {}
+    grf, prefixes = files.write_grf(work / "grf.mot", trial)
     loads = osim.ExternalLoads()
     for i, side in plates.items():
-        p = f"p{i + 1}"
-        f, c, m = trial.forces[:, i, :], np.nan_to_num(trial.cop[:, i, :]), np.nan_to_num(trial.free_moment[:, i, :])
-        for k, ax in enumerate("xyz"):
-            cols[f"{p}_ground_force_v{ax}"] = np.nan_to_num(f[:, k])
-        for k, ax in enumerate("xyz"):
-            cols[f"{p}_ground_force_p{ax}"] = c[:, k]
-        for k, ax in enumerate("xyz"):
-            cols[f"{p}_ground_torque_{ax}"] = m[:, k]
+        p = prefixes[i]
         ef = osim.ExternalForce()
         ef.setName(f"plate{i + 1}_on_calcn_{side}")
         ef.set_applied_to_body(f"calcn_{side}")
         ef.set_force_expressed_in_body("ground")
         ef.set_point_expressed_in_body("ground")
-        ef.set_force_identifier(f"{p}_ground_force_v")
-        ef.set_point_identifier(f"{p}_ground_force_p")
-        ef.set_torque_identifier(f"{p}_ground_torque_")
+        ef.set_force_identifier(f"{p}ground_force_v")
+        ef.set_point_identifier(f"{p}ground_force_p")
+        ef.set_torque_identifier(f"{p}ground_torque_")
         loads.cloneAndAppend(ef)
-    grf = files.write_mot(work / "grf.mot", trial.time, cols, name="grf")
     loads.setDataFileName(str(grf))
     xml = work / "external_loads.xml"
     loads.printToXML(str(xml))
