@@ -2,7 +2,12 @@
 optimisation + joint reaction, from modenaxe/femoral-anteversion-paper) against the force PS's instrumented
 tibia measured: how close a full-size SO/JR pipeline gets, with the same moment-balance split gaitforce uses.
 
-Usage: python benchmarks/physics_gc5.py [--distance 0.04] [--json OUT]
+Usage: python benchmarks/physics_gc5.py [--distance 0.04] [--json OUT] [--ours WORKDIR]
+
+``--ours WORKDIR`` also runs gaitforce's own ID/SO/JR (gait14dof22musc) on the same trials from the given
+Rajagopal IK (``_kinematics.mot``, coordinates matched by name, knee sign flipped; mass-only scaling: see
+:mod:`gaitforce.physics.given`) and the ``_kinetics.mot`` ground reactions, and compares it with both the
+in vivo force and the reference's SO muscle-group sums and knee reaction.
 
 PS's instrumented knee is the LEFT one (its knee reaction carries the load while the plate under the left
 heel is loaded; the competitions/ .mat files mirror PS to a right leg: their RASIS is the TRC's LAsis with z
@@ -58,10 +63,79 @@ def reference(stem: str, *, distance: float) -> dict[str, np.ndarray]:
             "stance": grid <= stance(stem, "l")[1]}
 
 
+#: Rajagopal 2015 muscles summed into gaitforce's groups (gait14dof22musc's abd lumps gluteus medius+minimus)
+REF_GROUPS = {
+    "quadriceps": ("recfem", "vasint", "vaslat", "vasmed"),
+    "hamstrings": ("bflh", "bfsh", "semimem", "semiten"),
+    "glut_max": ("glmax1", "glmax2", "glmax3"),
+    "glut_med": ("glmed1", "glmed2", "glmed3", "glmin1", "glmin2", "glmin3"),
+    "gastrocnemius": ("gaslat", "gasmed"),
+    "soleus": ("soleus",),
+}
+OUR_GROUPS = {"quadriceps": "quadriceps", "hamstrings": "hamstrings", "glut_max": "glut_max", "glut_med": "glut_med",
+              "gastrocnemius": "muscle_gastroc", "soleus": "muscle_soleus"}
+
+
+def ours(stem: str, *, mass: float, work: Path, distance: float) -> dict[str, np.ndarray]:
+    """gaitforce's ID/SO/JR from the given kinematics; the left (instrumented) knee on the 101-point grid, the
+    muscle groups on the SO time base, and the knee reaction resultant."""
+    import dataclasses
+
+    from gaitforce.physics import LabelSettings
+    from gaitforce.physics.given import RAJAGOPAL_SIGNS, run_given_kinematics
+    from gaitforce.physics.label import targets_from_tables
+    from gaitforce.physics.landmarks import find_landmarks
+    from gaitforce.physics.pipeline import assign_plates
+
+    loads = read_trc(GC5 / f"{stem}.trc", grf=GC5 / f"{stem}_kinetics.mot").to_y_up()
+    loads = loads.replace(subject=dataclasses.replace(loads.subject, mass=mass), note="PS mass from the .mat")
+    plates = assign_plates(loads, find_landmarks(loads.marker_names))
+    kin, header = read_sto_table(GC5 / f"{stem}_kinematics.mot")
+    settings = LabelSettings(intercondylar_ratio=None, intercondylar_distance=distance)
+    tables, seconds = run_given_kinematics(kin, loads, plates, work / stem, settings,
+                                           in_degrees=bool(header.get("inDegrees", True)), signs=RAJAGOPAL_SIGNS)
+    tg = targets_from_tables(tables, "l", settings)
+    jr = tables["jr"]
+    grid = np.linspace(float(jr["time"].iloc[0]), float(jr["time"].iloc[-1]), 101)
+    p = "knee_l_on_tibia_l_in_tibia_l_"
+    res = np.sqrt(sum(jr[p + "f" + ax].to_numpy() ** 2 for ax in "xyz"))
+    out = {k: np.interp(grid, tg["time"], tg[f"knee_{k}"]) for k in ("medial", "lateral")}
+    out["total"] = np.interp(grid, jr["time"], res)
+    out["time"] = tg["time"].to_numpy()
+    out["groups"] = {g: tg[c].to_numpy() for g, c in OUR_GROUPS.items()}
+    out["jr_time"], out["jr_resultant"] = jr["time"].to_numpy(), res
+    out["seconds"] = seconds
+    return out
+
+
+def _fit(a, b) -> dict:
+    return {"rmse_N": round(float(np.sqrt(np.mean((a - b) ** 2))), 1), "r": round(float(np.corrcoef(a, b)[0, 1]), 3),
+            "peak_ours": round(float(a.max())), "peak_other": round(float(b.max()))}
+
+
+def compare_with_reference(stem: str, mine: dict, stop: float) -> dict:
+    """Our SO group sums and knee reaction resultant against the reference's, over the left stance (t <= stop)."""
+    so, _ = read_sto_table(GC5 / f"{stem}_SO_force.sto")
+    jr, _ = read_sto_table(GC5 / f"{stem}_JR.sto")
+    t = mine["time"]
+    sel = t <= stop
+    row = {}
+    for g, members in REF_GROUPS.items():
+        ref = np.interp(t, so["time"], sum(so[f"{m}_l"].to_numpy() for m in members))
+        row[g] = _fit(mine["groups"][g][sel], ref[sel])
+    p = "walker_knee_l_on_tibia_l_in_tibia_l_"
+    ref_res = np.sqrt(sum(jr[p + "f" + ax].to_numpy() ** 2 for ax in "xyz"))
+    tj = mine["jr_time"]
+    row["knee_reaction"] = _fit(mine["jr_resultant"][tj <= stop], np.interp(tj, jr["time"], ref_res)[tj <= stop])
+    return row
+
+
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--distance", type=float, default=0.04, help="m between the contact points of the split")
     ap.add_argument("--json", metavar="OUT")
+    ap.add_argument("--ours", metavar="WORKDIR", help="also run gaitforce's ID/SO/JR from the given kinematics here")
+    ap.add_argument("--trials", nargs="*", help="trial stems to run (default: all of eTibia_data.mat)")
     args = ap.parse_args(argv)
     et = scipy.io.loadmat(GC5 / "eTibia_data.mat", squeeze_me=True, struct_as_record=False)["eTibia_data"].GC5.ngait_og
     mat = scipy.io.loadmat(GC5.parent / "competitions" / "PS__GC5__PS_ngait_og_ss1.mat", squeeze_me=True)
@@ -69,6 +143,8 @@ def main(argv=None) -> list[dict]:
     rows = []
     for k, name in enumerate(et.trial_names):
         stem = Path(str(name)).stem
+        if args.trials and stem not in args.trials:
+            continue
         meas = {"medial": et.data[:, 0, k], "lateral": et.data[:, 1, k], "total": et.data[:, 2, k]}
         ref = reference(stem, distance=args.distance)
         row = {"trial": stem, "stance_points": int(ref["stance"].sum())}
@@ -79,6 +155,17 @@ def main(argv=None) -> list[dict]:
                 row[f"{key}_{part}"] = {"rmse_N": round(rmse, 1), "rmse_BW": round(rmse / bw, 3),
                                         "r": round(float(np.corrcoef(a, b)[0, 1]), 3),
                                         "peak_ref": round(float(a.max())), "peak_meas": round(float(b.max()))}
+        if args.ours:
+            mine = ours(stem, mass=bw / 9.81, work=Path(args.ours), distance=args.distance)
+            row["ours_seconds"] = {k: round(v, 1) for k, v in mine["seconds"].items()}
+            for part, sel in (("cycle", slice(None)), ("stance", ref["stance"])):
+                for key in ("medial", "lateral", "total"):
+                    a, b = mine[key][sel], meas[key][sel]
+                    rmse = float(np.sqrt(np.mean((a - b) ** 2)))
+                    row[f"ours_{key}_{part}"] = {"rmse_N": round(rmse, 1), "rmse_BW": round(rmse / bw, 3),
+                                                 "r": round(float(np.corrcoef(a, b)[0, 1]), 3),
+                                                 "peak_ours": round(float(a.max())), "peak_meas": round(float(b.max()))}
+            row["ours_vs_reference"] = compare_with_reference(stem, mine, stance(stem, "l")[1])
         print(json.dumps(row), flush=True)
         rows.append(row)
     if args.json:

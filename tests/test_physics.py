@@ -266,3 +266,47 @@ def test_inverse_dynamics_static_pose_matches_hand_moment(tmp_path, fetched_mode
     # (the knee's generalised force also holds the work of the tibia's coupled translation, so no hand value)
     assert abs(gen["knee_angle_r_moment"].iloc[0]) > 30
     assert gen["pelvis_ty_force"].to_numpy() == pytest.approx(np.full(8, -700.0), abs=1e-6)
+
+
+def test_given_coordinates_matched_by_name_with_sign_and_units():
+    from gaitforce.errors import GaitforceError
+    from gaitforce.physics.given import RAJAGOPAL_SIGNS, model_coordinates
+
+    table = pd.DataFrame({"time": [0.0, 0.01], "knee_angle_r": [30.0, 60.0], "pelvis_ty": [0.95, 0.96],
+                          "hip_flexion_r": [10.0, -10.0], "mtp_angle_r": [5.0, 5.0]})
+    out = model_coordinates(table, ["pelvis_ty", "hip_flexion_r", "knee_angle_r"], in_degrees=True,
+                            signs=RAJAGOPAL_SIGNS)
+    assert list(out.columns) == ["time", "pelvis_ty", "hip_flexion_r", "knee_angle_r"]  # mtp ignored
+    np.testing.assert_allclose(out["knee_angle_r"], -np.deg2rad([30.0, 60.0]))  # flexion is negative here
+    np.testing.assert_allclose(out["hip_flexion_r"], np.deg2rad([10.0, -10.0]))
+    np.testing.assert_allclose(out["pelvis_ty"], [0.95, 0.96])  # translations are metres, never converted
+    with pytest.raises(GaitforceError, match="ankle_angle_r"):
+        model_coordinates(table, ["ankle_angle_r"], in_degrees=True)
+
+
+@pytest.mark.opensim
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_given_kinematics_muscles_track_the_gc5_reference(gc_dir, tmp_path, fetched_model):
+    """Our ID/SO driven by GC5's own Rajagopal IK: the soleus and glut_max of the left leg follow the
+    independent Rajagopal SO (r > 0.9 over the trial); a knee sign or a degree/radian slip breaks this."""
+    import dataclasses
+
+    from gaitforce.io.opensim import read_sto_table, read_trc
+    from gaitforce.physics.given import RAJAGOPAL_SIGNS, run_given_kinematics
+    from gaitforce.physics.landmarks import find_landmarks
+    from gaitforce.physics.pipeline import assign_plates
+
+    gc5, stem = gc_dir / "gc5-ps-opensim", "PS_ngait_og_ss1"
+    loads = read_trc(gc5 / f"{stem}.trc", grf=gc5 / f"{stem}_kinetics.mot").to_y_up()
+    loads = loads.replace(subject=dataclasses.replace(loads.subject, mass=75.0), note="test mass")
+    plates = assign_plates(loads, find_landmarks(loads.marker_names))
+    assert plates[0] == "l"  # the plate under PS's left heel at the start of the trial
+    kin, _ = read_sto_table(gc5 / f"{stem}_kinematics.mot")
+    tables, _ = run_given_kinematics(kin, loads, plates, tmp_path, LabelSettings(), signs=RAJAGOPAL_SIGNS)
+    ref, _ = read_sto_table(gc5 / f"{stem}_SO_force.sto")
+    so = tables["so"]
+    for ours, theirs in (("soleus_l", ["soleus_l"]), ("glut_max_l", ["glmax1_l", "glmax2_l", "glmax3_l"])):
+        b = np.interp(so["time"], ref["time"], sum(ref[m].to_numpy() for m in theirs))
+        assert np.corrcoef(so[ours].to_numpy(), b)[0, 1] > 0.9
+    assert tables["ik"]["knee_angle_l"].max() < 0.2  # flexion negative in this model
