@@ -13,8 +13,14 @@ cohort and saved, then loaded with :func:`gaitforce.bundle.load_bundle` (1 intra
   inference), and the achieved MAC rate (MACs/frame x frames/s) against an estimated peak of the core:
   2 x the float32 GFLOP/s that numpy's BLAS reaches on a 1024 x 1024 matmul on 1 thread (so "peak" is what a
   tuned GEMM achieves here, not the datasheet's);
-- for the paper-sized CNN, ONNX Runtime session variants: graph optimisation disabled / basic / all, and
-  sequential vs parallel execution mode.
+- for the paper-sized CNN, ONNX Runtime session variants: graph optimisation disabled / basic / all,
+  sequential vs parallel execution mode, intra-op spinning off, CPU memory arena off; two exact float32
+  rewrites of its convolutions as matrix products (``im2col``: a Gather of the padded image's (19, 3) patches,
+  done once in the graph, times the (C_in x 57, C_out) weight; ``dense``: each convolution as the full
+  (C_in x 60, C_out x 60) matrix it is, padding included); and its int8 model from
+  :func:`gaitforce.bundle.quantize_bundle` (the bundle's scheme; with the first convolution quantised too;
+  with 8-bit weights, ``reduce_range`` off).
+  Every variant's largest difference from the fp32 bundle on the trial is printed beside its time.
 
 Set OMP/BLAS threads to 1 before numpy loads (done below). Ratios are measured in the same run.
 """
@@ -135,6 +141,118 @@ def session_variants(model_bytes: bytes, x: np.ndarray, repeats: int) -> dict:
     return out
 
 
+def _session(model, **config):
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads, o.inter_op_num_threads = 1, 1
+    o.log_severity_level = 3
+    if config.pop("no_arena", False):
+        o.enable_cpu_mem_arena = False
+    for key, value in config.items():
+        o.add_session_config_entry(key, value)
+    return ort.InferenceSession(model, sess_options=o, providers=["CPUExecutionProvider"])
+
+
+def _median_ms(session, x: np.ndarray, repeats: int) -> float:
+    feed = {session.get_inputs()[0].name: x}
+    for _ in range(10):
+        session.run(None, feed)
+    return 1e3 * float(np.median([_timed(lambda: session.run(None, feed)) for _ in range(repeats)]))
+
+
+def _folded_conv(conv, bn):
+    """(weight (C_out, C_in, kh, kw), bias (C_out)) of an eval-mode conv (no bias) + batch norm."""
+    import torch
+
+    g = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return (conv.weight * g[:, None, None, None]).detach(), (bn.bias - bn.running_mean * g).detach()
+
+
+def conv_as_matmul(est, how: str):
+    """The estimator's folded paper-cnn with every convolution as a matrix product (``im2col`` or ``dense``)."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    folded = est.folded_module()
+    (net,) = folded.nets
+    rows, cols = net.input_shape
+    kh, kw = net.kernel
+    mods = list(net.conv)
+    layers = []
+    for i in range(0, len(mods), 4):
+        pad, conv, bn = mods[i : i + 3]
+        w, b = _folded_conv(conv, bn)
+        c_out, c_in = w.shape[:2]
+        if how == "dense":  # the conv's matrix: its response to every unit input, padding included
+            eye = torch.eye(c_in * rows * cols).reshape(-1, c_in, rows, cols)
+            with torch.no_grad():
+                m = F.conv2d(pad(eye), w).reshape(c_in * rows * cols, -1)
+            layers.append(("dense", m, b.repeat_interleave(rows * cols), c_in))
+        else:  # indices of each output position's patch in the padded, flattened (C_in, H+kh-1, W+kw-1) image
+            ph, pw = rows + kh - 1, cols + kw - 1
+            r, c, ci, dr, dc = np.meshgrid(np.arange(rows), np.arange(cols), np.arange(c_in), np.arange(kh),
+                                           np.arange(kw), indexing="ij")
+            idx = (ci * ph * pw + (r + dr) * pw + (c + dc)).reshape(rows * cols, c_in * kh * kw)
+            layers.append(("im2col", torch.as_tensor(idx.reshape(-1)), w.reshape(c_out, -1).T.contiguous(), b,
+                           pad, c_in))
+
+    class Matmul(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.out, self.folded = net.fc, net.out, folded
+
+        def forward(self, x):
+            f = self.folded
+            h = ((x - f.x_mean) / f.x_scale).reshape(-1, 1, rows, cols)
+            for layer in layers:
+                if layer[0] == "dense":
+                    _, m, b, c_in = layer
+                    h = torch.relu(h.reshape(-1, c_in * rows * cols) @ m + b)  # (N, C_out x H x W), NCHW order
+                else:
+                    _, idx, wm, b, pad, c_in = layer
+                    p = pad(h.reshape(-1, c_in, rows, cols)).flatten(1)
+                    patches = p.index_select(1, idx).reshape(-1, rows * cols, wm.shape[0])
+                    h = torch.relu(patches @ wm + b).transpose(1, 2)  # (N, C_out, H x W)
+            y = self.out(self.fc(h.flatten(1)))
+            return y * f.y_scale + f.y_mean
+
+    return Matmul().eval()
+
+
+def cnn_variants(est, folder: Path, x: np.ndarray, calib: np.ndarray, repeats: int) -> dict:
+    """Median ms per trial and max |difference| from the fp32 bundle for the paper-sized CNN's variants."""
+    from gaitforce.bundle import INT8_FILE, export_onnx, load_bundle, quantize_bundle
+
+    data = (folder / "model.onnx").read_bytes()
+    ref = _session(data).run(None, {"features": x})[0]
+    out = {}
+
+    def add(name, model, **config):
+        s = _session(model, **config)
+        diff = float(np.abs(s.run(None, {"features": x})[0] - ref).max())
+        out[name] = {"ms": _median_ms(s, x, repeats), "max_abs_diff": diff}
+
+    add("fp32", data)
+    add("fp32, intra_op.allow_spinning 0", data, **{"session.intra_op.allow_spinning": "0"})
+    add("fp32, cpu mem arena off", data, no_arena=True)
+    for how in ("im2col", "dense"):
+        path = folder / f"{how}.onnx"
+        export_onnx(conv_as_matmul(est, how), x.shape[1], path)
+        add(f"fp32 conv as MatMul ({how})", path.read_bytes())
+    schemes = {"int8 (bundle: QDQ, per-channel 7-bit weights, 1st conv fp32)": {},
+               "int8, 1st conv int8 too": {"first_layer_fp32": False},
+               "int8, 8-bit weights (reduce_range off)": {"reduce_range": False}}
+    for name, options in schemes.items():
+        quantize_bundle(folder, calib, held_out=x, **options)
+        add(name, (folder / INT8_FILE).read_bytes())
+        if not options:
+            out[name]["via_load_bundle_ms"] = time_bundle(load_bundle(folder, precision="int8"), x, x[:1],
+                                                          repeats)["trial_ms_median"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=300)
@@ -172,6 +290,7 @@ def main() -> None:
         r["speedup_vs_seed"] = SEED_MS / r["trial_ms_median"]
         if label.startswith("paper-sized"):
             r["session_variants_ms"] = session_variants(data, x_trial, max(50, args.repeats // 3))
+            r["variants"] = cnn_variants(est, folder, x_trial, x, args.repeats)
         rows.append(r)
         print(f"{label:36s} trial {r['trial_ms_median']:7.3f} ms (p95 {r['trial_ms_p95']:7.3f}), "
               f"{r['frames_per_s']:10.0f} frames/s, {r['macs_per_frame']:9d} MAC/frame, "
@@ -180,7 +299,11 @@ def main() -> None:
         if "session_variants_ms" in r:
             print("    ORT variants (median ms per trial): " +
                   ", ".join(f"{k} {v:.3f}" for k, v in r["session_variants_ms"].items()))
-    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            for name, v in r["variants"].items():
+                extra = f", {v['via_load_bundle_ms']:.3f} ms through load_bundle" if "via_load_bundle_ms" in v else ""
+                print(f"    {name:48s} {v['ms']:7.3f} ms per trial (max |diff| from fp32 {v['max_abs_diff']:.3g}){extra}")
+    result = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "load_average":
+              os.getloadavg(),
               "peak_gflops_1thread": peak, "frames_per_trial": args.frames, "seed_ms": SEED_MS, "models": rows}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -274,6 +274,7 @@ def test_int8_model_is_written_beside_fp32_and_recorded(int8_bundle, data):
     assert spec["quantized"]["int8"] == entry and spec["default_precision"] == "fp32"  # make_default=False
     assert entry["sha256"] == hashlib.sha256((path / "model.int8.onnx").read_bytes()).hexdigest()
     assert entry["opset"] == 18 and entry["scheme"]["per_channel"] and entry["scheme"]["format"] == "QDQ"
+    assert len(entry["scheme"]["kept_fp32"]) == 1  # the first convolution sees the raw feature image
     cal = entry["calibration"]
     assert cal["frames"] == 200 and cal["of_frames"] == len(data[0]) and len(cal["feature_min"]) == 3 * ROWS
     # the calibration frames are a subset of the training frames: their range lies inside the training range
@@ -284,6 +285,11 @@ def test_int8_model_is_written_beside_fp32_and_recorded(int8_bundle, data):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and {n.domain for n in model.graph.node} == {""}
     w = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert w, "weights are stored as int8"
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs[0].name == entry["scheme"]["kept_fp32"][0]
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    assert producers.get(convs[0].input[1]) != "DequantizeLinear"  # float32 weight: an initializer
+    assert producers.get(convs[1].input[1]) == "DequantizeLinear"  # int8 weight
 
 
 def test_int8_predictions_agree_with_fp32_and_the_recorded_differences(int8_bundle, data):

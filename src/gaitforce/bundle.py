@@ -121,14 +121,18 @@ def export_onnx(module, n_features: int, out: Path) -> None:
 
 def quantize_bundle(path, calibration, *, held_out=None, held_out_name: str = "held-out",
                     test_rmse: dict | None = None,
-                    max_frames: int = MAX_CALIBRATION_FRAMES, seed: int = 0, make_default: bool = False) -> dict:
+                    max_frames: int = MAX_CALIBRATION_FRAMES, seed: int = 0, make_default: bool | str = False,
+                    first_layer_fp32: bool = True, reduce_range: bool = True) -> dict:
     """Add an int8 copy of bundle ``path``'s network (``model.int8.onnx``); returns its ``bundle.json`` entry.
 
-    ``calibration``: (N, F) training features in the bundle's column order; rows with a non-finite value are
-    dropped and at most ``max_frames`` are drawn at random (``seed``). ONNX Runtime's static quantiser runs in
-    QDQ format with per-channel int8 weights and uint8 activations whose ranges are the calibration frames'
-    min/max, weights at 7 bits (``reduce_range``: no int16 saturation on x86 CPUs without VNNI). Only
-    :data:`QUANTIZED_OPS` are quantised: the input normalisation and output scaling stay float32.
+    ``calibration``: (N, F) features the model was fitted on (training + validation frames, never test) in the
+    bundle's column order; rows with a non-finite value are dropped and at most ``max_frames`` are drawn at
+    random (``seed``). ONNX Runtime's static quantiser runs in QDQ format with per-channel int8 weights and
+    uint8 activations whose ranges are the calibration frames' min/max, weights at 7 bits (``reduce_range``: no
+    int16 saturation on x86 CPUs without VNNI). Only :data:`QUANTIZED_OPS` are quantised: the input
+    normalisation and output scaling stay float32, and with ``first_layer_fp32`` so does the first of those
+    products (its input is the raw feature image, where a new subject's features fall outside the calibrated
+    range and would be clipped; it is ~3 % of the paper-sized CNN's MACs).
 
     ``held_out``: (M, F) features not used for calibration (the test frames) on which int8 and fp32
     predictions are compared per target (max and RMS difference in target units); without it the calibration
@@ -147,13 +151,15 @@ def quantize_bundle(path, calibration, *, held_out=None, held_out_name: str = "h
     if len(x) > max_frames:
         x = x[np.sort(rng.choice(len(x), size=max_frames, replace=False))]
     int8_path = path / INT8_FILE
-    _quantize_static(path / fp32.spec["onnx"]["file"], int8_path, x, input_name=fp32.spec["onnx"]["input"])
+    fp32_nodes = _quantize_static(path / fp32.spec["onnx"]["file"], int8_path, x,
+                                  input_name=fp32.spec["onnx"]["input"], first_layer_fp32=first_layer_fp32,
+                                  reduce_range=reduce_range)
     data = int8_path.read_bytes()
     entry: dict[str, Any] = {
         "file": INT8_FILE, "sha256": _sha256(data), "opset": _opset(data),
         "scheme": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ", "weights": "int8",
-                   "per_channel": True, "reduce_range": True, "activations": "uint8", "calibration": "minmax",
-                   "ops": list(QUANTIZED_OPS)},
+                   "per_channel": True, "reduce_range": bool(reduce_range), "activations": "uint8",
+                   "calibration": "minmax", "ops": list(QUANTIZED_OPS), "kept_fp32": fp32_nodes},
         "calibration": {"frames": int(len(x)), "of_frames": int(len(np.asarray(calibration))), "seed": int(seed),
                         "feature_min": x.min(axis=0), "feature_max": x.max(axis=0)},
     }
@@ -184,8 +190,12 @@ def _finite_rows(x, n_features: int, what: str, source) -> np.ndarray:
     return np.ascontiguousarray(x[np.isfinite(x).all(axis=1)])
 
 
-def _quantize_static(src: Path, out: Path, x: np.ndarray, *, input_name: str) -> None:
+def _quantize_static(src: Path, out: Path, x: np.ndarray, *, input_name: str, first_layer_fp32: bool,
+                     reduce_range: bool) -> list[str]:
+    """Quantise ``src`` into ``out``; returns the names of the quantisable nodes kept in float32."""
     import logging
+
+    import onnx
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -204,13 +214,16 @@ def _quantize_static(src: Path, out: Path, x: np.ndarray, *, input_name: str) ->
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quant-") as tmp:
             pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
             quant_pre_process(str(src), str(pre))
+            products = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in QUANTIZED_OPS]
+            keep = products[:1] if first_layer_fp32 else []  # nodes are stored in topological order
             quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            reduce_range=reduce_range, nodes_to_exclude=keep, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(QUANTIZED_OPS))
             _drop_unused_domains(q)
             os.replace(q, out)
     finally:
         root.setLevel(level)
+    return keep
 
 
 def _drop_unused_domains(path: Path) -> None:

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     p.add_argument("--quantize", choices=("int8",), default=None,
                    help="also write the network statically quantised to int8 (model.int8.onnx, calibrated on "
-                        "training frames); it becomes the bundle's default when its predictions on the test "
+                        "training + validation frames); it becomes the bundle's default when its predictions on the test "
                         "frames (else validation) agree with fp32 within the rule in docs/surrogate.md")
     p.set_defaults(func=run)
 
@@ -113,12 +113,16 @@ def parse_params(items: list[str]) -> dict:
     return out
 
 
-def _quantize(out, est, train: Dataset, held: Dataset | None, held_name: str, metrics: dict) -> None:
-    """Add the int8 model to bundle ``out`` and print its agreement with fp32 on the held-out frames."""
+def _quantize(out, est, train: Dataset, val: Dataset | None, held: Dataset | None, held_name: str,
+              metrics: dict) -> None:
+    """Add the int8 model to bundle ``out``, calibrated on the training and validation frames (what the model
+    was fitted on; never the test frames), and print its agreement with fp32 on the held-out frames."""
     from ..bundle import quantize_bundle
 
     rmse = {t: m["frame_rmse"] for t, m in metrics.get(held_name, {}).items()} if held is not None else None
-    entry = quantize_bundle(out, est.features_of(train), held_out=None if held is None else est.features_of(held),
+    calibration = est.features_of(train) if val is None else np.concatenate([est.features_of(train),
+                                                                             est.features_of(val)])
+    entry = quantize_bundle(out, calibration, held_out=None if held is None else est.features_of(held),
                             held_out_name=held_name, test_rmse=rmse, seed=est.seed, make_default="if-accurate")
     agree = entry["agreement"]
     for t, a in agree["targets"].items():
@@ -128,7 +132,7 @@ def _quantize(out, est, train: Dataset, held: Dataset | None, held_name: str, me
         _log(f"int8 vs fp32 on {agree['frames']} {agree['on']} frames, {t}: RMS {a['rms_diff']:.3g} {a['unit']}, "
              f"max {a['max_abs_diff']:.3g} {a['unit']}{rel}")
     default = json.loads((out / "bundle.json").read_text()).get("default_precision", "fp32")
-    _log(f"int8 model written (calibrated on {entry['calibration']['frames']} training frames); "
+    _log(f"int8 model written (calibrated on {entry['calibration']['frames']} training + validation frames); "
          f"the bundle's default precision is {default}")
 
 
@@ -182,7 +186,8 @@ def run(args) -> int:
             _print_metrics(name, metrics[name])
     out = est.save(args.out, metrics=metrics, dataset_manifest=ds.manifest)
     if args.quantize:
-        _quantize(out, est, train, test if test is not None else val, "test" if test is not None else "val",
+        # validation frames calibrate too unless they are the only held-out frames to check on
+        _quantize(out, est, train, val if test is not None else None, test if test is not None else val, "test" if test is not None else "val",
                   metrics)
     print(f"wrote {out}: {args.model} for {', '.join(est.targets)} on {args.feature_set} features "
           f"({len(train)} frames, {seconds:.1f} s)")
