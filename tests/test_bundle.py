@@ -342,6 +342,8 @@ def test_int8_model_is_checked_like_fp32(int8_bundle, ridge_bundle, tmp_path):
 
     import onnx
 
+    from gaitforce.bundle import quantize_bundle
+
     _, path, _ = int8_bundle
     b = _copy(path, tmp_path)
     data = bytearray((b / "model.int8.onnx").read_bytes())
@@ -363,6 +365,11 @@ def test_int8_model_is_checked_like_fp32(int8_bundle, ridge_bundle, tmp_path):
         load_bundle(ridge_bundle[1], precision="int8")
     with pytest.raises(GaitforceError, match="precision must be one of fp32, int8"):
         load_bundle(ridge_bundle[1], precision="fp16")
+    # ridge is one matrix product, which stays float32: nothing to quantise, said plainly
+    r = _copy(ridge_bundle[1], tmp_path / "r")
+    with pytest.raises(GaitforceError, match="nothing to quantise"):
+        quantize_bundle(r, ridge_bundle[0].features_of(make_dataset(2)))
+    assert not (r / "model.int8.onnx").exists() and "quantized" not in json.loads((r / "bundle.json").read_text())
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -216,6 +216,9 @@ def _quantize_static(src: Path, out: Path, x: np.ndarray, *, input_name: str, fi
             quant_pre_process(str(src), str(pre))
             products = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in QUANTIZED_OPS]
             keep = products[:1] if first_layer_fp32 else []  # nodes are stored in topological order
+            if len(products) <= len(keep):
+                raise GaitforceError(f"nothing to quantise: the network has {len(products)} matrix product(s) "
+                                     f"and the first stays float32", source=src)
             quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=reduce_range, nodes_to_exclude=keep, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(QUANTIZED_OPS))

@@ -122,8 +122,12 @@ def _quantize(out, est, train: Dataset, val: Dataset | None, held: Dataset | Non
     rmse = {t: m["frame_rmse"] for t, m in metrics.get(held_name, {}).items()} if held is not None else None
     calibration = est.features_of(train) if val is None else np.concatenate([est.features_of(train),
                                                                              est.features_of(val)])
-    entry = quantize_bundle(out, calibration, held_out=None if held is None else est.features_of(held),
-                            held_out_name=held_name, test_rmse=rmse, seed=est.seed, make_default="if-accurate")
+    try:
+        entry = quantize_bundle(out, calibration, held_out=None if held is None else est.features_of(held),
+                                held_out_name=held_name, test_rmse=rmse, seed=est.seed, make_default="if-accurate")
+    except GaitforceError as err:  # the fp32 bundle is written and valid: say why there is no int8 model
+        _log(f"train: no int8 model: {err}")
+        return
     agree = entry["agreement"]
     for t, a in agree["targets"].items():
         rel = (f" = {100 * a['rms_diff_over_rmse']:.1f} % / {100 * a['max_diff_over_rmse']:.1f} % of the fp32 "
