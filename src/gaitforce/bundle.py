@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ._json import json_safe as _json_safe
 from .errors import GaitforceError, InputFileError
 
 SCHEMA_VERSION = 1
@@ -342,21 +343,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _json_safe(obj):
-    """Plain JSON types; NaN/inf become None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _opset(data: bytes) -> int:

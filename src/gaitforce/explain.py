@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from .dataset import Dataset
+from ._json import json_safe as _json_safe
 from .errors import GaitforceError, MissingChannelError
 
 POINTS = 101
@@ -461,15 +462,3 @@ def plot_maps(ex: Explanation, path, *, title: str | None = None, dpi: int = 110
     return path
 
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj

@@ -44,7 +44,8 @@ def run(args) -> int:
     from ..dataset import Dataset
     from ..explain import explain
 
-    bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads)
+    # fp32 always: finite differences of 1e-3 SD through an int8 network would measure its quantisation steps
+    bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads, precision="fp32")
     ds = Dataset.load(args.dataset)
     if args.stances:
         unknown = sorted(set(args.stances) - set(ds.stance_ids))
