@@ -451,6 +451,20 @@ def test_merge_cop_is_force_weighted_and_nan_when_unloaded(tmp_path):
     assert np.isnan(tr.cop[0, 0]).all() and np.isnan(tr.cop[1, 0]).all()
 
 
+def test_merge_cop_ignores_samples_below_the_cop_threshold(tmp_path):
+    # a window holding a lightly loaded sample (5 N: CoP NaN in the file reader) and a loaded one (CoP 1.0 m):
+    # the frame's CoP is the loaded sample's, not pulled towards the origin by the unknown CoP's weight
+    trc = _markers_file(tmp_path / "edge.trc", 5)
+    tg = np.arange(0, 0.05, 0.005)
+    fy = np.array([0, 0, 0, 5, 300, 300, 300, 300, 0, 0], float)
+    cop = np.array([9, 9, 9, 7.0, 1.0, 1.0, 1.0, 1.0, 9, 9])
+    grf = _grf_file(tmp_path / "edge_grf.mot", tg, fy, cop_x=cop)
+    tr = read_trc(trc, grf=grf)
+    # frame 2 (15-25 ms): samples 15 ms (5 N, CoP unknown) and 20 ms (300 N, CoP 1.0): mean F 152.5, CoP 1.0
+    np.testing.assert_allclose(tr.forces[2, 0, 1], 152.5)
+    np.testing.assert_allclose(tr.cop[2, 0, 0], 1.0)
+
+
 def test_merge_interpolates_a_slower_grf_and_leaves_uncovered_frames_nan(tmp_path):
     trc = _markers_file(tmp_path / "slow.trc", 10)
     tg = np.arange(0, 0.061, 0.02)  # 50 Hz, ends at 60 ms

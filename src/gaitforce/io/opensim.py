@@ -784,7 +784,10 @@ def merge_grf(markers: Trial, grf: Trial, *, cop_threshold: float = COP_THRESHOL
         edges = np.concatenate([t - dt / 2, [t[-1] + dt / 2]])
         F = _window_mean(tg, grf.forces, edges)
         T = _window_mean(tg, grf.free_moment, edges)
+        # weight = vertical force where the CoP is known: a sample whose CoP is NaN (below the threshold)
+        # must not count in the denominator, or the frame's CoP is pulled towards the origin
         fv = np.clip(np.nan_to_num(grf.forces[:, :, v]), 0, None)
+        fv = np.where(np.isfinite(grf.cop).all(axis=2), fv, 0.0)
         num = _window_mean(tg, np.nan_to_num(grf.cop) * fv[:, :, None], edges)
         den = _window_mean(tg, fv, edges)
         with np.errstate(invalid="ignore", divide="ignore"):
