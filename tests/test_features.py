@@ -169,3 +169,17 @@ def test_stance_frame_origin_mirror_and_cop_fill():
     # progression is +x after alignment: the pelvis moved forward 0.5 m
     assert cols["asis_ipsi_x"][-1] - cols["asis_ipsi_x"][0] == pytest.approx(0.5, abs=1e-9)
     assert cols["grf_y"][10] == pytest.approx(700.0)
+
+
+def test_unknown_force_is_nan_not_zero():
+    # a frame whose plate force is unknown (GRF file not covering it, or a merged dropout) has an unknown GRF
+    # feature: NaN (left out downstream), never 0 N presented as a measured unloaded frame
+    n = 6
+    forces = np.tile([10.0, 700.0, -5.0], (n, 1))[:, None, :]
+    forces[3] = np.nan
+    cop = np.tile([0.3, 0.0, 0.1], (n, 1))[:, None, :]
+    cop[3] = np.nan
+    trial = Trial(time=np.arange(n) / 100, forces=forces, cop=cop, plate_names=("FP1",))
+    force, c = F.grf_and_cop(trial)
+    assert np.isnan(force[3]).all() and np.isnan(c[3]).all()
+    np.testing.assert_allclose(force[[0, 1, 2, 4, 5]], np.tile([10.0, 700.0, -5.0], (5, 1)))

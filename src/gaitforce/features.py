@@ -221,9 +221,10 @@ def slot_trial(trial: Trial, marker_map: str | Mapping = "auto") -> Trial:
 
 
 def grf_and_cop(trial: Trial) -> tuple[np.ndarray, np.ndarray]:
-    """Force summed over plates (T, 3) and the vertical-force-weighted CoP (T, 3) of the plates that are loaded
-    and have a CoP; NaN where none is. (``Trial.total_grf`` counts a NaN CoP of a loaded plate as 0.)"""
-    force = np.nan_to_num(trial.forces).sum(axis=1)
+    """Force summed over plates (T, 3), NaN in frames where a plate's force is unknown, and the
+    vertical-force-weighted CoP (T, 3) of the plates that are loaded and have a CoP; NaN where none is.
+    (``Trial.total_grf`` instead makes the CoP unknown when any loaded plate's CoP is.)"""
+    force = trial.forces.sum(axis=1)
     fv = trial.forces[:, :, trial.vertical_index]
     use = np.isfinite(trial.cop).all(axis=2) & (fv > 0)
     w = np.where(use, fv, 0.0)
