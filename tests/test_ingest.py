@@ -178,3 +178,18 @@ def test_end_to_end_train_on_gc_stances_then_predict_a_raw_c3d(comp, gc_dir, og3
             sto, header = read_sto_table(out / f"{stem}_stance{k}.sto")
             assert list(sto.columns) == ["time", "knee_medial", "emg_bic_fem"] and header["inDegrees"] is False
             np.testing.assert_allclose(sto["knee_medial"], table["knee_medial"], rtol=1e-6)
+
+
+def test_a_target_missing_from_one_stance_is_still_taken_from_the_next():
+    # synthetic walk mirrored so the first stance is left: the right-named signal is renamed by mirror_left in the
+    # left stance (absent there) but present in the right stance, whose rows must carry it
+    from gaitforce import preprocess, synthetic
+
+    t = preprocess.mirror(synthetic.generate_trial(seed=0))
+    name = "true_knee_flexion_r"
+    t = t.replace(signals={name: t.signals[name]}, units={name: "rad"})
+    df = trial_frames(t, targets=[name])
+    sides = df.groupby("stance_id", sort=False)["side"].first().tolist()
+    assert sides == ["left", "right"]
+    right = df["side"] == "right"
+    assert name in df and np.isfinite(df.loc[right, name]).all() and df.loc[~right, name].isna().all()

@@ -201,9 +201,9 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None,
             if g in trial.meta:
                 df[g] = trial.meta[g]
         feats = pd.DataFrame({c: cols[c] for c in features.feature_columns()})
-        targets = pd.DataFrame({name: np.asarray(st.signals[name], float)
+        present = pd.DataFrame({name: np.asarray(st.signals[name], float)
                                 for name in targets if name in st.signals})
-        df = pd.concat([df, feats, targets], axis=1)
+        df = pd.concat([df, feats, present], axis=1)
         df.attrs["filled_slots"] = st.meta.get("filled_slots", {})
         df.attrs["marker_map"] = st.meta.get("marker_map")
         frames.append(df)
