@@ -186,6 +186,27 @@ def test_occlusion_drops_late_samples_and_restarts_are_flagged_not_fatal(bundle,
     assert any(np.isfinite(r[:2]).any() for r in rows2[ends:])  # the next heel strike is
 
 
+def test_filter_off_holds_an_occluded_marker_as_the_filter_does(bundle, walk):
+    """lowpass_cutoff=None keeps the stated occlusion rule: a marker (or force) that goes NaN holds its last
+    value, the frame is flagged and still predicted, with the same output as a stream whose gap was filled by
+    hand with the held value."""
+    knee = walk.marker_names.index("RKNE")
+    x = StreamLayout.trial_samples(walk)
+    x[60:70, 3 * knee:3 * knee + 3] = np.nan
+    held = x.copy()
+    held[60:70, 3 * knee:3 * knee + 3] = held[59, 3 * knee:3 * knee + 3]
+    settings = OnlineSettings.from_bundle(bundle, lowpass_cutoff=None)
+    lay = StreamLayout.for_trial(walk)
+    rows = run_offline(OnlinePipeline(bundle, lay, rate=walk.rate, settings=settings), walk, x)
+    ref = run_offline(OnlinePipeline(bundle, lay, rate=walk.rate, settings=settings), walk, held)
+    flags = np.array([int(r[-2]) for r in rows])
+    assert np.flatnonzero(flags & FLAG_OCCLUDED).tolist() == list(range(60, 70))
+    stance = [i for i in range(60, 70) if np.isfinite(ref[i][:2]).any()]
+    assert stance  # the occlusion falls in a stance
+    for i in range(len(rows)):
+        np.testing.assert_allclose(rows[i][:-2], ref[i][:-2], rtol=0, atol=1e-9)
+
+
 def test_a_marker_never_seen_gives_no_prediction_flagged(bundle, walk):
     x = StreamLayout.trial_samples(walk)
     heel = walk.marker_names.index("RHEE")

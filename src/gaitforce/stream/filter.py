@@ -4,7 +4,7 @@ channel's first finite sample by ``sosfilt_zi``, NaN holds the last output and l
 with the second-order-section recursion written out in preallocated NumPy arrays: ``scipy.signal.sosfilt``
 costs ~90 us per call on a 1-row block, this ~15 us. Channels can be restarted one by one (:meth:`restart`),
 which the per-plate CoP needs at each heel strike. ``tests/test_stream.py`` checks it equals
-``CausalLowpass.process`` to 1e-9.
+``CausalLowpass.process`` to 1e-9. :class:`HoldLast` is the same interface with the filter off.
 """
 
 from __future__ import annotations
@@ -66,4 +66,28 @@ class StreamFilter:
             np.copyto(v, y)
         np.copyto(z, zn, where=fin[None, None, :])
         np.copyto(self.last, y, where=fin)
+        return self.last
+
+
+class HoldLast:
+    """The filter-off stand-in for :class:`StreamFilter`: the same NaN rule (a non-finite sample holds the channel's
+    last finite value; :attr:`held` marks them) and the same :meth:`reset` / :meth:`restart`, no filtering."""
+
+    def __init__(self, n_channels: int):
+        self.n = int(n_channels)
+        self.last = np.full(self.n, np.nan)
+        self.held = np.zeros(self.n, bool)
+        self._finite = np.zeros(self.n, bool)
+
+    def reset(self) -> None:
+        self.last[:] = np.nan
+
+    def restart(self, index) -> None:
+        self.last[index] = np.nan
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """Take one frame; returns :attr:`last` (a reused array: copy it to keep it)."""
+        np.isfinite(x, out=self._finite)
+        np.logical_not(self._finite, out=self.held)
+        np.copyto(self.last, x, where=self._finite)
         return self.last

@@ -8,7 +8,7 @@ Per frame (:meth:`OnlinePipeline.process`):
    order; ``lowpass_cutoff=None`` in the bundle turns it off). Markers, forces and free moments share one
    filter; each plate's CoP has its own, restarted at each heel strike and fed only while that plate carries
    more than :data:`gaitforce.preprocess.COP_LOAD_THRESHOLD` N, as offline. An occluded marker (NaN) holds its
-   last filtered value and the frame is flagged ``OCCLUDED``;
+   last filtered value (filter off: its last value) and the frame is flagged ``OCCLUDED``;
 3. online stance detection, per plate, on the raw vertical force: heel strike when it rises above the bundle's
    ``stance_threshold``, toe off when it falls back. A plate already loaded when the stream (re)starts is
    ignored until it unloads (its heel strike was not seen: offline rejects such a stance too);
@@ -51,7 +51,7 @@ import numpy as np
 from .. import features, preprocess
 from ..errors import GaitforceError, MissingChannelError
 from ..trial import SIDES, Trial
-from .filter import StreamFilter
+from .filter import HoldLast, StreamFilter
 from .layout import StreamLayout
 
 FLAG_OCCLUDED = 1  #: a marker the slots use was not seen this frame (held)
@@ -162,9 +162,10 @@ class OnlinePipeline:
         nm, n_p = 3 * self.n_markers, 3 * self.n_plates
         self._sl = {"m": slice(0, nm), "f": slice(nm, nm + n_p), "t": slice(nm + n_p, nm + 2 * n_p),
                     "c": slice(nm + 2 * n_p, nm + 3 * n_p)}
+        n_ch = nm + 3 * n_p + 3 * n_p
         filt = s.lowpass_cutoff is not None and s.lowpass_cutoff > 0
-        self._lp = StreamFilter(nm + 3 * n_p + 3 * n_p, rate=self.rate, cutoff=s.lowpass_cutoff,
-                                order=s.lowpass_order) if filt else None
+        self._lp = (StreamFilter(n_ch, rate=self.rate, cutoff=s.lowpass_cutoff, order=s.lowpass_order) if filt
+                    else HoldLast(n_ch))
         self._main = np.empty(nm + 3 * n_p + 3 * n_p)
         self._cop_raw = np.full((self.n_plates, 3), np.nan)
         self._ring_n = max(2, int(round(s.direction_window * self.rate)) + 1)
@@ -182,9 +183,7 @@ class OnlinePipeline:
         """Forget filters, stances and history (a restarted stream)."""
         self._stance: list[_Stance | None] = [None] * self.n_plates
         self._blocked = np.zeros(self.n_plates, bool)
-        self._cop_f = np.full((self.n_plates, 3), np.nan)
-        if self._lp is not None:
-            self._lp.reset()
+        self._lp.reset()
         self._ring[:] = np.nan
         self._ring_i = 0
         self._ring_count = 0
@@ -242,28 +241,21 @@ class OnlinePipeline:
                 if st is not None and timestamp - st.last_loaded > s.max_dropout:
                     self._stance[p] = None
             elif not self._blocked[p] and st is None:
-                onsets.append(p)
-                if self._lp is not None:  # the CoP filter starts afresh at each heel strike
-                    self._lp.restart(np.arange(self._sl["c"].start + 3 * p, self._sl["c"].start + 3 * p + 3))
+                onsets.append(p)  # the CoP filter starts afresh at each heel strike
+                self._lp.restart(np.arange(self._sl["c"].start + 3 * p, self._sl["c"].start + 3 * p + 3))
 
-        # causal filter of markers, forces, free moments and CoP
+        # causal filter (or, filter off, the same hold rule) of markers, forces, free moments and CoP
         sl = self._sl
-        if self._lp is not None:
-            main = self._main
-            main[sl["m"]] = m.reshape(-1)
-            main[sl["f"]] = f.reshape(-1)
-            main[sl["t"]] = t.reshape(-1)
-            main[sl["c"]] = cop_raw.reshape(-1)
-            out = self._lp.step(main)
-            mf = out[sl["m"]].reshape(self.n_markers, 3)
-            ff = out[sl["f"]].reshape(self.n_plates, 3)
-            cf = out[sl["c"]].reshape(self.n_plates, 3)
-            held = self._lp.held[sl["m"]].reshape(self.n_markers, 3).any(axis=1)
-        else:
-            mf, ff = m, f
-            np.copyto(self._cop_f, cop_raw, where=np.isfinite(cop_raw))
-            cf = self._cop_f
-            held = ~np.isfinite(m).all(axis=1)
+        main = self._main
+        main[sl["m"]] = m.reshape(-1)
+        main[sl["f"]] = f.reshape(-1)
+        main[sl["t"]] = t.reshape(-1)
+        main[sl["c"]] = cop_raw.reshape(-1)
+        out = self._lp.step(main)
+        mf = out[sl["m"]].reshape(self.n_markers, 3)
+        ff = out[sl["f"]].reshape(self.n_plates, 3)
+        cf = out[sl["c"]].reshape(self.n_plates, 3)
+        held = self._lp.held[sl["m"]].reshape(self.n_markers, 3).any(axis=1)
         if held[self._used_markers].any():
             flags |= FLAG_OCCLUDED
         self._ring[self._ring_i] = mf
