@@ -223,6 +223,23 @@ def test_summarise_formats_mean_and_sample_std_like_the_seed_tables():
     assert by.loc["y", "peak_error_mean"] == pytest.approx(40.0)
 
 
+def test_emg_errors_keep_their_decimals_in_every_table():
+    # EMG envelopes are in unit 1 (0-1): a whole-number format printed every error as "0 (0)"
+    per = pd.DataFrame({
+        "stance_id": ["a", "b", "a", "b"], "target": ["emg_vasmed"] * 4, "unit": ["1"] * 4,
+        "rmse": [0.05, 0.07, 0.10, 0.12], "rmse_pct_bw": [np.nan] * 4, "r": [0.9, 0.8, 0.7, 0.6],
+        "peak_error": [0.02, -0.04, 0.1, 0.1], "model": ["mlp", "mlp", "ridge", "ridge"],
+        "feature_set": ["all"] * 4, "fold": ["f1", "f2", "f1", "f2"],
+    })
+    row = ev.summarise(per[per["model"] == "mlp"]).iloc[0]
+    assert row["RMSE (1)"] == "0.060 (0.014)" and row["peak error (1)"] == "-0.010 (0.042)"
+    table = cmd.comparison_table(per, ["emg_vasmed"]).set_index("model")
+    assert table.loc["mlp", "emg_vasmed RMSE (1)"] == "0.060 (0.014)"
+    assert table.loc["mlp", "emg_vasmed vs ridge: dRMSE (1)"] == "-0.050"
+    folds, unit = cmd.fold_table(per, "emg_vasmed")
+    assert unit == "1" and folds.set_index("model").loc["mlp", "f1"] == "0.050 / 0.90"
+
+
 def test_paired_comparison_counts_wins_and_delta():
     base = pd.DataFrame({"stance_id": list("abcd"), "target": ["k"] * 4, "rmse": [100.0, 100.0, 100.0, 100.0]})
     model = base.assign(rmse=[50.0, 60.0, 70.0, 120.0])

@@ -380,12 +380,18 @@ def with_stance_info(per_trial: pd.DataFrame, stances: pd.DataFrame, columns: Se
 # ---------------------------------------------------------------------------------------------------------
 # summaries
 # ---------------------------------------------------------------------------------------------------------
-#: metric column -> (display label with {unit}, decimals)
+def decimals(unit: str) -> int:
+    """Decimals that show a value in ``unit``: 0 for forces in N (hundreds of N), 3 for anything else (EMG
+    envelopes in unit 1 run 0-1: whole numbers would print every error as "0")."""
+    return 0 if unit == "N" else 3
+
+
+#: metric column -> (display label with {unit}, decimals; None: those of the target's unit, :func:`decimals`)
 DISPLAY = {
-    "rmse": ("RMSE ({unit})", 0),
+    "rmse": ("RMSE ({unit})", None),
     "rmse_pct_bw": ("RMSE (%BW)", 1),
     "r": ("r", 2),
-    "peak_error": ("peak error ({unit})", 0),
+    "peak_error": ("peak error ({unit})", None),
 }
 
 
@@ -409,7 +415,8 @@ def summarise(
     """Mean (std) over stances of each metric, per target and per ``by`` group(s).
 
     With ``formatted=True`` (default) each cell reads like the seed's Tables 2-4, "216 (88)": mean and
-    sample standard deviation (ddof=1) over stances, NaN rows left out (a metric with none left reads "-");
+    sample standard deviation (ddof=1) over stances, NaN rows left out (a metric with none left reads "-"),
+    RMSE and peak error with the decimals of the target's unit (:func:`decimals`: "216 (88)" N, "0.052 (0.011)");
     columns are labelled with units ("RMSE (N)", "RMSE (%BW)", "r", "peak error (N)") and ``n`` counts the
     stances. With ``formatted=False`` the columns are ``<metric>_mean`` and ``<metric>_std`` floats.
     """
@@ -428,7 +435,7 @@ def summarise(
             v = grp[m].to_numpy(dtype=float)
             if formatted:
                 label, dec = DISPLAY.get(m, (m, 2))
-                row[label.format(unit=unit)] = mean_std(v, dec)
+                row[label.format(unit=unit)] = mean_std(v, decimals(unit) if dec is None else dec)
             else:
                 f = v[np.isfinite(v)]
                 row[f"{m}_mean"] = float(np.mean(f)) if f.size else np.nan

@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 
 from ._plot import subplots  # noqa: E402
 from .errors import GaitforceError  # noqa: E402
-from .evaluation import pearson_r, summarise  # noqa: E402
+from .evaluation import decimals, pearson_r, summarise  # noqa: E402
 
 REF_COLOR, PRED_COLOR = "#222222", "#d62728"
 PCT_GRID = np.linspace(0.0, 100.0, 101)
@@ -98,7 +98,7 @@ def plot_representative(predictions, per_trial, target: str, path: Path, *, titl
         ax.plot(fr["stance_pct"], fr[f"{target}_pred"], color=PRED_COLOR, lw=2, ls="--", label="predicted")
         m = metrics.loc[sid]
         m = m.iloc[0] if isinstance(m, pd.DataFrame) else m
-        ax.set_title(f"{label}: {sid}\nRMSE {m['rmse']:.0f} {unit}, r = {_fmt_r(m['r'])}", fontsize=10)
+        ax.set_title(f"{label}: {sid}\nRMSE {m['rmse']:.{decimals(unit)}f} {unit}, r = {_fmt_r(m['r'])}", fontsize=10)
         ax.set_xlabel("stance (%)")
         ax.set_xlim(0, 100)
         ax.grid(alpha=0.3)
@@ -170,7 +170,7 @@ def plot_scatter(predictions, per_trial, target: str, path: Path, *, title: str 
     ax.set_xlabel(f"measured {target} ({unit})")
     ax.set_ylabel(f"predicted {target} ({unit})")
     rmse = float(np.sqrt(np.mean((p - t) ** 2)))
-    ax.set_title(title or f"{target}: {len(t)} frames\npooled RMSE {rmse:.0f} {unit}, r = {_fmt_r(pearson_r(t, p))}",
+    ax.set_title(title or f"{target}: {len(t)} frames\npooled RMSE {rmse:.{decimals(unit)}f} {unit}, r = {_fmt_r(pearson_r(t, p))}",
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=9)

@@ -191,8 +191,8 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
                 "feature_set": fs, "seed": seed}
         per_rows.append(per.assign(**tags))
         pred_rows.append(preds.assign(**tags))
-        msg = ", ".join(f"{t} {per.loc[per.target == t, 'rmse'].mean():.0f} {ds.targets.get(t, '')}"
-                        for t in targets)
+        msg = ", ".join(f"{t} {per.loc[per.target == t, 'rmse'].mean():.{ev.decimals(ds.targets.get(t, ''))}f} "
+                        f"{ds.targets.get(t, '')}" for t in targets)
         _progress(f"[{i}/{len(runs)}] {label}: {len(part['train'])}/{len(part['val'])}/{len(part['test'])} "
                   f"stances, test RMSE {msg} ({time.perf_counter() - t0:.1f} s)")
     if not per_rows:
@@ -259,13 +259,14 @@ def comparison_table(per_trial: pd.DataFrame, targets: list[str]) -> pd.DataFram
             if g.empty:
                 continue
             unit = g["unit"].iloc[0]
-            row[f"{t} RMSE ({unit})"] = ev.mean_std(g["rmse"], 0)
+            dec = ev.decimals(unit)
+            row[f"{t} RMSE ({unit})"] = ev.mean_std(g["rmse"], dec)
             if unit == "N":
                 row[f"{t} RMSE (%BW)"] = ev.mean_std(g["rmse_pct_bw"], 1)
             row[f"{t} r"] = ev.mean_std(g["r"], 2)
             if model != BASELINE and not base.empty:
                 c = ev.paired_comparison(_paired_keys(g), _paired_keys(base[base["target"] == t]))
-                row[f"{t} vs ridge: dRMSE ({unit})"] = f"{c['delta']:+.0f}" if np.isfinite(c["delta"]) else "-"
+                row[f"{t} vs ridge: dRMSE ({unit})"] = f"{c['delta']:+.{dec}f}" if np.isfinite(c["delta"]) else "-"
                 row[f"{t} vs ridge: wins"] = f"{c['wins']:.0%}" if np.isfinite(c["wins"]) else "-"
                 row[f"{t} vs ridge: p"] = f"{c['p']:.3g}" if np.isfinite(c["p"]) else "-"
         rows.append(row)
@@ -279,11 +280,12 @@ def fold_table(per_trial: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]
     rows = []
     g = per_trial[per_trial["target"] == target]
     unit = g["unit"].iloc[0] if len(g) else "N"
+    dec = ev.decimals(unit)
     for (model, fs), grp in g.groupby(["model", "feature_set"], sort=False):
         row = {"model": model, "feature set": fs}
         for fold, f in grp.groupby("fold", sort=False):
             rmse, r = f["rmse"].mean(), f["r"].mean()
-            row[str(fold)] = f"{rmse:.0f} / {r:.2f}" if np.isfinite(rmse) else "-"
+            row[str(fold)] = f"{rmse:.{dec}f} / {r:.2f}" if np.isfinite(rmse) else "-"
         rows.append(row)
     return pd.DataFrame(rows).fillna("-"), unit
 

@@ -86,15 +86,18 @@ def held_out_metrics(est, ds: Dataset) -> dict:
 
 
 def _print_metrics(name: str, metrics: dict) -> None:
+    from ..evaluation import decimals
+
     for t, m in metrics.items():
         unit = m.get("unit", "")
+        ud = decimals(unit)
 
         def f(key, dec):
             mean, sd = m.get(f"{key}_mean"), m.get(f"{key}_std")
             return "-" if mean is None else f"{mean:.{dec}f} ({(sd or 0.0):.{dec}f})"
 
-        print(f"{name:5s} {t}: RMSE {f('rmse', 0)} {unit}, {f('rmse_pct_bw', 1)} %BW, r {f('r', 2)}, "
-              f"peak error {f('peak_error', 0)} {unit} over {m.get('n', '?')} stances "
+        print(f"{name:5s} {t}: RMSE {f('rmse', ud)} {unit}, {f('rmse_pct_bw', 1)} %BW, r {f('r', 2)}, "
+              f"peak error {f('peak_error', ud)} {unit} over {m.get('n', '?')} stances "
               f"(all frames: RMSE {m['frame_rmse']:.3g} {unit})")
 
 
