@@ -68,6 +68,8 @@ class Dataset:
             manifest = json.loads(manifest_path.read_text())
         except json.JSONDecodeError as err:
             raise InputFileError(f"corrupt manifest: {err}", source=manifest_path) from None
+        if not isinstance(manifest, dict):
+            raise InputFileError("corrupt manifest: not a JSON object", source=manifest_path)
         try:
             frames = pd.read_parquet(frames_path)
         except Exception as err:  # pyarrow raises many types for a damaged file
