@@ -193,3 +193,33 @@ def test_a_target_missing_from_one_stance_is_still_taken_from_the_next():
     assert sides == ["left", "right"]
     right = df["side"] == "right"
     assert name in df and np.isfinite(df.loc[right, name]).all() and df.loc[~right, name].isna().all()
+
+
+def test_settings_wrong_for_every_file_are_refused_once():
+    for bad in ({"lowpass_cutoff": -5.0}, {"lowpass_order": 3}, {"max_gap": -1.0}, {"min_duration": float("nan")}):
+        with pytest.raises(GaitforceError):
+            IngestSettings(**bad)
+    assert IngestSettings(lowpass_cutoff=None, lowpass_order=3).lowpass_cutoff is None  # no filter: order unused
+
+
+def test_missing_marker_map_file_is_one_error_before_any_file_is_read(tmp_path):
+    (tmp_path / "a.mat").write_bytes(b"junk" * 50)
+    with pytest.raises(GaitforceError, match="no marker map file") as info:
+        build_dataset([tmp_path], settings=IngestSettings(marker_map=str(tmp_path / "nope.json")), progress=False)
+    assert "nope.json" in str(info.value)
+
+
+def test_cli_lists_every_failure_when_no_file_ingests(tmp_path, capsys):
+    for name in ("a.mat", "b.c3d"):
+        (tmp_path / name).write_bytes(b"junk" * 50)
+    assert main(["ingest", str(tmp_path), "--out", str(tmp_path / "ds"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "none of 2 files" in err and "2 file(s) failed" in err and "a.mat" in err and "b.c3d" in err
+
+
+def test_dataset_manifest_that_is_not_an_object_is_an_input_error(tmp_path):
+    frames = pd.DataFrame({c: [0] for c in ID_COLUMNS})
+    Dataset(frames=frames, manifest={}).save(tmp_path)
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(GaitforceError, match="not a JSON object"):
+        Dataset.load(tmp_path)

@@ -79,6 +79,15 @@ class IngestSettings:
             raise GaitforceError(f"unknown feature sets {unknown} (known: {', '.join(features.FEATURE_SETS)})")
         if self.emg_normalise not in ("mvc", "max"):
             raise GaitforceError(f"emg_normalise must be 'mvc' or 'max', not {self.emg_normalise!r}")
+        # settings wrong for every file are refused once here, not reported again for each file of a batch
+        if self.lowpass_cutoff is not None:
+            if not self.lowpass_cutoff > 0:
+                raise GaitforceError(f"low-pass cutoff must be positive (or None to skip), not {self.lowpass_cutoff!r}")
+            if self.lowpass_order < 2 or self.lowpass_order % 2:
+                raise GaitforceError(f"lowpass_order {self.lowpass_order} must be even and >= 2 (zero-lag filter)")
+        for name in ("max_gap", "min_duration", "emg_window"):
+            if not getattr(self, name) >= 0:
+                raise GaitforceError(f"{name} must be >= 0, not {getattr(self, name)!r}")
         self.feature_sets = tuple(self.feature_sets)
         self.targets = tuple(self.targets)
 
@@ -243,9 +252,11 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
     """Read every file, build its frames, keep going past failures: ``(Dataset, failures)``.
 
     ``failures`` is a list of :class:`GaitforceError` (one line each, naming the file). Raises
-    :class:`InputFileError` if no file gave a stance.
+    :class:`InputFileError` if no file gave a stance, with every file's failure in its ``failures``.
     """
     settings = settings or IngestSettings()
+    if not (isinstance(settings.marker_map, str) and settings.marker_map == "auto"):
+        features.load_marker_map(settings.marker_map)  # a missing or malformed map: one error, not one per file
     files = expand_paths(paths)
     if not files:
         raise InputFileError("no readable files found", source=", ".join(map(str, paths)))
@@ -268,7 +279,9 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
                         "emg_normalised": df.attrs.get("emg_normalised"),
                         "target_notes": list(df.attrs.get("target_notes", []))})
     if not parts:
-        raise InputFileError(f"none of {len(files)} files could be ingested: {failures[0].line() if failures else ''}")
+        err = InputFileError(f"none of {len(files)} files could be ingested: {failures[0].line() if failures else ''}")
+        err.failures = failures  # every file's reason, for the CLI to list
+        raise err
     frames = pd.concat(parts, ignore_index=True)
     groups = [g for g in GROUP_KEYS if g in frames]
     targets = {t: _unit(t) for t in settings.targets if t in frames}

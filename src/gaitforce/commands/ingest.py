@@ -29,17 +29,24 @@ def run(args) -> int:
     from ..ingest import IngestSettings, build_dataset  # heavy (scipy.signal): imported on use
 
     settings = IngestSettings(marker_map=args.marker_map, lowpass_cutoff=args.lowpass or None)
-    dataset, failures = build_dataset(args.paths, settings=settings, progress=not args.no_progress)
+    try:
+        dataset, failures = build_dataset(args.paths, settings=settings, progress=not args.no_progress)
+    except GaitforceError as err:
+        _list_failures(getattr(err, "failures", []))  # the error line names only the first
+        raise
     out = dataset.save(args.out)
     c = dataset.manifest["counts"]
     print(f"wrote {out}: {c['stances']} stances, {c['frames']} frames from {c['ingested']} files "
           f"({c['subjects']} subjects); targets: {', '.join(dataset.targets) or 'none'}")
+    _list_failures(failures)
+    return 1 if failures else 0
+
+
+def _list_failures(failures) -> None:
     if failures:
         print(f"{len(failures)} file(s) failed:", file=sys.stderr)
         for err in failures:
             print(f"  {err.line()}", file=sys.stderr)
-        return 1
-    return 0
 
 
 __all__ = ["register", "run", "GaitforceError"]
