@@ -758,7 +758,8 @@ def merge_grf(markers: Trial, grf: Trial, *, cop_threshold: float = COP_THRESHOL
     """``markers`` with the plates (and signals) of ``grf`` resampled onto its frames.
 
     Force rate above the marker rate: each frame gets the mean over its window ``[t - dt/2, t + dt/2)``
-    (force and free moment plain means, CoP weighted by vertical force). Otherwise linear interpolation.
+    (force and free moment plain means, CoP weighted by vertical force over the samples whose CoP is known).
+    Otherwise linear interpolation.
     Frames the GRF does not cover are NaN; CoP is NaN where the frame's vertical force is below
     ``cop_threshold``.
     """
