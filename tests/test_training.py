@@ -140,9 +140,13 @@ def test_user_errors():
     with pytest.raises(GaitforceError, match="no feature set"):
         Estimator("ridge", feature_set="emg", **FAST).fit(ds)
     for bad in (dict(epochs=0), dict(lr=-1.0), dict(batch_size=0), dict(patience=0), dict(weight_decay=-1e-3),
-                dict(threads=0)):
+                dict(threads=0), dict(batch_size=2.5), dict(epochs=True), dict(weight_decay="abc")):
         with pytest.raises(GaitforceError, match="must be"):
             Estimator("mlp", **bad)
+    with pytest.raises(GaitforceError, match="device must be"):
+        Estimator("ridge", device="tpu", **FAST).fit(ds)
+    with pytest.raises(GaitforceError, match="unusable value.*layers='abc'"):
+        Estimator("mlp", layers="abc", epochs=1, **FAST).fit(ds)
     with pytest.raises(GaitforceError, match="not fitted"):
         Estimator("ridge").predict(ds)
     est = Estimator("ridge", **FAST).fit(ds)

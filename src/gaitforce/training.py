@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -74,8 +75,11 @@ def torch_threads(n: int | None):
 
 
 def resolve_device(device: str) -> torch.device:
+    """``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:<index>"`` -> a torch device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not (device == "cpu" or (isinstance(device, str) and re.fullmatch(r"cuda(:\d+)?", device))):
+        raise GaitforceError(f"device must be auto, cpu, cuda or cuda:<index>, not {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GaitforceError(f"device {device!r} asked for, but no CUDA device is available")
     return torch.device(device)
@@ -113,8 +117,16 @@ def _rmse(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 def _check_positive(**values) -> None:
     for name, value in values.items():
-        if not (isinstance(value, (int, float)) and value > 0):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
             raise GaitforceError(f"{name} must be positive, got {value!r}")
+
+
+def _check_counts(**values) -> None:
+    """Positive whole numbers (a float such as 2.5 would otherwise be truncated silently)."""
+    _check_positive(**values)
+    for name, value in values.items():
+        if value != int(value):
+            raise GaitforceError(f"{name} must be a whole number, got {value!r}")
 
 
 class Estimator:
@@ -152,9 +164,10 @@ class Estimator:
             targets = (targets,)
         if not targets:
             raise GaitforceError("no targets given")
-        _check_positive(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience)
-        if weight_decay < 0:
-            raise GaitforceError(f"weight_decay must be >= 0, got {weight_decay}")
+        _check_counts(epochs=epochs, batch_size=batch_size, patience=patience)
+        _check_positive(lr=lr)
+        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+            raise GaitforceError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if threads is not None and int(threads) < 1:
             raise GaitforceError(f"threads must be >= 1, got {threads}")
         if not (isinstance(input_noise, (int, float)) and input_noise >= 0):

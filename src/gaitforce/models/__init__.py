@@ -83,8 +83,12 @@ def create_model(name: str, *, n_features: int, n_targets: int, input_shape=None
     input_shape = tuple(int(v) for v in input_shape)
     if input_shape[0] * input_shape[1] != n_features:
         raise GaitforceError(f"input shape {input_shape} does not hold {n_features} features")
-    return cls(n_features=int(n_features), n_targets=int(n_targets), input_shape=input_shape,
-               **{**known, **hyperparameters})
+    try:
+        return cls(n_features=int(n_features), n_targets=int(n_targets), input_shape=input_shape,
+                   **{**known, **hyperparameters})
+    except (TypeError, ValueError) as err:  # e.g. layers="abc" from the CLI's --param
+        raise GaitforceError(f"model {name!r}: a hyperparameter has an unusable value "
+                             f"({', '.join(f'{k}={v!r}' for k, v in hyperparameters.items())}): {err}") from None
 
 
 __all__ = ["create_model", "list_models", "register_model", "model_class", "model_defaults"]
