@@ -5,8 +5,8 @@ Per frame (:meth:`OnlinePipeline.process`):
 1. units and axes: the :class:`~gaitforce.stream.layout.StreamLayout` turns the raw sample into markers,
    forces, CoP and free moments in SI units, Y-up;
 2. causal filtering: :class:`gaitforce.preprocess.CausalLowpass` with the bundle's ingest settings (cutoff and
-   order; ``lowpass_cutoff=None`` in the bundle turns it off). Markers, forces and free moments share one
-   filter; each plate's CoP has its own, restarted at each heel strike and fed only while that plate carries
+   order; ``lowpass_cutoff=None`` in the bundle turns it off). Markers and forces share one filter (free
+   moments are no feature and are not read); each plate's CoP has its own, restarted at each heel strike and fed only while that plate carries
    more than :data:`gaitforce.preprocess.COP_LOAD_THRESHOLD` N, as offline. An occluded marker (NaN) holds its
    last filtered value (filter off: its last value) and the frame is flagged ``OCCLUDED``;
 3. online stance detection, per plate, on the raw vertical force: heel strike when it rises above the bundle's
@@ -160,13 +160,12 @@ class OnlinePipeline:
         self._session, self._in_name, self._out_name = bundle.session, onnx["input"], [onnx["output"]]
         self._session.run(self._out_name, {self._in_name: self._x})  # warm-up: the first run is slow
         nm, n_p = 3 * self.n_markers, 3 * self.n_plates
-        self._sl = {"m": slice(0, nm), "f": slice(nm, nm + n_p), "t": slice(nm + n_p, nm + 2 * n_p),
-                    "c": slice(nm + 2 * n_p, nm + 3 * n_p)}
-        n_ch = nm + 3 * n_p + 3 * n_p
+        self._sl = {"m": slice(0, nm), "f": slice(nm, nm + n_p), "c": slice(nm + n_p, nm + 2 * n_p)}
+        n_ch = nm + 2 * n_p
         filt = s.lowpass_cutoff is not None and s.lowpass_cutoff > 0
         self._lp = (StreamFilter(n_ch, rate=self.rate, cutoff=s.lowpass_cutoff, order=s.lowpass_order) if filt
                     else HoldLast(n_ch))
-        self._main = np.empty(nm + 3 * n_p + 3 * n_p)
+        self._main = np.empty(n_ch)
         self._cop_raw = np.full((self.n_plates, 3), np.nan)
         self._ring_n = max(2, int(round(s.direction_window * self.rate)) + 1)
         self._ring = np.full((self._ring_n, self.n_markers, 3), np.nan)
@@ -221,17 +220,17 @@ class OnlinePipeline:
                 flags |= FLAG_DROPPED
         self._last_ts = timestamp
         self.n_frames += 1
-        m, f, c, t = self.layout.split(np.asarray(sample, dtype=np.float64))
-        fv_raw = f[:, 1].copy()
+        m, f, c, _ = self.layout.split(np.asarray(sample, dtype=np.float64))  # free moments: no feature
+        fv_raw = f[:, 1]  # NaN compares False: an unknown force is no load
 
         # CoP only where its plate carries load (as offline); stances per plate on the raw vertical force
         s = self.settings
         cop_raw = self._cop_raw
         cop_raw[:] = c
-        cop_raw[~(np.nan_to_num(fv_raw) > preprocess.COP_LOAD_THRESHOLD)] = np.nan
-        loaded = np.nan_to_num(fv_raw, nan=-np.inf) > s.stance_threshold
+        cop_raw[~(fv_raw > preprocess.COP_LOAD_THRESHOLD)] = np.nan
+        loaded = fv_raw > s.stance_threshold
         if self._fresh:
-            self._blocked = np.nan_to_num(fv_raw, nan=-np.inf) > 2.0 * s.stance_threshold
+            self._blocked = fv_raw > 2.0 * s.stance_threshold
             self._fresh = False
         onsets = []
         for p in range(self.n_plates):
@@ -244,12 +243,11 @@ class OnlinePipeline:
                 onsets.append(p)  # the CoP filter starts afresh at each heel strike
                 self._lp.restart(np.arange(self._sl["c"].start + 3 * p, self._sl["c"].start + 3 * p + 3))
 
-        # causal filter (or, filter off, the same hold rule) of markers, forces, free moments and CoP
+        # causal filter (or, filter off, the same hold rule) of markers, forces and CoP
         sl = self._sl
         main = self._main
         main[sl["m"]] = m.reshape(-1)
         main[sl["f"]] = f.reshape(-1)
-        main[sl["t"]] = t.reshape(-1)
         main[sl["c"]] = cop_raw.reshape(-1)
         out = self._lp.step(main)
         mf = out[sl["m"]].reshape(self.n_markers, 3)
