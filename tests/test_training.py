@@ -198,6 +198,19 @@ def test_cli_train_user_errors_exit_2(tmp_path, capsys):
     assert "needs a validation set" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_cli_out_that_is_a_file_is_one_line_before_any_work(tmp_path, capsys, command):
+    ds_dir = make_dataset(4).save(tmp_path / "ds")
+    out = tmp_path / "taken.txt"
+    out.write_text("not a folder")
+    argv = {"train": [str(ds_dir)], "evaluate": [str(ds_dir)],
+            "predict": [str(tmp_path / "no-bundle"), str(tmp_path / "t.c3d")]}[command]
+    assert cli.main([command, *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out must be a folder" in err[0] and str(out) in err[0]
+    assert out.read_text() == "not a folder"
+
+
 def test_cli_train_with_sweep_keeps_the_best_setting(tmp_path, capsys):
     ds_dir = make_dataset(20, subjects=5).save(tmp_path / "ds")
     rc = cli.main(["train", str(ds_dir), "--out", str(tmp_path / "b"), "--model", "mlp", "--sweep", "2",

@@ -97,8 +97,10 @@ def _score(ds: Dataset, pred: np.ndarray, targets: list[str], stances: pd.DataFr
 
 
 def run(args) -> int:
+    from .train import check_out_folder
+
+    out = check_out_folder(args.out)
     ds = Dataset.load(args.dataset)
-    out = Path(args.out)
     by = _csv(args.by)
     if args.bundle:
         return _run_bundle(ds, out, args, by)

@@ -84,6 +84,9 @@ def run(args) -> int:
     from ..bundle import load_bundle
     from ..ingest import IngestSettings, expand_paths
 
+    from .train import check_out_folder
+
+    out_dir = check_out_folder(args.out)
     bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads)
     stored = bundle.ingest_settings
     if stored is None:
@@ -92,7 +95,6 @@ def run(args) -> int:
         settings = IngestSettings.from_dict(stored or {})
     except (TypeError, ValueError) as err:
         raise GaitforceError(f"bundle's ingest settings are unusable: {err}", source=args.bundle) from None
-    out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = expand_paths(args.files)
     failures, n_files, n_out = [], 0, 0

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -53,6 +54,15 @@ def register(subparsers) -> None:
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def check_out_folder(path) -> Path:
+    """``--out`` as a folder to write into; a path that exists and is not a folder is a user error, caught
+    before any work (not as a traceback after an hour of training)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GaitforceError("--out must be a folder, and this is a file", source=path)
+    return path
 
 
 def split_dataset(ds: Dataset, scheme: str, *, seed: int) -> dict[str, list]:
@@ -146,6 +156,7 @@ def _quantize(out, est, train: Dataset, val: Dataset | None, held: Dataset | Non
 def run(args) -> int:
     from ..training import Estimator
 
+    check_out_folder(args.out)
     ds = Dataset.load(args.dataset)
     ds.feature_columns(args.feature_set)  # unknown feature set -> one-line error now
     missing = [t for t in args.target if t not in ds.targets]
