@@ -281,3 +281,10 @@ def test_cli_replays_a_file_and_reports_a_mismatching_stream_in_one_line(bundle_
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert any(line.startswith(f"gaitforce: error: lsl:{name}: ") and "marker map" in line for line in err)
+    # a record file that cannot be written: one line naming it, no traceback
+    (tmp_path / "afile").write_text("")
+    bad = tmp_path / "afile" / "r.csv"
+    rc = cli.main(["stream", str(bundle_dir), "--replay", str(tmp_path / "syn06_walk03.c3d"), "--speed", "0",
+                   "--record", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith(f"gaitforce: error: {bad}: ")

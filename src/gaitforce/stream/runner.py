@@ -87,8 +87,12 @@ class StreamRunner:
         pipe, outlet, feed, buf = self.pipeline, self.outlet, self.feed, self._buf
         fh = None
         if self._record_path is not None:
-            self._record_path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self._record_path, "w", buffering=1 << 16)
+            try:
+                self._record_path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(self._record_path, "w", buffering=1 << 16)
+            except OSError as err:
+                raise GaitforceError(f"cannot write the record file ({err.strerror or err})",
+                                     source=str(self._record_path)) from None
             fh.write(",".join(["timestamp", *pipe.output_names]) + "\n")
             fmt = ",".join(["%.6f"] + ["%.6g"] * len(pipe.output_names)) + "\n"
         t_start = last_frame = clock()
