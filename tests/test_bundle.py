@@ -248,6 +248,27 @@ def test_predict_notes_a_frame_rate_the_model_never_saw(capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_predict_never_overwrites_one_files_outputs_with_anothers(ridge_bundle, data, tmp_path, monkeypatch, capsys):
+    """Two files with the same trial name (subject folders a/ and b/ each holding walk.c3d): the first is
+    written, the second fails in one line instead of silently replacing the first's predictions."""
+    import gaitforce.ingest
+    import gaitforce.io
+    from gaitforce.trial import Trial
+
+    _, val = data
+    one = val.frames[val.frames["stance_id"] == val.stance_ids[0]].assign(trial="walk").reset_index(drop=True)
+    monkeypatch.setattr(gaitforce.io, "read", lambda path: Trial(time=np.arange(40) / 120.0, source=str(path)))
+    monkeypatch.setattr(gaitforce.ingest, "trial_frames", lambda trial, **kw: one)
+    files = [tmp_path / "a" / "walk.c3d", tmp_path / "b" / "walk.c3d"]
+    rc = cli.main(["predict", str(ridge_bundle[1]), *map(str, files), "--out", str(tmp_path / "out")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "1 file(s) failed" in err and f"{files[1]}: its output walk_stance0.csv would overwrite" in err
+    table = pd.read_csv(tmp_path / "out" / "walk_stance0.csv")
+    assert len(table) == 40 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["walk_stance0.csv",
+                                                                                          "walk_stance0.sto"]
+
+
 # -- int8 quantised bundles ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory, data):

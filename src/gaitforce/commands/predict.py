@@ -59,8 +59,12 @@ def _note_rate(bundle, trial, path) -> None:
               f"{', '.join(f'{r:g}' for r in rates)} Hz data", file=sys.stderr)
 
 
-def predict_file(bundle, path: Path, out_dir: Path, settings) -> list[Path]:
-    """Predict every stance of one file; returns the files written (STO, CSV per stance)."""
+def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | None = None) -> list[Path]:
+    """Predict every stance of one file; returns the files written (STO, CSV per stance).
+
+    ``taken``: {output file: the input file it came from} of the files already written in this batch; a file
+    whose outputs would overwrite another's (the same trial name in two folders, ``w.c3d`` beside ``w.trc``)
+    fails instead, and its own outputs are added to ``taken``."""
     from ..ingest import trial_frames
     from ..io import read
     from ..io.opensim import write_sto
@@ -70,13 +74,20 @@ def predict_file(bundle, path: Path, out_dir: Path, settings) -> list[Path]:
     frames = trial_frames(trial, settings=settings, targets=bundle.targets)
     for note in frames.attrs.get("target_notes", []):
         print(f"gaitforce: note: {path}: {note} (no measured value in the CSV)", file=sys.stderr)
+    tables = stance_tables(bundle, frames)
+    stems = [f"{frames.loc[frames.stance_id == sid, 'trial'].iloc[0]}_stance{k}" for k, sid in enumerate(tables)]
+    taken = {} if taken is None else taken
+    clash = next((out_dir / f"{stem}.csv" for stem in stems if out_dir / f"{stem}.csv" in taken), None)
+    if clash is not None:
+        raise GaitforceError(f"its output {clash.name} would overwrite that of {taken[clash]} (same trial name); "
+                             f"rename one or predict them into separate --out folders", source=path)
     written = []
-    for k, (sid, table) in enumerate(stance_tables(bundle, frames).items()):
-        stem = f"{frames.loc[frames.stance_id == sid, 'trial'].iloc[0]}_stance{k}"
+    for stem, (sid, table) in zip(stems, tables.items()):
         sto = table[["time", *bundle.targets]]
         written.append(write_sto(out_dir / f"{stem}.sto", sto, name=f"gaitforce predictions {sid}"))
         table.to_csv(out_dir / f"{stem}.csv", index=False)
         written.append(out_dir / f"{stem}.csv")
+    taken.update({f: path for f in written})
     return written
 
 
@@ -97,10 +108,10 @@ def run(args) -> int:
         raise GaitforceError(f"bundle's ingest settings are unusable: {err}", source=args.bundle) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     files = expand_paths(args.files)
-    failures, n_files, n_out = [], 0, 0
+    failures, n_files, n_out, taken = [], 0, 0, {}
     for path in files:
         try:
-            written = predict_file(bundle, path, out_dir, settings)
+            written = predict_file(bundle, path, out_dir, settings, taken=taken)
         except GaitforceError as err:
             failures.append(err.with_source(path))
             continue
