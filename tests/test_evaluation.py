@@ -436,6 +436,23 @@ def test_bundle_mode_scores_every_stance(dataset, tmp_path, monkeypatch):
     assert (out / "summary_by_subject.csv").is_file()
 
 
+def test_bundle_mode_refuses_a_bundle_in_other_units(dataset, tmp_path, monkeypatch, capsys):
+    # a bundle predicting knee_medial in BW scored against a dataset in N would give nonsense errors
+    class FakeBundle:
+        spec = {"input": {"columns": [f"f{j}" for j in range(6)]}, "targets": [{"name": "knee_medial", "unit": "BW"}]}
+
+        def predict_features(self, x):
+            return np.ones((len(x), 1))
+
+    module = types.ModuleType("gaitforce.bundle")
+    module.load_bundle = lambda path: FakeBundle()
+    monkeypatch.setitem(sys.modules, "gaitforce.bundle", module)
+    assert main(["evaluate", str(dataset), "--out", str(tmp_path / "rep"), "--bundle", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other units" in err[0] and "knee_medial (BW vs N)" in err[0]
+    assert not (tmp_path / "rep" / "per_trial.csv").exists()
+
+
 @pytest.mark.slow
 def test_real_estimator_ridge_recovers_the_linear_answer(dataset, tmp_path):
     pytest.importorskip("gaitforce.training")

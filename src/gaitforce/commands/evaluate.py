@@ -131,6 +131,12 @@ def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
     if unknown:
         raise GaitforceError(f"bundle does not predict {unknown} (predicts: {targets})", source=args.bundle)
     _targets(ds, wanted)
+    units = {t.get("name"): t.get("unit") for t in bundle.spec.get("targets") or []}
+    clash = [f"{t} ({units[t]} vs {ds.targets[t]})" for t in wanted
+             if units.get(t) and ds.targets.get(t) and units[t] != ds.targets[t]]
+    if clash:
+        raise GaitforceError(f"the bundle predicts in other units than the dataset holds: {', '.join(clash)}",
+                             source=args.bundle)
     _progress(f"evaluate: bundle {args.bundle} on {len(ds.stance_ids)} stances of {ds.path}")
     pred_all = np.asarray(bundle.predict_features(ds.frames[cols].to_numpy(np.float32)), dtype=float)
     pred = pred_all[:, [targets.index(t) for t in wanted]]
