@@ -310,3 +310,21 @@ def test_given_kinematics_muscles_track_the_gc5_reference(gc_dir, tmp_path, fetc
         b = np.interp(so["time"], ref["time"], sum(ref[m].to_numpy() for m in theirs))
         assert np.corrcoef(so[ours].to_numpy(), b)[0, 1] > 0.9
     assert tables["ik"]["knee_angle_l"].max() < 0.2  # flexion negative in this model
+
+
+def test_grf_file_zeroes_a_small_force_whose_cop_is_unknown(tmp_path):
+    """A C3D frame at 11 N has no CoP (reader threshold 20 N): written as 0 N, not refused nor put at the origin."""
+    from gaitforce.io.opensim import read_mot
+    from gaitforce.physics.files import write_grf
+
+    n = 5
+    forces = np.zeros((n, 1, 3))
+    forces[:, 0, 1] = [11.0, 300.0, 600.0, 300.0, 5.0]
+    cop = np.full((n, 1, 3), 0.5)
+    cop[[0, 4]] = np.nan
+    trial = Trial(time=np.arange(n) / 100, forces=forces, cop=cop, plate_names=["FP1"], up_axis="y")
+    path, prefixes = write_grf(tmp_path / "grf.mot", trial)
+    back = read_mot(path)
+    assert prefixes == ["1_"]
+    assert np.allclose(back.forces[:, 0, 1], [0.0, 300.0, 600.0, 300.0, 0.0])
+    assert np.allclose(back.cop[1:4, 0, 0], 0.5)

@@ -15,6 +15,10 @@ from ..io.opensim import write_trc as _write_trc
 from ..trial import Trial
 
 
+#: A force below this with an unknown CoP is treated as an unloaded plate (the largest reader CoP threshold, C3D's).
+UNLOADED_N = 20.0
+
+
 def write_trc(path: Path, time: np.ndarray, markers: np.ndarray, names) -> Path:
     """Markers (T, M, 3) in m, Y-up, NaN for gaps (written as blanks, which OpenSim skips)."""
     trial = Trial(time=np.asarray(time, dtype=float), markers=np.asarray(markers, dtype=float),
@@ -31,8 +35,15 @@ def write_mot(path: Path, time: np.ndarray, columns: dict[str, np.ndarray], *, n
 def write_grf(path: Path, trial: Trial) -> tuple[Path, list[str]]:
     """The Y-up trial's plates as an ExternalLoads data file; returns it and each plate's column prefix
     (``1_``, ``2_``, ...: the plates are renamed by index so the prefixes are known). A NaN force, or a NaN CoP
-    under a loaded plate, is an error (``write_mot_grf``'s rule) rather than a silent zero."""
+    under a loaded plate, is an error (``write_mot_grf``'s rule) rather than a silent zero.
+
+    Readers leave the CoP unknown below their own threshold (20 N for C3D, 10 N for MOT); such a frame's force
+    has no point of application, so it is written as zero (at most ``UNLOADED_N`` = 20 N, at the first and last
+    frames of a stance) rather than applied at the lab origin, where it would add a false moment."""
     n = len(trial.plate_names)
-    plates = Trial(time=trial.time, forces=trial.forces, cop=trial.cop, free_moment=trial.free_moment,
+    forces = np.array(trial.forces, dtype=float)
+    unloaded = np.isnan(trial.cop).any(axis=2) & (forces[:, :, 1] < UNLOADED_N)
+    forces[unloaded] = 0.0
+    plates = Trial(time=trial.time, forces=forces, cop=trial.cop, free_moment=trial.free_moment,
                    plate_names=tuple(str(i + 1) for i in range(n)), up_axis="y", source=trial.source)
     return write_mot_grf(path, plates), [f"{i + 1}_" for i in range(n)]
