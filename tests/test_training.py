@@ -198,6 +198,18 @@ def test_cli_train_user_errors_exit_2(tmp_path, capsys):
     assert "needs a validation set" in capsys.readouterr().err
 
 
+def test_held_out_metrics_all_frames_figures_equal_score():
+    from gaitforce.commands.train import held_out_metrics
+
+    train, test = make_dataset(6), make_dataset(3, seed=1)
+    test.frames.loc[5, "knee_lateral"] = np.nan  # a missing reference frame is left out of both
+    est = Estimator("ridge", targets=("knee_medial", "knee_lateral"), **FAST).fit(train)
+    m, s = held_out_metrics(est, test), est.score(test)
+    for t in est.targets:
+        assert m[t]["frame_rmse"] == pytest.approx(s[t]["rmse"], rel=1e-9) and m[t]["unit"] == "N"
+        assert m[t]["frame_r"] == pytest.approx(s[t]["r"], rel=1e-9) and 0.5 < s[t]["r"] < 1
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
 def test_cli_out_that_is_a_file_is_one_line_before_any_work(tmp_path, capsys, command):
     ds_dir = make_dataset(4).save(tmp_path / "ds")

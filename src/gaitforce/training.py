@@ -45,6 +45,7 @@ from torch import nn
 
 from .dataset import Dataset
 from .errors import GaitforceError, MissingChannelError
+from .evaluation import G  # standard gravity: body weight (N) = mass (kg) x G, one value for training and metrics
 from .models import create_model, model_class, model_defaults
 
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -57,8 +58,6 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 
 _PREDICT_CHUNK = 65536
 
-#: Standard gravity (m s^-2) for body weight = mass x G (the same value as :mod:`gaitforce.evaluation`).
-G = 9.81
 
 
 @contextlib.contextmanager

@@ -9,8 +9,8 @@ ONNX graph holds plain ``Conv``/``Pad``). The last time step's features feed one
 the prediction for a frame depends only on that frame and the ``W - 1`` before it: it can run on a stream with
 a ring buffer of ``W`` frames.
 
-``W = 1`` reduces it to a per-frame network. With ``input_shape`` not matching ``(W, C)`` the model reads the
-features as ``(n_features, 1)``: a window of one channel.
+``W = 1`` reduces it to a per-frame network. :func:`gaitforce.models.create_model` refuses an ``input_shape``
+whose ``W x C`` is not ``n_features``; without one it assumes ``(n_features // 3, 3)`` (or ``(n_features, 1)``).
 """
 
 from __future__ import annotations
