@@ -404,6 +404,7 @@ def test_failed_runs_are_listed_and_the_rest_reported(dataset, tmp_path, stand_i
     (["--target", "hip"], "no target ['hip']"),
     (["--seeds", "x"], "--seeds must be integers"),
     (["--split-seeds", "0,a"], "--split-seeds must be integers"),
+    (["--by", "subject,pathology"], "--by ['pathology']: no such stance column"),
 ])
 def test_user_errors_exit_2_with_one_line(dataset, tmp_path, stand_in, capsys, argv, message):
     assert main(["evaluate", str(dataset), "--out", str(tmp_path / "r"), *argv]) == 2

@@ -102,6 +102,10 @@ def run(args) -> int:
     out = check_out_folder(args.out)
     ds = Dataset.load(args.dataset)
     by = _csv(args.by)
+    unknown = [c for c in by if c not in ds.stances().columns]
+    if unknown:  # else the breakdown would be left out without a word
+        raise GaitforceError(f"--by {unknown}: no such stance column (has: {', '.join(ds.stances().columns)})",
+                             source=ds.path)
     if args.bundle:
         return _run_bundle(ds, out, args, by)
     return _run_training(ds, out, args, by)
