@@ -223,3 +223,21 @@ def test_dataset_manifest_that_is_not_an_object_is_an_input_error(tmp_path):
     (tmp_path / "manifest.json").write_text("[1, 2]")
     with pytest.raises(GaitforceError, match="not a JSON object"):
         Dataset.load(tmp_path)
+
+
+def test_stance_windows_cut_the_raw_trial_where_trial_frames_put_its_stances():
+    from gaitforce.ingest import IngestSettings, stance_windows, trial_frames
+    from gaitforce.synthetic import generate_cohort
+
+    trial = generate_cohort(n_subjects=1, trials_per_subject=1, seed=3)[0]
+    settings = IngestSettings()
+    windows = stance_windows(trial, settings=settings)
+    frames = trial_frames(trial, settings=settings)
+    sizes = frames.groupby("stance_id", sort=False).size().tolist()
+    sides = frames.groupby("stance_id", sort=False)["side"].first().tolist()
+    assert [stop - start for start, stop, _ in windows] == sizes
+    assert [side for _, _, side in windows] == sides
+    # the raw vertical force is loaded inside every window and the windows do not overlap in one plate's stance
+    fv = trial.to_y_up().forces[:, :, 1].max(axis=1)
+    for start, stop, _ in windows:
+        assert fv[start + (stop - start) // 2] > 100.0

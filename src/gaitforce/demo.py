@@ -139,25 +139,12 @@ def physics_available() -> str | None:
 def stance_windows(path: Path, settings) -> dict[str, "object"]:
     """``{stance_id: Trial}`` of one file, cut to the frames the dataset holds for each stance (ingest rule)
     from the unfiltered Y-up trial, every plate kept, ``meta['side']`` set."""
-    from . import preprocess
+    from .ingest import stance_windows as ingest_stance_windows
     from .ingest import trial_id
     from .io import read
 
     raw = read(path).to_y_up()
-    if raw.meta.get("single_stance") and raw.meta.get("stance_frames") is not None:
-        start, stop = (int(v) for v in raw.meta["stance_frames"])
-        side = raw.meta.get("side", "right")
-        windows = [(start, stop, side)]
-    else:
-        pre = preprocess.fill_gaps(raw, max_gap=settings.max_gap)
-        if settings.lowpass_cutoff:
-            pre = preprocess.lowpass(pre, cutoff=settings.lowpass_cutoff, order=settings.lowpass_order, signals=())
-        base = int(pre.meta.get("frame_offset", 0))
-        windows = []
-        for st in preprocess.extract_stances(pre, threshold=settings.stance_threshold,
-                                             min_duration=settings.min_duration):
-            start = int(st.meta.get("frame_offset", 0)) - base
-            windows.append((start, start + st.n_frames, st.meta["side"]))
+    windows = ingest_stance_windows(raw, settings=settings)
     tid = trial_id(raw)
     out = {}
     for k, (start, stop, side) in enumerate(windows):

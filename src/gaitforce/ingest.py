@@ -177,6 +177,21 @@ def _stances(trial: Trial, settings: IngestSettings) -> list[Trial]:
     return preprocess.extract_stances(trial, threshold=settings.stance_threshold, min_duration=settings.min_duration)
 
 
+def stance_windows(trial: Trial, *, settings: IngestSettings | None = None) -> list[tuple[int, int, str]]:
+    """``(start, stop, side)`` of every stance phase ingest cuts from ``trial``, as frame indices of ``trial``.
+
+    The stances are found exactly as :func:`trial_frames` finds them (gap fill, low-pass, stance rule, or a
+    file's own stance frames), so a consumer that needs the unfiltered frames of the dataset's stances (the
+    physics labeller, the demo) can cut them from the raw trial and line up row by row with the dataset."""
+    settings = settings or IngestSettings()
+    base = int(trial.meta.get("frame_offset", 0))
+    out = []
+    for st in _stances(_preprocess(trial, settings), settings):
+        start = int(st.meta.get("frame_offset", 0)) - base
+        out.append((start, start + st.n_frames, st.meta.get("side", trial.meta.get("side", "right"))))
+    return out
+
+
 def trial_frames(trial: Trial, *, settings: IngestSettings | None = None,
                  targets: Iterable[str] | None = None) -> pd.DataFrame:
     """One row per frame of every stance in ``trial``: ID columns, groups, features, targets present.

@@ -53,16 +53,16 @@ def stances_of(trial, *, threshold: float = 20.0, min_duration: float = 0.25, in
     from ..preprocess import extract_stances
 
     if ingest_settings is not None:
-        settings = ingest.IngestSettings.from_dict(ingest_settings)
-        found = ingest._stances(ingest._preprocess(trial, settings), settings)
+        windows = ingest.stance_windows(trial, settings=ingest.IngestSettings.from_dict(ingest_settings))
     else:
-        found = extract_stances(trial, threshold=threshold, min_duration=min_duration)
+        base = int(trial.meta.get("frame_offset", 0))
+        windows = [(int(st.meta.get("frame_offset", 0)) - base, int(st.meta.get("frame_offset", 0)) - base + st.n_frames,
+                    st.meta.get("side", trial.meta.get("side")))
+                   for st in extract_stances(trial, threshold=threshold, min_duration=min_duration)]
     out = {}
-    for k, st in enumerate(found):
-        start = int(st.meta.get("frame_offset", 0)) - int(trial.meta.get("frame_offset", 0))
-        full = trial.slice_frames(start, start + st.n_frames)
-        out[f"{ingest.trial_id(trial)}#{k}"] = full.replace(
-            meta={**full.meta, "side": st.meta.get("side", trial.meta.get("side")), "stance_start": start})
+    for k, (start, stop, side) in enumerate(windows):
+        full = trial.slice_frames(start, stop)
+        out[f"{ingest.trial_id(trial)}#{k}"] = full.replace(meta={**full.meta, "side": side, "stance_start": start})
     return out
 
 
