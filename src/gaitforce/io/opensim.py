@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .units import LENGTH_UNITS
 from ..errors import GaitforceError, InputFileError, UnitError
 from ..trial import MAX_MARKER_COORD_M, Trial
 
@@ -63,7 +64,6 @@ COP_THRESHOLD_N = 10.0
 FREE_MOMENT_LEVER_M = 0.1
 
 #: TRC ``Units`` values -> factor to metres.
-LENGTH_UNITS = {"mm": 1e-3, "millimeters": 1e-3, "cm": 1e-2, "centimeters": 1e-2, "m": 1.0, "meters": 1.0}
 
 #: Plausible span (m) of one body's markers in one frame (median over frames); outside it the unit is wrong.
 BODY_SPAN_M = (0.02, 10.0)
