@@ -150,3 +150,101 @@ def test_reduced_benchmark_on_the_grand_challenge(gc_dir, tmp_path):
     assert len(b.load_gc(gc_dir).stance_ids) == 29
     # every year's medial force is predicted to within 0.8 body weights (forces of 1-2.5 BW)
     assert (seed["rmse_pct_bw_ens"] < 80).all()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# blends of two configurations, the weight chosen on validation only
+# ---------------------------------------------------------------------------------------------------------
+def test_best_blend_weight_finds_the_known_mix():
+    t = np.sin(np.linspace(0, 3, 40))
+    e = 0.3 * np.cos(np.linspace(0, 7, 40))
+    key = np.repeat(["a", "b"], 20)
+    assert b.best_blend_weight(t, t + e, t - e, key) == 0.5  # errors cancel at the midpoint
+    assert b.best_blend_weight(t, t, t + e, key) == 1.0  # a perfect first member takes all the weight
+    assert b.best_blend_weight(t, t + 3 * e, t - e, key) == 0.25  # 3e w - e (1 - w) = 0
+    assert b.best_blend_weight(t, np.full(40, np.nan), t, key) == 0.5  # nothing usable: the stated default
+
+
+def _frames(rows):
+    """Frame tables from (fold, part, stance, year, true, pred_a, pred_b) with 3 frames each."""
+    out = {"a": {"test": [], "val": []}, "b": {"test": [], "val": []}}
+    for fold, part, sid, year, true, pa, pb in rows:
+        for seed in ("0", "ensemble"):
+            for m, p in (("a", pa), ("b", pb)):
+                out[m][part].append(pd.DataFrame({
+                    "stance_id": sid, "stance_pct": [0.0, 50.0, 100.0], "year": year, "mass": 70.0,
+                    "fold": fold, "seed": seed, "true": np.asarray(true, float), "pred": np.asarray(p, float)}))
+    return [{k: pd.concat(v, ignore_index=True) for k, v in out[m].items()} for m in ("a", "b")]
+
+
+T = [100.0, 300.0, 200.0]
+UP = [110.0, 320.0, 210.0]  # errors +10, +20, +10
+DOWN = [90.0, 280.0, 190.0]
+
+
+def test_blend_per_fold_weights_come_from_that_folds_validation_and_are_nested():
+    # fold 2010: validation stance v1 says "all ridge" (a exact), v2 "half and half" (errors cancel)
+    a, bb = _frames([("2010", "val", "v1", 2011, T, T, UP), ("2010", "val", "v2", 2012, T, UP, DOWN),
+                     ("2010", "test", "t1", 2010, T, UP, DOWN),
+                     ("2011", "val", "v3", 2012, T, UP, T), ("2011", "test", "t2", 2011, T, UP, DOWN)])
+    splits = {"2010": {"train": [], "val": ["v1", "v2"], "test": ["t1"]},
+              "2011": {"train": [], "val": ["v3"], "test": ["t2"]}}
+    res, w = b.blend_frames(a, bb, splits, mode="fold")
+    assert w["2011"] == 0.0  # b is exact on 2011's only validation stance
+    assert 0.5 <= w["2010"] <= 1.0 and w["2010"] == b.best_blend_weight(
+        np.r_[T, T], np.r_[T, UP], np.r_[UP, DOWN], np.repeat(["v1", "v2"], 3))
+    t = res["test"]
+    for fold, sid in (("2010", "t1"), ("2011", "t2")):
+        got = t[(t.fold == fold) & (t.stance_id == sid)]
+        assert len(got) == 6  # the single seed and the ensemble
+        np.testing.assert_allclose(got["pred"].to_numpy()[:3], w[fold] * np.array(UP) + (1 - w[fold]) * np.array(DOWN))
+    # nested validation: v1 is blended with the weight chosen on v2 alone (0.5), v2 with v1's (1.0: all a)
+    v = res["val"].set_index("stance_id")
+    np.testing.assert_allclose(v.loc["v1", "pred"], 0.5 * np.array(T) + 0.5 * np.array(UP))
+    np.testing.assert_allclose(v.loc["v2", "pred"], UP)
+    assert set(res["val"]["seed"]) == {"ensemble"}
+
+
+def test_pooled_blend_weight_never_sees_the_test_year():
+    # fold 2011 validates on a 2010 stance where b is exact; fold 2010 validates on a 2011 stance where a is
+    # exact. Pooled, fold 2010's weight may use only stances of its pool (2011, 2012), never the 2010 stance.
+    a, bb = _frames([("2010", "val", "s2011", 2011, T, T, UP), ("2010", "test", "s2010", 2010, T, UP, T),
+                     ("2011", "val", "s2010", 2010, T, UP, T), ("2011", "test", "s2011", 2011, T, T, UP),
+                     ("2012", "val", "v12", 2012, T, T, UP), ("2012", "test", "t12", 2012, T, UP, DOWN)])
+    splits = {"2010": {"train": ["v12"], "val": ["s2011"], "test": ["s2010"]},
+              "2011": {"train": [], "val": ["s2010"], "test": ["s2011"]},
+              "2012": {"train": [], "val": ["v12"], "test": ["t12"]}}
+    res, w = b.blend_frames(a, bb, splits, mode="pooled")
+    assert w["2010"] == 1.0  # from s2011 (fold 2010's val) and v12 (fold 2012's val): a exact in both
+    assert w["2011"] == 0.0  # only s2010 is in its pool: b exact
+    # nested score of fold 2010: without its own validation stance s2011, only v12 (fold 2012) remains -> 1.0
+    v = res["val"]
+    np.testing.assert_allclose(v[v.fold == "2010"]["pred"], T)
+    with pytest.raises(b.GaitforceError, match="unknown blend"):
+        b.blend_frames(a, bb, splits, mode="mean")
+
+
+def test_blends_in_the_benchmark_are_chosen_by_their_nested_validation(tmp_path):
+    ds = gc_like(n_per_year=3)
+    configs = [b.Config("seed-cnn", "paper-cnn", "grf", hyper=(("channels", 4), ("fc_width", 8))),
+               b.Config("ridge-grf", "ridge", "grf"),
+               b.Config("blend", "blend", members=("ridge-grf", b.NETWORK)),
+               b.Config("blend-pooled", "blend", members=("ridge-grf", b.NETWORK), blend_weight="pooled"),
+               b.Config("blend-missing", "blend", members=("ridge-all", b.NETWORK))]
+    logs = []
+    res = b.run_benchmark(ds, seeds=(0,), configs=configs, n_points=11, training={"epochs": 2, "patience": 1},
+                          log=logs.append)
+    ab = res.ablation[res.ablation.protocol == "seed"].set_index("config")
+    assert "blend-missing" not in ab.index and any("blend-missing: skipped" in m for m in logs)
+    assert res.chosen == ab["val_rmse"].idxmin()
+    assert res.settings["blend_members"]["blend"] == ["ridge-grf", "seed-cnn"]
+    # the blend's test predictions are its members' mixed with the per-fold weights
+    w = res.blend_weights[("blend", "seed")]
+    ridge, net, mix = (res.frames[(n, "seed")] for n in ("ridge-grf", "seed-cnn", "blend"))
+    expect = ridge["fold"].map(w) * ridge["pred"] + (1 - ridge["fold"].map(w)) * net["pred"]
+    np.testing.assert_allclose(mix["pred"], expect)
+    # its validation score is the nested one: recomputed from its stored validation frames
+    assert ab.loc["blend", "val_rmse"] == pytest.approx(b.validation_score(res.val_frames[("blend", "seed")]))
+    out = b.write_results(res, tmp_path / "o", figures=False)
+    preds = pd.read_csv(out / "predictions.csv.gz")
+    assert set(preds["part"]) == {"test", "val"} and "blend" in set(preds["config"])

@@ -17,6 +17,10 @@ Protocol (after Rane et al. 2019, Table 5; data: Fregly et al. 2012, the Knee Gr
    for the ensemble (mean of the seeds' predictions).
 5. Model choice uses validation only: the configuration whose seed-ensemble has the lowest validation RMSE
    (mean over the six folds of the seed protocol) is "ours"; the test years never enter that choice.
+6. Blends (``model="blend"``, :func:`blend_frames`) train nothing: ``w x ridge + (1 - w) x network`` from
+   predictions already made, ``w`` (0, 0.05, ... 1) chosen per fold on validation stances of that fold's
+   training years only; their validation RMSE is nested (each validation stance scored with a weight chosen
+   without it), so they compete in step 5 on equal terms.
 
 Inputs per configuration: the 3-D GRF (``grf``: the seed's input), GRF + CoP (``force_plate``) or all 20 marker
 / force slots (``all``), per frame or as a causal window of the ``window`` most recent frames
@@ -67,6 +71,13 @@ class Config:
     input_noise: float = 0.0
     hyper: tuple = ()  # model hyperparameters as (name, value) pairs
     what: str = ""
+    #: for ``model="blend"``: the two member configurations (``NETWORK`` = the network chosen by validation)
+    members: tuple = ()
+    blend_weight: str = "fold"  # fold: one weight per fold | pooled: one weight from all folds' validation
+
+    @property
+    def is_blend(self) -> bool:
+        return self.model == "blend"
 
     def estimator_kwargs(self) -> dict[str, Any]:
         return {"body_weight_norm": self.body_weight_norm, "input_noise": self.input_noise, **dict(self.hyper)}
@@ -88,8 +99,21 @@ CONFIGS = (
            what="GRF + CoP, causal TCN, 31 frames, 4 layers"),
     Config("tcn15+bw+cop+noise", "tcn", "force_plate", window=15, body_weight_norm=True, input_noise=0.1,
            what="+ input-noise augmentation (SD 0.1 of the normalised inputs)"),
+    Config("tcn15+bw+markers", "tcn", "all", window=15, body_weight_norm=True,
+           what="all 60 features, causal TCN, 15 frames"),
+    Config("ridge-all", "ridge", "all", what="ridge on all 60 features (alpha chosen on validation), N"),
+    Config("ridge-all+bw", "ridge", "all", body_weight_norm=True,
+           what="ridge on all 60 features, body-weight normalised"),
+    Config("blend-ridge+net", "blend", members=("ridge-grf", "network"), blend_weight="fold",
+           what="w x ridge-grf + (1-w) x the network chosen by validation; w per fold from its validation stances"),
+    Config("blend-ridge+net-pooled", "blend", members=("ridge-grf", "network"), blend_weight="pooled",
+           what="as blend-ridge+net, one w per fold from every fold's validation stances of its training years"),
 )
-REDUCED_CONFIGS = ("seed-cnn", "ridge-grf", "tcn15+bw+cop")
+REDUCED_CONFIGS = ("seed-cnn", "ridge-grf", "tcn15+bw+cop", "blend-ridge+net")
+#: the member name that stands for the network (non-ridge, non-blend configuration) with the lowest validation RMSE
+NETWORK = "network"
+#: blend weights tried (on the ridge member; the network gets 1 - w)
+BLEND_GRID = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -251,6 +275,92 @@ def validation_score(val_frames: pd.DataFrame) -> float:
     return float(m.groupby("fold")["rmse"].mean().mean())
 
 
+# ---------------------------------------------------------------------------------------------------------
+# blends: post-hoc combinations of two configurations' predictions, the weight chosen on validation only
+# ---------------------------------------------------------------------------------------------------------
+_KEYS = ["fold", "seed", "stance_id", "stance_pct"]
+
+
+def _mean_stance_rmse(true: np.ndarray, pred: np.ndarray, key: np.ndarray) -> float:
+    """Mean over stances (``key``) of the per-stance RMSE; frames with a NaN are left out (the evaluation
+    module's rule)."""
+    ok = np.isfinite(true) & np.isfinite(pred)
+    if not ok.any():
+        return float("nan")
+    e2 = pd.Series((pred[ok] - true[ok]) ** 2).groupby(key[ok], sort=False).mean()
+    return float(np.sqrt(e2).mean())
+
+
+def best_blend_weight(true, ridge, net, key, *, grid: Sequence[float] = BLEND_GRID) -> float:
+    """The weight ``w`` on the grid minimising the mean per-stance RMSE of ``w * ridge + (1 - w) * net``
+    (the first grid value on ties; with no usable frame, 0.5)."""
+    true, ridge, net, key = (np.asarray(v) for v in (true, ridge, net, key))
+    scores = [_mean_stance_rmse(true, w * ridge + (1 - w) * net, key) for w in grid]
+    if not np.isfinite(scores).any():
+        return 0.5
+    return float(grid[int(np.nanargmin(scores))])
+
+
+def _aligned(fa: pd.DataFrame, fb: pd.DataFrame, what: str) -> None:
+    if len(fa) != len(fb) or not fa[_KEYS].reset_index(drop=True).equals(fb[_KEYS].reset_index(drop=True)):
+        raise GaitforceError(f"blend members' {what} predictions are not on the same frames")
+
+
+def blend_frames(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame], fold_splits: dict[str, dict], *,
+                 mode: str = "fold") -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+    """Blend two configurations' ``test``/``val`` frame tables (:func:`run_config`): ``w * a + (1 - w) * b``.
+
+    The weight of fold ``f`` is chosen on validation predictions only (the seed ensembles'):
+
+    - ``mode="fold"``: on fold ``f``'s own validation stances;
+    - ``mode="pooled"``: on the validation stances of **every** fold that belong to fold ``f``'s training pool
+      (its train + val stances), so the test year (and, on the strict protocol, the test subject) never
+      enters it.
+
+    Returns the blended ``test`` frames (every seed and the ensemble, each with its fold's weight), ``val``
+    frames whose predictions are **nested** (each validation stance blended with a weight chosen without it:
+    leave-one-stance-out within the fold for ``fold``; the other folds' validation stances of the pool, less
+    fold ``f``'s own, for ``pooled``), so their score is an honest validation RMSE for the model choice, and
+    the weights per fold.
+    """
+    if mode not in ("fold", "pooled"):
+        raise GaitforceError(f"unknown blend weight mode {mode!r} (known: fold, pooled)")
+    for k in ("test", "val"):
+        _aligned(a[k], b[k], k)
+    va = a["val"][a["val"]["seed"] == "ensemble"]
+    vb = b["val"].loc[va.index]
+    true, ra, rb = (v.to_numpy(np.float64) for v in (va["true"], va["pred"], vb["pred"]))
+    fold = va["fold"].to_numpy()
+    sid = va["stance_id"].to_numpy()
+    key = (va["fold"].astype(str) + "|" + va["stance_id"].astype(str)).to_numpy()
+
+    def best(mask) -> float:
+        return best_blend_weight(true[mask], ra[mask], rb[mask], key[mask])
+
+    weights, nested = {}, np.full(len(va), np.nan)
+    for f, split in fold_splits.items():
+        own = fold == f
+        if mode == "fold":
+            weights[f] = best(own)
+            for s in np.unique(sid[own]):
+                rows = own & (sid == s)
+                w = best(own & (sid != s))
+                nested[rows] = w * ra[rows] + (1 - w) * rb[rows]
+        else:
+            pool = np.isin(sid, list(split["train"]) + list(split["val"]))
+            weights[f] = best(pool)
+            w = best(pool & ~own & ~np.isin(sid, list(split["val"])))
+            nested[own] = w * ra[own] + (1 - w) * rb[own]
+    out_val = va.assign(pred=nested)
+    t = a["test"]
+    w_rows = t["fold"].map(weights).to_numpy(np.float64)
+    out_test = t.assign(pred=w_rows * t["pred"].to_numpy() + (1 - w_rows) * b["test"]["pred"].to_numpy())
+    return {"test": out_test, "val": out_val}, weights
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the benchmark
+# ---------------------------------------------------------------------------------------------------------
 @dataclass
 class BenchmarkResult:
     ablation: pd.DataFrame  # one row per config x protocol: validation score, pooled test RMSE, wins
@@ -259,6 +369,12 @@ class BenchmarkResult:
     chosen: str = ""
     runtime_s: float = 0.0
     settings: dict = field(default_factory=dict)
+    val_frames: dict = field(default_factory=dict)  # (config, protocol) -> validation frame table
+    blend_weights: dict = field(default_factory=dict)  # (config, protocol) -> {fold: weight on the ridge}
+
+
+def _is_network(cfg: Config) -> bool:
+    return not cfg.is_blend and cfg.model != "ridge"
 
 
 def run_benchmark(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequence[int] | None = None,
@@ -266,7 +382,13 @@ def run_benchmark(data: str | Path | Dataset, *, reduced: bool = False, seeds: S
                   configs: Sequence[Config] | None = None, training: dict | None = None,
                   log=print) -> BenchmarkResult:
     """Run the ablation on the seed protocol, choose by validation, then run the seed's replica, ridge and the
-    chosen configuration on the strict protocol too."""
+    chosen configuration on the strict protocol too.
+
+    Blends (``model="blend"``) cost no training: they combine their members' predictions (:func:`blend_frames`);
+    the member ``NETWORK`` is the non-ridge, non-blend configuration with the lowest validation RMSE. A blend
+    whose members were not run is skipped (logged). Their validation RMSE is the nested one, so the choice
+    stays "lowest validation RMSE" without the blend's weight having seen the stances that score it.
+    """
     t0 = time.perf_counter()
     if configs is None:
         configs = [c for c in CONFIGS if not reduced or c.name in REDUCED_CONFIGS]
@@ -276,37 +398,79 @@ def run_benchmark(data: str | Path | Dataset, *, reduced: bool = False, seeds: S
     base = data if isinstance(data, Dataset) else load_gc(data)
     ds = resample_stances(base, n_points)
     fold_sets = {p: folds(ds, p, val_fraction=val_fraction, split_seed=split_seed) for p in PROTOCOLS}
-    rows, years, frames = [], {}, {}
+    by_name = {c.name: c for c in configs}
+    out = BenchmarkResult(pd.DataFrame(), chosen="")
+    rows, raw = [], {}
 
-    def one(cfg: Config, protocol: str):
-        t = time.perf_counter()
-        res = run_config(ds, fold_sets[protocol], cfg, seeds=seeds, threads=threads, training=training)
+    def record(cfg: Config, protocol: str, res: dict, seconds: float, extra: str = "") -> None:
         yt = year_table(stance_metrics(res["test"]))
-        years[(cfg.name, protocol)], frames[(cfg.name, protocol)] = yt, res["test"]
+        out.years[(cfg.name, protocol)], out.frames[(cfg.name, protocol)] = yt, res["test"]
+        out.val_frames[(cfg.name, protocol)] = res["val"]
         wins = int(sum(yt.loc[y, "rmse_ens"] < WINNERS[y] for y in yt.index if y in WINNERS))
-        row = {"config": cfg.name, "protocol": protocol, "what": cfg.what,
+        row = {"config": cfg.name, "protocol": protocol, "what": cfg.what + extra,
                "val_rmse": validation_score(res["val"]),
                "test_rmse_single": float(yt["rmse_mean"].mean()), "test_rmse_ens": float(yt["rmse_ens"].mean()),
-               "test_r_ens": float(yt["r_ens"].mean()), "beats_winners": wins, "seconds": time.perf_counter() - t}
+               "test_r_ens": float(yt["r_ens"].mean()), "beats_winners": wins, "seconds": seconds}
         rows.append(row)
         log(f"{cfg.name:>22} [{protocol}] val {row['val_rmse']:.0f} N | test (mean of years) single "
             f"{row['test_rmse_single']:.0f} N, ensemble {row['test_rmse_ens']:.0f} N, beats winners {wins}/6 "
             f"({row['seconds']:.0f} s)")
 
+    def trained(cfg: Config, protocol: str) -> dict:
+        if (cfg.name, protocol) not in raw:
+            t = time.perf_counter()
+            raw[(cfg.name, protocol)] = run_config(ds, fold_sets[protocol], cfg, seeds=seeds, threads=threads,
+                                                   training=training)
+            record(cfg, protocol, raw[(cfg.name, protocol)], time.perf_counter() - t)
+        return raw[(cfg.name, protocol)]
+
+    def members(cfg: Config, network: str | None) -> list[str] | None:
+        names = [network if m == NETWORK else m for m in cfg.members]
+        return names if len(names) == 2 and all(n in by_name for n in names) else None
+
+    def blended(cfg: Config, protocol: str, names: list[str]) -> None:
+        t = time.perf_counter()
+        a, b_ = (trained(by_name[n], protocol) for n in names)
+        res, weights = blend_frames(a, b_, fold_sets[protocol], mode=cfg.blend_weight)
+        out.blend_weights[(cfg.name, protocol)] = weights
+        ws = ", ".join(f"{w:.2f}" for w in weights.values())
+        record(cfg, protocol, res, time.perf_counter() - t, extra=f" [{names[1]}; w on {names[0]} per fold: {ws}]")
+
     for cfg in configs:
-        one(cfg, "seed")
-    seed_rows = pd.DataFrame(rows)
-    chosen = str(seed_rows.sort_values("val_rmse").iloc[0]["config"])
+        if not cfg.is_blend:
+            trained(cfg, "seed")
+
+    def lowest(names) -> str | None:
+        seed_rows = pd.DataFrame(rows)
+        seed_rows = seed_rows[(seed_rows["protocol"] == "seed") & seed_rows["config"].isin(list(names))]
+        return None if seed_rows.empty else str(seed_rows.sort_values("val_rmse", kind="stable").iloc[0]["config"])
+
+    network = lowest(c.name for c in configs if _is_network(c))
+    blend_members = {}
+    for cfg in configs:
+        if cfg.is_blend:
+            names = members(cfg, network)
+            if names is None:
+                log(f"{cfg.name}: skipped (needs {', '.join(cfg.members)} among the configurations run)")
+                continue
+            blend_members[cfg.name] = names
+            blended(cfg, "seed", names)
+    out.chosen = chosen = lowest(by_name)
     log(f"chosen by validation: {chosen}")
-    by_name = {c.name: c for c in configs}
     for name in dict.fromkeys([configs[0].name, "ridge-grf", chosen]):
-        if name in by_name:
-            one(by_name[name], "strict")
-    settings = {"n_points": n_points, "val_fraction": val_fraction, "split_seed": split_seed, "seeds": list(seeds),
-                "threads": threads, "training": {**TRAINING, **training}, "reduced": reduced,
-                "configs": [asdict(c) for c in configs], "target": TARGET,
-                "folds": {p: fold_sets[p] for p in PROTOCOLS}}
-    return BenchmarkResult(pd.DataFrame(rows), years, frames, chosen, time.perf_counter() - t0, settings)
+        if name in blend_members:
+            blended(by_name[name], "strict", blend_members[name])
+        elif name in by_name:
+            trained(by_name[name], "strict")
+    out.ablation = pd.DataFrame(rows)
+    out.settings = {"n_points": n_points, "val_fraction": val_fraction, "split_seed": split_seed,
+                    "seeds": list(seeds), "threads": threads, "training": {**TRAINING, **training},
+                    "reduced": reduced, "configs": [asdict(c) for c in configs], "target": TARGET,
+                    "network_for_blends": network, "blend_members": blend_members,
+                    "blend_weights": {f"{k[0]} [{k[1]}]": v for k, v in out.blend_weights.items()},
+                    "folds": {p: fold_sets[p] for p in PROTOCOLS}}
+    out.runtime_s = time.perf_counter() - t0
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -335,7 +499,8 @@ def results_table(res: BenchmarkResult) -> pd.DataFrame:
 
 def write_results(res: BenchmarkResult, out: str | Path, *, figures: bool = True) -> Path:
     """``table.md/.csv`` (the per-year comparison), ``ablation.md/.csv``, ``years.csv`` (every config x protocol
-    x year), ``predictions.csv.gz``, ``settings.json`` (with the runtime) and ``figures/gc_<year>.png``."""
+    x year), ``predictions.csv.gz`` (test and validation frames, column ``part``; a blend's validation
+    predictions are its nested ones), ``settings.json`` (with the runtime) and ``figures/gc_<year>.png``."""
     from .report import markdown_table
 
     out = Path(out)
@@ -351,8 +516,9 @@ def write_results(res: BenchmarkResult, out: str | Path, *, figures: bool = True
     (out / "ablation.md").write_text(markdown_table(show) + "\n")
     years = pd.concat([yt.assign(config=k[0], protocol=k[1]) for k, yt in res.years.items()])
     years.rename_axis("year").reset_index().to_csv(out / "years.csv", index=False)
-    pd.concat([f.assign(config=k[0], protocol=k[1]) for k, f in res.frames.items()]).to_csv(
-        out / "predictions.csv.gz", index=False)
+    preds = [f.assign(config=k[0], protocol=k[1], part="test") for k, f in res.frames.items()]
+    preds += [f.assign(config=k[0], protocol=k[1], part="val") for k, f in res.val_frames.items()]
+    pd.concat(preds).to_csv(out / "predictions.csv.gz", index=False)
     (out / "settings.json").write_text(json.dumps({**res.settings, "chosen": res.chosen,
                                                    "runtime_s": round(res.runtime_s, 1)}, indent=1, default=str))
     if figures:
@@ -393,4 +559,4 @@ def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "see
 
 
 __all__ = ["CONFIGS", "Config", "BenchmarkResult", "load_gc", "resample_stances", "add_window", "folds",
-           "run_config", "run_benchmark", "results_table", "write_results", "stance_metrics", "year_table"]
+           "run_config", "run_benchmark", "blend_frames", "best_blend_weight", "results_table", "write_results", "stance_metrics", "year_table"]

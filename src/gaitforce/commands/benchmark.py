@@ -26,9 +26,11 @@ def register(subparsers) -> None:
                          "or a gaitforce dataset built from them")
     gc.add_argument("--out", default="benchmark-gc", help="folder for tables, figures and predictions")
     gc.add_argument("--reduced", action="store_true",
-                    help="CI size: 3 configurations, 1 seed, at most 15 epochs (about 30 s of CPU)")
+                    help="CI size: 3 trained configurations and a blend of two of them, 1 seed, at most "
+                         "15 epochs (about 30 s of CPU)")
     gc.add_argument("--seeds", type=int, default=None, help="model seeds per fold (default 3; reduced 1)")
-    gc.add_argument("--configs", default=None, help="comma-separated configuration names (default: all)")
+    gc.add_argument("--configs", default=None, help="comma-separated configuration names (default: all); a blend "
+                    "needs its members (ridge-grf and at least one network) in the list")
     gc.add_argument("--threads", type=int, default=1, help="torch threads")
     gc.add_argument("--val-fraction", type=float, default=0.2, help="share of the training years' stances "
                     "held out for validation / early stopping")
