@@ -428,3 +428,117 @@ def test_cli_train_quantize_int8(tmp_path, capsys):
     assert spec["default_precision"] == ("int8" if row["as_accurate"] else "fp32")
     assert f"int8 vs fp32 on {agree['frames']} test frames, knee_medial" in err
     assert load_bundle(tmp_path / "b").precision == spec["default_precision"]
+
+
+# -- body-weight-normalised models: the body weight is the graph's second input ------------------------
+def bw_dataset(n_stances=8, *, seed=0) -> Dataset:
+    """:func:`make_dataset` with the first marker row as GRF columns (N, scaled with the subject) and masses
+    of 60 / 85 / 110 kg by subject."""
+    ds = make_dataset(n_stances, seed=seed)
+    fr = ds.frames.rename(columns={f"f0_{a}": f"grf_{a}" for a in "xyz"})
+    fr["mass"] = fr["subject"].map({"p0": 60.0, "p1": 85.0, "p2": 110.0})
+    fr[["grf_x", "grf_y", "grf_z"]] *= fr[["mass"]].to_numpy() * 9.81
+    fr["knee_medial"] *= fr["mass"] / 70.0
+    cols = [c.replace("f0_", "grf_") for c in ds.manifest["features"]]
+    manifest = {**ds.manifest, "features": cols, "feature_sets": {"all": {"columns": cols, "shape": [ROWS, 3]}}}
+    return Dataset(fr, manifest)
+
+
+@pytest.fixture(scope="module")
+def bw_data():
+    return bw_dataset(), bw_dataset(3, seed=1)
+
+
+@pytest.mark.parametrize("model", ["ridge", "paper-cnn"])
+def test_body_weight_bundle_predicts_as_torch(model, bw_data, tmp_path):
+    train, val = bw_data
+    est = Estimator(model, targets=TARGETS, epochs=3, threads=1, verbose=False, body_weight_norm=True,
+                    **SMALL.get(model, {})).fit(train, val)
+    bundle = load_bundle(est.save(tmp_path / model))
+    spec = json.loads((tmp_path / model / "bundle.json").read_text())
+    assert spec["input"]["body_weight"] is True and spec["input"]["body_weight_unit"] == "N"
+    assert spec["input"]["body_weight_divides"] == ["grf_x", "grf_y", "grf_z"]
+    assert spec["input"]["body_weight_multiplies"] == ["knee_medial"]  # EMG (unit 1) is not scaled
+    assert [i.name for i in bundle.session.get_inputs()] == ["features", "body_weight"]
+    x = val.frames[bundle.columns].to_numpy(np.float32)
+    bw = val.frames["mass"].to_numpy() * 9.81
+    torch_pred = est.predict(val)
+    onnx_pred = bundle.predict_features(x, body_weight=bw)
+    np.testing.assert_allclose(onnx_pred[:, 0], torch_pred[:, 0], atol=2e-3)  # N, values near 1000
+    np.testing.assert_allclose(onnx_pred[:, 1], torch_pred[:, 1], atol=1e-6)
+    np.testing.assert_array_equal(bundle.predict_features(x, body_weight=bw[:, None]), onnx_pred)
+    # predict_frames reads the frames' mass column (kg x 9.81)
+    np.testing.assert_array_equal(bundle.predict_frames(val.frames).to_numpy(), onnx_pred)
+    # the graph scales: the same movement at twice the body weight (forces doubled) gives twice the N target
+    one = bundle.predict_features(x[:6], body_weight=600.0)
+    f = np.array(bundle.spec["input"]["body_weight_divides"])
+    x2 = x[:6].copy()
+    x2[:, np.isin(bundle.columns, f)] *= 2
+    two = bundle.predict_features(x2, body_weight=1200.0)
+    np.testing.assert_allclose(two[:, 0], 2 * one[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(two[:, 1], one[:, 1], atol=1e-5)
+
+
+def test_body_weight_bundle_needs_a_body_weight_and_rows_without_one_are_nan(bw_data, tmp_path):
+    train, val = bw_data
+    est = Estimator("ridge", targets=TARGETS, threads=1, verbose=False, body_weight_norm=True).fit(train, val)
+    bundle = load_bundle(est.save(tmp_path / "b"))
+    x = val.frames[bundle.columns].to_numpy(np.float32)[:4]
+    with pytest.raises(GaitforceError, match="body weight"):
+        bundle.predict_features(x)
+    with pytest.raises(GaitforceError, match="one value or one per row"):
+        bundle.predict_features(x, body_weight=np.ones(3) * 700)
+    y = bundle.predict_features(x, body_weight=[700.0, np.nan, 0.0, 700.0])
+    assert np.isnan(y[1:3]).all() and np.isfinite(y[[0, 3]]).all()
+    # one body weight fixed for a stream: the wrapped session feeds it to every run
+    fixed = bundle.with_body_weight(700.0)
+    np.testing.assert_array_equal(fixed.predict_features(x), bundle.predict_features(x, body_weight=700.0))
+    raw = fixed.session.run(["targets"], {"features": x})[0]
+    np.testing.assert_allclose(raw, bundle.predict_features(x, body_weight=700.0), rtol=1e-6)
+    with pytest.raises(GaitforceError, match="positive"):
+        bundle.with_body_weight(-1.0)
+
+
+def test_bundle_without_body_weight_ignores_one(ridge_bundle, data):
+    est, path = ridge_bundle
+    bundle = load_bundle(path)
+    assert not bundle.needs_body_weight and bundle.with_body_weight(700.0) is bundle
+    x = data[1].frames[bundle.columns].to_numpy(np.float32)
+    np.testing.assert_array_equal(bundle.predict_features(x, body_weight=700.0), bundle.predict_features(x))
+    assert "body_weight" not in bundle.spec["input"] and "body_weight_input" not in bundle.spec["onnx"]
+
+
+def test_body_weight_bundle_json_is_checked(bw_data, tmp_path):
+    train, _ = bw_data
+    path = Estimator("ridge", threads=1, verbose=False, body_weight_norm=True).fit(train).save(tmp_path / "b")
+    spec = json.loads((path / "bundle.json").read_text())
+    for edit, message in ((lambda s: s["onnx"].pop("body_weight_input"), "given together"),
+                          (lambda s: s["input"].update(body_weight_unit="kg"), "body_weight_unit must be 'N'"),
+                          (lambda s: s["input"].pop("body_weight"), "given together")):
+        bad = json.loads(json.dumps(spec))
+        edit(bad)
+        (path / "bundle.json").write_text(json.dumps(bad))
+        with pytest.raises(BundleError, match=message):
+            load_bundle(path)
+
+
+def test_body_weight_bundle_quantises_with_calibration_body_weights(bw_data, tmp_path):
+    from gaitforce.bundle import quantize_bundle
+
+    train, val = bw_data
+    est = Estimator("paper-cnn", targets=TARGETS, epochs=3, threads=1, verbose=False, body_weight_norm=True,
+                    channels=4, fc_width=8).fit(train, val)
+    path = est.save(tmp_path / "b")
+    with pytest.raises(GaitforceError, match="body weights"):
+        quantize_bundle(path, est.features_of(train))
+    bw_train, bw_val = train.frames["mass"].to_numpy() * 9.81, val.frames["mass"].to_numpy() * 9.81
+    entry = quantize_bundle(path, est.features_of(train), calibration_body_weight=bw_train,
+                            held_out=est.features_of(val), held_out_body_weight=bw_val, held_out_name="val",
+                            test_rmse={"knee_medial": 1e9, "emg_soleus": 1e9}, max_frames=200)
+    fp32, int8 = load_bundle(path, precision="fp32"), load_bundle(path, precision="int8")
+    a = fp32.predict_features(est.features_of(val), body_weight=bw_val)
+    b = int8.predict_features(est.features_of(val), body_weight=bw_val)
+    d = np.abs(b - a)
+    assert entry["agreement"]["frames"] == len(val)
+    assert d[:, 0].max() == pytest.approx(entry["agreement"]["targets"]["knee_medial"]["max_abs_diff"], rel=1e-4)
+    assert 0 < d[:, 0].max() < 0.05 * np.abs(a[:, 0]).max()  # quantised, yet close

@@ -248,3 +248,93 @@ def test_cli_train_param_sets_hyperparameters(tmp_path, capsys):
     assert cli.main(["train", str(ds_dir), "--out", str(tmp_path / "c"), "--param", "kernels=3"]) == 2
     assert "no hyperparameter(s) ['kernels']" in capsys.readouterr().err
     assert cli.main(["train", str(ds_dir), "--out", str(tmp_path / "c"), "--param", "conv_layers"]) == 2
+
+
+# -- body-weight normalisation: sweep score in the targets' units, and train -> bundle -> consumers ----------
+def bw_dataset(n_stances=20, *, seed=0) -> Dataset:
+    """:func:`make_dataset` with GRF columns and subjects of 60-100 kg whose forces scale with body weight."""
+    ds = make_dataset(n_stances, seed=seed)
+    fr = ds.frames.rename(columns={f"f0_{a}": f"grf_{a}" for a in "xyz"})
+    fr["mass"] = fr["subject"].map({f"p{i}": 60.0 + 10.0 * i for i in range(5)})
+    scale = fr["mass"].to_numpy() / 70.0
+    fr[["grf_x", "grf_y", "grf_z"]] *= 700.0 * scale[:, None]
+    fr[["knee_medial", "knee_lateral"]] *= scale[:, None]
+    cols = [c.replace("f0_", "grf_") for c in ds.manifest["features"]]
+    return Dataset(fr, {**ds.manifest, "features": cols,
+                        "feature_sets": {"all": {"columns": cols, "shape": [ROWS, 3]}}})
+
+
+def test_sweep_score_is_in_the_targets_units_also_with_body_weight_norm():
+    from gaitforce.sweep import validation_score
+
+    train, val = bw_dataset(10), bw_dataset(4, seed=1)
+    targets = ("knee_medial", "knee_lateral")
+    for bw in (False, True):
+        est = Estimator("ridge", targets=targets, body_weight_norm=bw, **FAST).fit(train, val)
+        s = est.score(val)
+        # by hand: each target's RMSE (N) over its training SD (N, population), averaged over targets
+        want = np.mean([s[t]["rmse"] / train.frames[t].std(ddof=0) for t in targets])
+        assert validation_score(est, val) == pytest.approx(want, rel=1e-5)
+        assert 0.01 < want < 1  # a fair fit: well below 1 SD, never hundreds of SDs
+    # the network's own scale is in body weights (~1/700 of N): the old yardstick was ~700x too small
+    assert est.y_scale_[0] < 0.01 * train.frames["knee_medial"].std()
+
+
+def test_cli_train_body_weight_norm_end_to_end(tmp_path, capsys):
+    ds_dir = bw_dataset(10).save(tmp_path / "ds")
+    rc = cli.main(["train", str(ds_dir), "--out", str(tmp_path / "b"), "--model", "paper-cnn", "--epochs", "2",
+                   "--param", "body_weight_norm=true", "--param", "channels=4", "--quiet", "--threads", "1",
+                   "--quantize", "int8"])
+    assert rc == 0
+    spec = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert spec["input"]["body_weight"] is True and spec["model"]["training"]["body_weight_norm"] is True
+    assert spec["quantized"]["int8"]["agreement"]["on"] == "test"
+    capsys.readouterr()
+    # evaluate --bundle feeds the dataset's mass: its predictions are the bundle's at mass x 9.81
+    assert cli.main(["evaluate", str(ds_dir), "--bundle", str(tmp_path / "b"), "--out", str(tmp_path / "ev")]) == 0
+    from gaitforce.bundle import load_bundle
+
+    bundle, ds = load_bundle(tmp_path / "b"), Dataset.load(ds_dir)
+    preds = pd.read_csv(tmp_path / "ev" / "predictions.csv.gz")
+    want = bundle.predict_features(ds.frames[bundle.columns].to_numpy(np.float32),
+                                   body_weight=ds.frames["mass"].to_numpy() * 9.81)[:, 0]
+    np.testing.assert_allclose(np.sort(preds["knee_medial_pred"].to_numpy()), np.sort(want), rtol=1e-5)
+    # without any mass: one line, exit 2
+    no_mass = Dataset.load(ds_dir)
+    no_mass.frames["mass"] = np.nan
+    no_mass.save(tmp_path / "ds2")
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "ds2"), "--bundle", str(tmp_path / "b"),
+                     "--out", str(tmp_path / "ev2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'mass' column holds no subject mass" in err[0]
+    # explain refuses in one line; stream asks for --mass before touching LSL
+    assert cli.main(["explain", str(tmp_path / "b"), str(ds_dir), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "body-weight normalisation" in err[0]
+    assert cli.main(["stream", str(tmp_path / "b"), "--lsl", "nothing-here", "--timeout", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--mass KG" in err[0]
+    assert cli.main(["stream", str(tmp_path / "b"), "--lsl", "nothing-here", "--mass", "-3"]) == 2
+    assert "above 0 and below 500" in capsys.readouterr().err
+
+
+def test_predict_takes_the_mass_from_the_option_or_the_file(tmp_path):
+    from gaitforce.bundle import load_bundle
+    from gaitforce.commands.predict import _body_mass, check_mass
+
+    train = bw_dataset(6)
+    path = Estimator("ridge", body_weight_norm=True, **FAST).fit(train).save(tmp_path / "b")
+    bundle = load_bundle(path)
+    frames = train.frames.head(50).copy()
+    _body_mass(bundle, frames, "walk.c3d", None)  # the file's mass is kept
+    np.testing.assert_array_equal(frames["mass"], train.frames["mass"].head(50))
+    _body_mass(bundle, frames, "walk.c3d", 80.0)  # --mass wins
+    assert (frames["mass"] == 80.0).all()
+    frames["mass"] = np.nan
+    with pytest.raises(GaitforceError, match="give --mass KG") as err:
+        _body_mass(bundle, frames, "walk.c3d", None)
+    assert err.value.source == "walk.c3d"
+    assert check_mass(None) is None and check_mass(72.5) == 72.5
+    with pytest.raises(GaitforceError, match="above 0"):
+        check_mass(0.0)

@@ -4,7 +4,10 @@
 
 - ``DIR/model.onnx``: the network(s) with the input and target normalisation folded into the graph, so the
   graph maps raw features ``features`` (N, F) float32 to ``targets`` (N, K) float32 in the targets' units; the
-  batch axis is dynamic; exported with PyTorch's ``torch.export``-based exporter at opset :data:`OPSET`, all
+  batch axis is dynamic. A model trained with ``body_weight_norm`` has a second input ``body_weight`` (N,
+  shape (batch, 1)): the graph divides the force inputs (``grf_*``) by it and multiplies the targets in N back,
+  so inputs and outputs stay in the dataset's units (``bundle.json``: ``input.body_weight: true``,
+  ``input.body_weight_unit: "N"``, ``onnx.body_weight_input``); exported with PyTorch's ``torch.export``-based exporter at opset :data:`OPSET`, all
   weights inside the one file;
 - ``DIR/bundle.json``: everything needed to use the model correctly (see :data:`SCHEMA_VERSION` and
   :func:`validate_spec`): model name and hyperparameters, the input spec (feature set, column order, the
@@ -61,6 +64,7 @@ MAX_CALIBRATION_FRAMES = 4096
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
 SPEC_FILE = "bundle.json"
 INPUT_NAME = "features"
+BODY_WEIGHT_NAME = "body_weight"
 OUTPUT_NAME = "targets"
 _STANDARD_DOMAINS = {"", "ai.onnx"}
 MAX_SPEC_BYTES = 64 * 2**20
@@ -77,7 +81,8 @@ def save_bundle(estimator, path, *, dataset_manifest: dict | None, metrics: dict
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     model_path = path / MODEL_FILE
-    export_onnx(estimator.folded_module(), len(estimator.columns_), model_path)
+    module = estimator.export_module() if hasattr(estimator, "export_module") else estimator.folded_module()
+    export_onnx(module, len(estimator.columns_), model_path, body_weight=_uses_body_weight(estimator))
     spec = bundle_spec(estimator, dataset_manifest=dataset_manifest or {}, metrics=metrics)
     data = model_path.read_bytes()
     spec["onnx"]["sha256"] = _sha256(data)
@@ -87,8 +92,13 @@ def save_bundle(estimator, path, *, dataset_manifest: dict | None, metrics: dict
     return path
 
 
-def export_onnx(module, n_features: int, out: Path) -> None:
-    """Export a (N, F) -> (N, K) CPU module to a single-file ONNX graph with a dynamic batch axis."""
+def _uses_body_weight(estimator) -> bool:
+    return getattr(estimator, "force_inputs_", None) is not None
+
+
+def export_onnx(module, n_features: int, out: Path, *, body_weight: bool = False) -> None:
+    """Export a (N, F) -> (N, K) CPU module to a single-file ONNX graph with a dynamic batch axis; with
+    ``body_weight`` the module takes (features (N, F), body_weight (N, 1)) and so does the graph."""
     import torch
 
     try:
@@ -96,17 +106,22 @@ def export_onnx(module, n_features: int, out: Path) -> None:
     except ImportError:
         raise GaitforceError("writing a bundle needs the 'onnxscript' package (pip install onnxscript)") from None
     module = module.cpu().eval()
-    example = torch.zeros(2, n_features, dtype=torch.float32)
+    example = (torch.zeros(2, n_features, dtype=torch.float32),)
+    names = [INPUT_NAME]
+    batch = torch.export.Dim("batch")
+    if body_weight:
+        example += (torch.full((2, 1), 700.0, dtype=torch.float32),)
+        names.append(BODY_WEIGHT_NAME)
     with warnings.catch_warnings(), _quiet_export():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module,
-            (example,),
-            input_names=[INPUT_NAME],
+            example,
+            input_names=names,
             output_names=[OUTPUT_NAME],
             opset_version=OPSET,
             dynamo=True,
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamic_shapes=tuple({0: batch} for _ in example),
             external_data=False,
             verbose=False,
         )
@@ -121,7 +136,7 @@ def export_onnx(module, n_features: int, out: Path) -> None:
 
 
 def quantize_bundle(path, calibration, *, held_out=None, held_out_name: str = "held-out",
-                    test_rmse: dict | None = None,
+                    test_rmse: dict | None = None, calibration_body_weight=None, held_out_body_weight=None,
                     max_frames: int = MAX_CALIBRATION_FRAMES, seed: int = 0, make_default: bool | str = False,
                     first_layer_fp32: bool = True, reduce_range: bool = True) -> dict:
     """Add an int8 copy of bundle ``path``'s network (``model.int8.onnx``); returns its ``bundle.json`` entry.
@@ -138,23 +153,29 @@ def quantize_bundle(path, calibration, *, held_out=None, held_out_name: str = "h
     ``held_out``: (M, F) features not used for calibration (the test frames) on which int8 and fp32
     predictions are compared per target (max and RMS difference in target units); without it the calibration
     frames are used and the entry says so (and gives no verdict); ``held_out_name`` names the set (e.g.
-    ``"test"``) in the entry. ``test_rmse``: {target: fp32 test RMSE}; with it each target gets
+    ``"test"``) in the entry. A bundle with a body-weight input (``body_weight_norm``) needs
+    ``calibration_body_weight`` and (with ``held_out``) ``held_out_body_weight``: N, one per row (or one for
+    all); rows without a positive finite one are dropped like rows with a non-finite feature. ``test_rmse``: {target: fp32 test RMSE}; with it each target gets
     the verdict of the stated rule (:data:`INT8_RMS_FRACTION`, :data:`INT8_MAX_FRACTION`). ``make_default``:
     ``"if-accurate"`` (int8 becomes the default when every target passes), True or False.
     """
     path = Path(path)
     spec_path = path / SPEC_FILE
     fp32 = load_bundle(path, precision="fp32")
-    x = _finite_rows(calibration, len(fp32.columns), "calibration", path)
+    x, bw = _finite_rows(calibration, len(fp32.columns), "calibration", path, bundle=fp32,
+                         body_weight=calibration_body_weight)
     if len(x) == 0:
         raise GaitforceError("no calibration frame has every feature finite", source=path)
     rng = np.random.default_rng(seed)
     if len(x) > max_frames:
-        x = x[np.sort(rng.choice(len(x), size=max_frames, replace=False))]
+        pick = np.sort(rng.choice(len(x), size=max_frames, replace=False))
+        x, bw = x[pick], None if bw is None else bw[pick]
     int8_path = path / INT8_FILE
-    fp32_nodes = _quantize_static(path / fp32.spec["onnx"]["file"], int8_path, x,
-                                  input_name=fp32.spec["onnx"]["input"], first_layer_fp32=first_layer_fp32,
-                                  reduce_range=reduce_range)
+    feeds = {fp32.spec["onnx"]["input"]: x}
+    if bw is not None:
+        feeds[fp32.spec["onnx"]["body_weight_input"]] = bw
+    fp32_nodes = _quantize_static(path / fp32.spec["onnx"]["file"], int8_path, feeds,
+                                  first_layer_fp32=first_layer_fp32, reduce_range=reduce_range)
     data = int8_path.read_bytes()
     entry: dict[str, Any] = {
         "file": INT8_FILE, "sha256": _sha256(data), "opset": _opset(data),
@@ -170,10 +191,11 @@ def quantize_bundle(path, calibration, *, held_out=None, held_out_name: str = "h
     _check_io(int8, spec, int8_path)
     check_on = held_out_name
     if held_out is None:
-        xh, check_on = x, "calibration"
+        xh, bwh, check_on = x, bw, "calibration"
     else:
-        xh = _finite_rows(held_out, len(fp32.columns), "held-out", path)
-    entry["agreement"] = _agreement(fp32, int8, xh, check_on, test_rmse)
+        xh, bwh = _finite_rows(held_out, len(fp32.columns), "held-out", path, bundle=fp32,
+                               body_weight=held_out_body_weight)
+    entry["agreement"] = _agreement(fp32, int8, xh, check_on, test_rmse, body_weight=bwh)
     verdicts = [a.get("as_accurate") for a in entry["agreement"]["targets"].values()]
     if make_default == "if-accurate":
         make_default = bool(verdicts) and all(v is True for v in verdicts)
@@ -184,16 +206,27 @@ def quantize_bundle(path, calibration, *, held_out=None, held_out_name: str = "h
     return spec["quantized"]["int8"]
 
 
-def _finite_rows(x, n_features: int, what: str, source) -> np.ndarray:
+def _finite_rows(x, n_features: int, what: str, source, *, bundle: "Bundle", body_weight=None):
+    """The rows of ``x`` with every feature (and, for a body-weight bundle, the body weight) usable:
+    (features (M, F), body weights (M, 1) or None)."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] != n_features:
         raise GaitforceError(f"{what} features must be (N, {n_features}), got shape {x.shape}", source=source)
-    return np.ascontiguousarray(x[np.isfinite(x).all(axis=1)])
+    ok = np.isfinite(x).all(axis=1)
+    if not bundle.needs_body_weight:
+        return np.ascontiguousarray(x[ok]), None
+    if body_weight is None:
+        raise GaitforceError(f"the bundle takes a body weight: give the {what} frames' body weights (N) too",
+                             source=source)
+    bw = bundle._body_weight_rows(body_weight, len(x))
+    ok &= np.isfinite(bw)
+    return np.ascontiguousarray(x[ok]), np.ascontiguousarray(bw[ok, None])
 
 
-def _quantize_static(src: Path, out: Path, x: np.ndarray, *, input_name: str, first_layer_fp32: bool,
+def _quantize_static(src: Path, out: Path, feeds: dict[str, np.ndarray], *, first_layer_fp32: bool,
                      reduce_range: bool) -> list[str]:
-    """Quantise ``src`` into ``out``; returns the names of the quantisable nodes kept in float32."""
+    """Quantise ``src`` into ``out`` calibrated on ``feeds`` ({input name: rows}); returns the names of the
+    quantisable nodes kept in float32."""
     import logging
 
     import onnx
@@ -203,7 +236,8 @@ def _quantize_static(src: Path, out: Path, x: np.ndarray, *, input_name: str, fi
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self._batches = iter([{input_name: x[i : i + 256]} for i in range(0, len(x), 256)])
+            n = len(next(iter(feeds.values())))
+            self._batches = iter([{k: v[i : i + 256] for k, v in feeds.items()} for i in range(0, n, 256)])
 
         def get_next(self):
             return next(self._batches, None)
@@ -242,10 +276,14 @@ def _drop_unused_domains(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def _agreement(fp32: "Bundle", int8_session, x: np.ndarray, on: str, test_rmse: dict | None) -> dict:
+def _agreement(fp32: "Bundle", int8_session, x: np.ndarray, on: str, test_rmse: dict | None, *,
+               body_weight: np.ndarray | None = None) -> dict:
     spec = fp32.spec["onnx"]
-    ref = fp32.predict_features(x).astype(np.float64)
-    y = int8_session.run([spec["output"]], {spec["input"]: x})[0].astype(np.float64) if len(x) else ref
+    ref = fp32.predict_features(x, body_weight=body_weight).astype(np.float64)
+    feed = {spec["input"]: x}
+    if body_weight is not None:
+        feed[spec["body_weight_input"]] = body_weight
+    y = int8_session.run([spec["output"]], feed)[0].astype(np.float64) if len(x) else ref
     out: dict[str, Any] = {"frames": int(len(x)), "on": on,
                            "rule": f"as_accurate: RMS(int8 - fp32) <= {INT8_RMS_FRACTION:g} x the fp32 test RMSE "
                                    f"and max |int8 - fp32| <= {INT8_MAX_FRACTION:g} x it", "targets": {}}
@@ -312,6 +350,14 @@ def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> d
                 **extra}
     data = dict(estimator.training_data_)
     rate = data.pop("sample_rate", None)
+    body_weight: dict[str, Any] = {}
+    onnx_bw: dict[str, Any] = {}
+    if _uses_body_weight(estimator):
+        body_weight = {"body_weight": True, "body_weight_unit": "N",
+                       "body_weight_divides": [c for c, f in zip(estimator.columns_, estimator.force_inputs_) if f],
+                       "body_weight_multiplies": [t for t, u in zip(estimator.targets, estimator.target_units_)
+                                                  if u == "N"]}
+        onnx_bw = {"body_weight_input": BODY_WEIGHT_NAME}
     return _json_safe({
         "schema_version": SCHEMA_VERSION,
         "format": FORMAT,
@@ -323,13 +369,15 @@ def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> d
             "dtype": "float32",
             "marker_map": marker_map,
             "ingest_settings": settings if isinstance(settings, dict) else None,
+            **body_weight,
         },
         "targets": [{"name": n, "unit": u} for n, u in zip(estimator.targets, estimator.target_units_)],
         "sample_rate": rate,
         "training_data": data,
         "metrics": metrics if metrics is not None else {},
         "versions": _versions(),
-        "onnx": {"file": MODEL_FILE, "sha256": "", "opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME},
+        "onnx": {"file": MODEL_FILE, "sha256": "", "opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME,
+                 **onnx_bw},
     })
 
 
@@ -408,6 +456,9 @@ def validate_spec(spec: Any, *, source=None) -> dict:
     _check(shape[0] * shape[1] == len(columns), f"input.shape {shape} does not hold {len(columns)} columns", source)
     _typed(inp, "marker_map", (str, dict), "input", source, optional=True)
     _typed(inp, "ingest_settings", dict, "input", source, optional=True)
+    needs_bw = _typed(inp, "body_weight", bool, "input", source, optional=True)
+    if needs_bw:
+        _check(inp.get("body_weight_unit") == "N", "input.body_weight_unit must be 'N'", source)
 
     targets = _typed(spec, "targets", list, "bundle", source)
     _check(len(targets) > 0, "targets is empty", source)
@@ -430,6 +481,9 @@ def validate_spec(spec: Any, *, source=None) -> dict:
     _typed(onnx_spec, "opset", int, "onnx", source)
     _typed(onnx_spec, "input", str, "onnx", source)
     _typed(onnx_spec, "output", str, "onnx", source)
+    bw_input = _typed(onnx_spec, "body_weight_input", str, "onnx", source, optional=True)
+    _check(bool(needs_bw) == (bw_input is not None),
+           "input.body_weight and onnx.body_weight_input must be given together", source)
 
     quantized = _typed(spec, "quantized", dict, "bundle", source, optional=True) or {}
     _check(set(quantized) <= {"int8"}, f"quantized holds unknown precisions {sorted(set(quantized) - {'int8'})}",
@@ -510,29 +564,106 @@ class Bundle:
     def ingest_settings(self) -> dict | None:
         return self.spec["input"].get("ingest_settings")
 
-    def predict_features(self, x) -> np.ndarray:
+    @property
+    def needs_body_weight(self) -> bool:
+        """Whether the model takes the body weight (N) beside the features (trained with ``body_weight_norm``)."""
+        return bool(self.spec["input"].get("body_weight"))
+
+    def _body_weight_rows(self, body_weight, n: int) -> np.ndarray:
+        """A scalar, (n,) or (n, 1) body weight in N -> (n,) float32, NaN where not positive and finite."""
+        bw = np.asarray(body_weight, dtype=np.float64)
+        if bw.ndim == 2 and bw.shape[1] == 1:
+            bw = bw[:, 0]
+        if not (bw.ndim == 0 or bw.shape == (n,)):
+            raise GaitforceError(f"body_weight must be one value or one per row ({n}), got shape {bw.shape}",
+                                 source=self.path)
+        bw = np.broadcast_to(bw, (n,))
+        return np.where(np.isfinite(bw) & (bw > 0), bw, np.nan).astype(np.float32)
+
+    def with_body_weight(self, body_weight: float) -> "Bundle":
+        """This bundle with one body weight (N) fed to every run of its session (for a stream of one subject):
+        ``session.run`` and :meth:`predict_features` then need no ``body_weight``. A bundle without a body-weight
+        input is returned unchanged."""
+        if not self.needs_body_weight:
+            return self
+        value = float(body_weight)
+        if not (math.isfinite(value) and value > 0):
+            raise GaitforceError(f"body weight must be a positive number of N, not {body_weight!r}", source=self.path)
+        session = _FixedBodyWeight(self.session, self.spec["onnx"]["body_weight_input"], value)
+        return Bundle(path=self.path, spec=self.spec, session=session, precision=self.precision)
+
+    def predict_features(self, x, *, body_weight=None) -> np.ndarray:
         """(N, F) features in :attr:`columns` order -> (N, K) predictions in target units.
 
-        A row with a non-finite feature gives NaN for that row (the rest are unaffected)."""
+        A row with a non-finite feature gives NaN for that row (the rest are unaffected). ``body_weight`` (N: one
+        value, (N,) or (N, 1)) is required when :attr:`needs_body_weight` (unless fixed by
+        :meth:`with_body_weight`); a row whose body weight is not positive and finite gives NaN. Other bundles
+        ignore it (their model has no use for it)."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(self.columns):
             raise GaitforceError(f"features must be (N, {len(self.columns)}), got shape {x.shape}", source=self.path)
         out = np.full((len(x), len(self.targets)), np.nan, dtype=np.float32)
         ok = np.isfinite(x).all(axis=1)
+        spec = self.spec["onnx"]
+        feed = {}
+        if self.needs_body_weight:
+            if body_weight is None:
+                body_weight = getattr(self.session, "body_weight", None)
+            if body_weight is None:
+                raise GaitforceError("this model was trained on body-weight-normalised data and needs the subject's "
+                                     "body weight (give body_weight in N, or the mass in kg)", source=self.path)
+            bw = self._body_weight_rows(body_weight, len(x))
+            ok &= np.isfinite(bw)
+            feed[spec["body_weight_input"]] = np.ascontiguousarray(bw[ok, None])
         if ok.any():
-            spec = self.spec["onnx"]
-            out[ok] = self.session.run([spec["output"]], {spec["input"]: np.ascontiguousarray(x[ok])})[0]
+            feed[spec["input"]] = np.ascontiguousarray(x[ok])
+            out[ok] = self.session.run([spec["output"]], feed)[0]
         return out
 
-    def predict_frames(self, frames) -> "Any":
-        """A DataFrame holding :attr:`columns` -> a DataFrame of the targets (same index)."""
+    def predict_frames(self, frames, *, body_weight=None) -> "Any":
+        """A DataFrame holding :attr:`columns` -> a DataFrame of the targets (same index).
+
+        A bundle that needs the body weight takes ``body_weight`` (N) or else the frames' ``mass`` column (kg,
+        times :data:`gaitforce.evaluation.G`)."""
         import pandas as pd
 
         missing = [c for c in self.columns if c not in frames]
         if missing:
             raise GaitforceError(f"input lacks feature columns {missing[:5]}", source=self.path)
-        y = self.predict_features(frames[self.columns].to_numpy(np.float32))
+        if self.needs_body_weight and body_weight is None and "mass" in frames:
+            body_weight = body_weight_of_mass(frames["mass"].to_numpy(np.float64))
+        y = self.predict_features(frames[self.columns].to_numpy(np.float32), body_weight=body_weight)
         return pd.DataFrame(y, columns=self.targets, index=frames.index)
+
+
+def body_weight_of_mass(mass) -> np.ndarray:
+    """Mass (kg) -> body weight (N) with the one G training and metrics use; NaN where the mass is missing or
+    not positive."""
+    from .evaluation import G
+
+    m = np.asarray(mass, dtype=np.float64)
+    return np.where(np.isfinite(m) & (m > 0), m * G, np.nan)
+
+
+class _FixedBodyWeight:
+    """An ONNX Runtime session stand-in that adds one body weight (N) to every run's feed (rows as the
+    features have); everything else goes to the session."""
+
+    def __init__(self, session, name: str, body_weight: float):
+        self._session, self._name, self.body_weight = session, name, float(body_weight)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def run(self, outputs, feed, *args, **kwargs):
+        if self._name not in feed:
+            n = len(next(iter(feed.values())))
+            bw = self._cache.get(n)
+            if bw is None:
+                bw = self._cache[n] = np.full((n, 1), self.body_weight, dtype=np.float32)
+            feed = {**feed, self._name: bw}
+        return self._session.run(outputs, feed, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
 
 
 def load_bundle(path, *, intra_op_num_threads: int = 1, precision: str | None = None) -> Bundle:
@@ -590,8 +721,10 @@ def _open_session(data: bytes, threads: int, source):
 def _check_io(session, spec: dict, source) -> None:
     ins, outs = session.get_inputs(), session.get_outputs()
     want_in, want_out = spec["onnx"]["input"], spec["onnx"]["output"]
-    if [i.name for i in ins] != [want_in] or want_out not in [o.name for o in outs]:
-        raise BundleError(f"model's inputs/outputs are not {want_in!r} -> {want_out!r}", source=source)
+    want_ins = [want_in] + ([spec["onnx"]["body_weight_input"]] if spec["input"].get("body_weight") else [])
+    if [i.name for i in ins] != want_ins or want_out not in [o.name for o in outs]:
+        raise BundleError(f"model's inputs/outputs are not {', '.join(map(repr, want_ins))} -> {want_out!r}",
+                          source=source)
     f = ins[0].shape[-1] if ins[0].shape else None
     k = next(o for o in outs if o.name == want_out).shape[-1]
     if isinstance(f, int) and f != len(spec["input"]["columns"]):

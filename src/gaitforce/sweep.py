@@ -4,7 +4,8 @@
 :class:`~optuna.samplers.RandomSampler` (seeded, so the same seed draws the same settings) from the bounds in
 :data:`SPACES`, trains an :class:`~gaitforce.training.Estimator` for each and scores it by the validation RMSE
 in the targets' own units (the mean over targets of each target's RMSE divided by its training standard
-deviation, so targets in N and in 1 weigh alike). It returns the best parameters and a table of all trials.
+deviation in the same unit, so targets in N and in 1 weigh alike, and a ``body_weight_norm`` sweep scores in N
+like any other; see :func:`validation_score`). It returns the best parameters and a table of all trials.
 
 Bounds (per architecture; training parameters are shared):
 
@@ -82,9 +83,13 @@ def _suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
 
 
 def validation_score(est: Estimator, val: Dataset) -> float:
-    """Mean over targets of the validation RMSE divided by the target's training standard deviation."""
+    """Mean over targets of the validation RMSE divided by the target's training standard deviation, both in
+    the target's own units (N for a force also under ``body_weight_norm``, whose network learns in body
+    weights: its ``y_scale_`` is in BW and is not the yardstick), so a score means the same with and without
+    body-weight normalisation."""
     scores = est.score(val)
-    vals = [scores[t]["rmse"] / float(est.y_scale_[k]) for k, t in enumerate(est.targets)]
+    scale = getattr(est, "y_unit_scale_", est.y_scale_)
+    vals = [scores[t]["rmse"] / float(scale[k]) for k, t in enumerate(est.targets)]
     return float(np.mean(vals))
 
 

@@ -23,8 +23,9 @@ Options beyond the seed:
 - ``body_weight_norm=True``: force inputs (columns named ``grf_*``, in N) and targets in N are divided by the
   frame's body weight (``mass`` x 9.81) before normalisation, so the network learns in body weights; predictions
   are multiplied back and stay in N. Frames without a positive finite mass are dropped from training, and get
-  NaN at prediction. :meth:`Estimator.predict_features` then needs ``body_weight=`` (N); such an estimator
-  cannot be written as a bundle yet (the ONNX graph has no body-weight input).
+  NaN at prediction. :meth:`Estimator.predict_features` then needs ``body_weight=`` (N). Its bundle's ONNX graph
+  takes a second input ``body_weight`` (N, shape (batch, 1)) and does the division and multiplication inside
+  (:class:`BodyWeightFolded`), so the bundle maps raw features in N to targets in N like any other.
 - ``input_noise=s``: Gaussian noise of SD ``s`` (in normalised input units) added to each training batch
   (augmentation; 0 = off).
 """
@@ -101,6 +102,26 @@ class FoldedModel(nn.Module):
         outs = [net(xn) for net in self.nets]
         y = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return y * self.y_scale + self.y_mean
+
+
+class BodyWeightFolded(nn.Module):
+    """A :class:`FoldedModel` of a ``body_weight_norm`` estimator with the body weight as a second input:
+    (features (N, F) in their units, body_weight (N, 1) in N) -> targets (N, K) in their units.
+
+    The force inputs (``x_bw``) are divided by the row's body weight before the folded network and the targets
+    in N (``y_bw``) multiplied by it after, exactly as :meth:`Estimator.predict_features` does."""
+
+    def __init__(self, folded: FoldedModel, x_bw, y_bw):
+        super().__init__()
+        self.folded = folded
+        self.register_buffer("x_bw", torch.as_tensor(np.asarray(x_bw, dtype=bool)).clone())
+        self.register_buffer("y_bw", torch.as_tensor(np.asarray(y_bw, dtype=bool)).clone())
+
+    def forward(self, x: torch.Tensor, body_weight: torch.Tensor) -> torch.Tensor:
+        bw = body_weight.reshape(-1, 1)
+        one = torch.ones_like(bw)
+        y = self.folded(x / torch.where(self.x_bw, bw, one))
+        return y * torch.where(self.y_bw, bw, one)
 
 
 def _scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,14 +255,21 @@ class Estimator:
         return ds.feature_columns(self.feature_set)
 
     def _xy(self, ds: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+        x, y, dropped, _ = self._xy_units(ds)
+        return x, y, dropped
+
+    def _xy_units(self, ds: Dataset) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """Usable rows: network inputs, network targets (in BW under ``body_weight_norm``), the number of rows
+        dropped, and the targets of the kept rows in their own units."""
         x, y, _ = ds.arrays(self.feature_set, list(self.targets))
+        y_units = y
         if self.body_weight_norm:
             bw = _body_weight(ds)
             x = x / np.where(self._force_inputs(self._columns(ds)), bw[:, None], 1.0).astype(np.float32)
             units = [str(ds.targets.get(t, "")) for t in self.targets]
             y = y / np.where(np.array([u == "N" for u in units]), bw[:, None], 1.0).astype(np.float32)
         keep = np.isfinite(x).all(axis=1) & np.isfinite(y).all(axis=1)
-        return x[keep], y[keep], int((~keep).sum())
+        return x[keep], y[keep], int((~keep).sum()), y_units[keep]
 
     @staticmethod
     def _force_inputs(columns: Sequence[str]) -> np.ndarray:
@@ -255,7 +283,7 @@ class Estimator:
         kind = getattr(cls, "input_kind", "frame")
         if kind != "frame":
             raise GaitforceError(f"model {self.model!r} takes {kind!r} input, which this Estimator cannot feed yet")
-        x, y, dropped = self._xy(train)
+        x, y, dropped, y_units = self._xy_units(train)
         if len(x) < 2:
             raise GaitforceError(f"training set has {len(x)} usable frames", source=train.path)
         has_val = val is not None and len(val) > 0
@@ -270,6 +298,8 @@ class Estimator:
         self.n_dropped_ = {"train": dropped, "val": dropped_val}
         self.x_mean_, self.x_scale_ = _scale(x)
         self.y_mean_, self.y_scale_ = _scale(y)
+        # the targets' training SD in their own units (N, not BW, under body_weight_norm): the sweep's yardstick
+        self.y_unit_scale_ = _scale(np.asarray(y_units, dtype=np.float64))[1]
         self.device_ = resolve_device(self.device)
         self.manifest_ = dict(train.manifest)
         self.training_data_ = _summary(train, val if has_val else None)
@@ -375,6 +405,15 @@ class Estimator:
         nets = [net.cpu().eval() for net in self.nets_]
         return FoldedModel(nets, self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_).eval()
 
+    def export_module(self) -> nn.Module:
+        """What a bundle's ONNX graph is exported from: :meth:`folded_module`, wrapped in
+        :class:`BodyWeightFolded` (a second input, the body weight in N) under ``body_weight_norm``."""
+        folded = self.folded_module()
+        if getattr(self, "force_inputs_", None) is None:
+            return folded
+        per_target = np.array([u == "N" for u in self.target_units_], dtype=bool)
+        return BodyWeightFolded(folded, self.force_inputs_, per_target).eval()
+
     def predict_features(self, x: np.ndarray, *, body_weight=None) -> np.ndarray:
         """(N, F) raw features in ``columns_`` order -> (N, K) predictions in target units (float64).
 
@@ -442,9 +481,6 @@ class Estimator:
         from .bundle import save_bundle
 
         self._check_fitted()
-        if self.body_weight_norm:
-            raise GaitforceError("a body-weight-normalised estimator cannot be written as a bundle yet "
-                                 "(the ONNX graph has no body-weight input); train without body_weight_norm")
         manifest = self.manifest_ if dataset_manifest is None else dataset_manifest
         return save_bundle(self, path, dataset_manifest=manifest, metrics=metrics)
 

@@ -141,8 +141,10 @@ def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
     if clash:
         raise GaitforceError(f"the bundle predicts in other units than the dataset holds: {', '.join(clash)}",
                              source=args.bundle)
+    body_weight = _body_weights(bundle, ds)
     _progress(f"evaluate: bundle {args.bundle} on {len(ds.stance_ids)} stances of {ds.path}")
-    pred_all = np.asarray(bundle.predict_features(ds.frames[cols].to_numpy(np.float32)), dtype=float)
+    pred_all = np.asarray(bundle.predict_features(ds.frames[cols].to_numpy(np.float32), body_weight=body_weight),
+                          dtype=float)
     pred = pred_all[:, [targets.index(t) for t in wanted]]
     stances = ds.stances()
     per, preds = _score(ds, pred, wanted, stances)
@@ -155,6 +157,23 @@ def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
     _progress(f"evaluate: report {index}")
     print(markdown_table(ev.summarise(per)))
     return 0
+
+
+def _body_weights(bundle, ds: Dataset):
+    """Per-frame body weight (N) from the dataset's ``mass`` column for a bundle that takes one, else None.
+    Frames without a mass get no prediction (they are left out of the scores, with a note)."""
+    if not getattr(bundle, "needs_body_weight", False):
+        return None
+    from ..bundle import body_weight_of_mass
+
+    bw = body_weight_of_mass(ds.frames["mass"]) if "mass" in ds.frames else np.full(len(ds.frames), np.nan)
+    missing = int((~np.isfinite(bw)).sum())
+    if missing == len(bw):
+        raise GaitforceError("the bundle was trained on body-weight-normalised data and the dataset's 'mass' "
+                             "column holds no subject mass", source=ds.path)
+    if missing:
+        _progress(f"evaluate: note: {missing} of {len(bw)} frames have no subject mass and are not predicted")
+    return bw
 
 
 # ---------------------------------------------------------------------------------------------------------

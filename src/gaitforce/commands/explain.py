@@ -7,7 +7,8 @@ sensitivity map. Beside it, integrated gradients (Captum) from the mean stance g
 unit. Written to DIR: explain.png (both heat maps, features x % stance), sensitivity.csv and
 integrated_gradients.csv (stance % x features), explain.csv (long form with mean gradients, feature means and
 SDs), summary.csv (features ranked), agreement.csv (the sign check on knee adduction and vertical GRF for the
-medial knee force) and explain.json (method, steps, stances used and left out)."""
+medial knee force) and explain.json (method, steps, stances used and left out). A bundle trained with body-weight
+normalisation is refused: its gradients would depend on each subject's body weight."""
 
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def run(args) -> int:
 
     # fp32 always: finite differences of 1e-3 SD through an int8 network would measure its quantisation steps
     bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads, precision="fp32")
+    if bundle.needs_body_weight:
+        raise GaitforceError("explain does not support a model trained with body-weight normalisation yet (its "
+                             "output and gradients depend on each subject's body weight)", source=args.bundle)
     ds = Dataset.load(args.dataset)
     if args.stances:
         unknown = sorted(set(args.stances) - set(ds.stance_ids))

@@ -6,7 +6,11 @@ model. Per stance, ``DIR/<trial>_stance<k>.sto`` (OpenSim storage: time + one co
 ``DIR/<trial>_stance<k>.csv`` (frame, time, stance %, side of the stance leg, predictions, and the measured
 target where the file has one, as ``<target>_measured``) are written. Targets are never required: a measured
 target the file lacks (or whose EMG channel is flat) is left out of the CSV, with a note. A file that fails is
-reported in one line and the others are still processed (exit 1); exit 2 if none could be processed."""
+reported in one line and the others are still processed (exit 1); exit 2 if none could be processed.
+
+A model trained with body-weight normalisation needs the subject's mass: ``--mass KG`` (used for every file,
+over the file's own), else the mass the file records (C3D/MAT subject metadata); a file with neither fails in
+one line."""
 
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="trial files or folders (.c3d, .trc, .mat ...)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the STO and CSV files")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--mass", type=float, default=None, metavar="KG",
+                   help="subject mass for a model trained with body-weight normalisation (default: the file's)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +65,28 @@ def _note_rate(bundle, trial, path) -> None:
               f"{', '.join(f'{r:g}' for r in rates)} Hz data", file=sys.stderr)
 
 
-def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | None = None) -> list[Path]:
+def check_mass(mass, *, option: str = "--mass") -> float | None:
+    """A ``--mass KG`` value: None, or a plausible positive mass (the rule of :class:`gaitforce.trial.Subject`)."""
+    if mass is None:
+        return None
+    if not (np.isfinite(mass) and 0 < mass < 500):
+        raise GaitforceError(f"{option} {mass:g}: a subject mass in kg must be above 0 and below 500")
+    return float(mass)
+
+
+def _body_mass(bundle, frames: pd.DataFrame, path, mass: float | None) -> None:
+    """Set ``frames["mass"]`` for a bundle that needs the body weight: ``mass`` when given, else the file's."""
+    if not bundle.needs_body_weight:
+        return
+    if mass is not None:
+        frames["mass"] = mass
+    elif not np.isfinite(frames["mass"].to_numpy(np.float64)).all():
+        raise GaitforceError("the model was trained on body-weight-normalised data and the file records no subject "
+                             "mass: give --mass KG", source=path)
+
+
+def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | None = None,
+                 mass: float | None = None) -> list[Path]:
     """Predict every stance of one file; returns the files written (STO, CSV per stance).
 
     ``taken``: {output file: the input file it came from} of the files already written in this batch; a file
@@ -72,6 +99,7 @@ def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | N
     trial = read(path)
     _note_rate(bundle, trial, path)
     frames = trial_frames(trial, settings=settings, targets=bundle.targets)
+    _body_mass(bundle, frames, path, mass)
     for note in frames.attrs.get("target_notes", []):
         print(f"gaitforce: note: {path}: {note} (no measured value in the CSV)", file=sys.stderr)
     tables = stance_tables(bundle, frames)
@@ -98,7 +126,10 @@ def run(args) -> int:
     from .train import check_out_folder
 
     out_dir = check_out_folder(args.out)
+    mass = check_mass(args.mass)
     bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads)
+    if mass is not None and not bundle.needs_body_weight:
+        print("gaitforce: note: --mass is not used: the model takes no body weight", file=sys.stderr)
     stored = bundle.ingest_settings
     if stored is None:
         print("gaitforce: note: the bundle stores no ingest settings; using the defaults", file=sys.stderr)
@@ -111,7 +142,7 @@ def run(args) -> int:
     failures, n_files, n_out, taken = [], 0, 0, {}
     for path in files:
         try:
-            written = predict_file(bundle, path, out_dir, settings, taken=taken)
+            written = predict_file(bundle, path, out_dir, settings, taken=taken, mass=mass)
         except GaitforceError as err:
             failures.append(err.with_source(path))
             continue

@@ -6,7 +6,8 @@ see ``gaitforce.stream.layout``) or from a file played into a local LSL stream a
 online, and the bundle's predictions for each limb in stance go to an LSL outlet (``--out-name``; channels
 ``<target>_right|left``, ``stance_time_*``, ``flags``, ``latency_ms``; each sample carries its source frame's
 timestamp), to a CSV file (``--record``) and to a live page (``--dashboard``, http://127.0.0.1:PORT/). A replay
-ends by itself; a live stream runs until ``--duration`` or ``--idle-exit`` or Ctrl-C."""
+ends by itself; a live stream runs until ``--duration`` or ``--idle-exit`` or Ctrl-C. A model trained with
+body-weight normalisation needs the subject's mass: ``--mass KG`` (a replay file's recorded mass otherwise)."""
 
 from __future__ import annotations
 
@@ -33,27 +34,41 @@ def register(subparsers) -> None:
     p.add_argument("--idle-exit", type=float, help="stop after this many seconds without a frame")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the LSL stream (default 5)")
     p.add_argument("--lowpass-cutoff", type=float, help="override the bundle's filter cutoff (Hz; 0 = off)")
+    p.add_argument("--mass", type=float, default=None, metavar="KG",
+                   help="subject mass, needed by a model trained with body-weight normalisation")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     import os
 
-    from ..bundle import load_bundle
+    from ..bundle import body_weight_of_mass, load_bundle
     from ..errors import GaitforceError
     from ..io import read
     from ..stream.online import OnlineSettings
     from ..stream.runner import StreamRunner
     from ..stream.sources import ReplaySource, open_inlet
 
+    from .predict import check_mass
+
+    mass = check_mass(args.mass)
     bundle = load_bundle(args.bundle, intra_op_num_threads=1)
+    trial = read(args.replay) if args.replay else None
+    if bundle.needs_body_weight:
+        if mass is None and trial is not None:
+            mass = trial.subject.mass
+        if mass is None:
+            raise GaitforceError("the model was trained on body-weight-normalised data: give the subject's --mass KG",
+                                 source=args.bundle)
+        bundle = bundle.with_body_weight(body_weight_of_mass(mass).item())
+    elif mass is not None:
+        print("gaitforce: note: --mass is not used: the model takes no body weight", file=sys.stderr)
     overrides = {}
     if args.lowpass_cutoff is not None:
         overrides["lowpass_cutoff"] = args.lowpass_cutoff or None
     settings = OnlineSettings.from_bundle(bundle, **overrides)
     replay = None
     if args.replay:
-        trial = read(args.replay)
         name = f"gaitforce-replay-{os.getpid()}"
         replay = ReplaySource(trial, name=name, speed=args.speed, loops=args.loops)
         replay.start()

@@ -134,12 +134,20 @@ def _quantize(out, est, train: Dataset, val: Dataset | None, held: Dataset | Non
     was fitted on; never the test frames), and print its agreement with fp32 on the held-out frames."""
     from ..bundle import quantize_bundle
 
+    from ..bundle import body_weight_of_mass
+
     rmse = {t: m["frame_rmse"] for t, m in metrics.get(held_name, {}).items()} if held is not None else None
-    calibration = est.features_of(train) if val is None else np.concatenate([est.features_of(train),
-                                                                             est.features_of(val)])
+    fitted_on = [train] if val is None else [train, val]
+    calibration = np.concatenate([est.features_of(d) for d in fitted_on])
+    bw = {}
+    if est.body_weight_norm:  # the graph's second input: each frame's body weight from the dataset's mass
+        bw["calibration_body_weight"] = np.concatenate([body_weight_of_mass(d.frames["mass"]) for d in fitted_on])
+        if held is not None:
+            bw["held_out_body_weight"] = body_weight_of_mass(held.frames["mass"])
     try:
         entry = quantize_bundle(out, calibration, held_out=None if held is None else est.features_of(held),
-                                held_out_name=held_name, test_rmse=rmse, seed=est.seed, make_default="if-accurate")
+                                held_out_name=held_name, test_rmse=rmse, seed=est.seed, make_default="if-accurate",
+                                **bw)
     except GaitforceError as err:  # the fp32 bundle is written and valid: say why there is no int8 model
         _log(f"train: no int8 model: {err}")
         return
