@@ -542,3 +542,36 @@ def test_body_weight_bundle_quantises_with_calibration_body_weights(bw_data, tmp
     assert entry["agreement"]["frames"] == len(val)
     assert d[:, 0].max() == pytest.approx(entry["agreement"]["targets"]["knee_medial"]["max_abs_diff"], rel=1e-4)
     assert 0 < d[:, 0].max() < 0.05 * np.abs(a[:, 0]).max()  # quantised, yet close
+
+
+def test_stream_pipeline_runs_a_body_weight_bundle_at_the_fixed_body_weight(tmp_path):
+    """The online pipeline calls the bundle's session itself: with_body_weight feeds the subject's weight."""
+    from gaitforce import features, ingest, synthetic
+    from gaitforce.dataset import ID_COLUMNS
+    from gaitforce.stream.layout import StreamLayout
+    from gaitforce.stream.online import OnlinePipeline
+
+    settings = ingest.IngestSettings(marker_map="plug-in-gait", targets=("knee_medial",))
+    trials = synthetic.generate_cohort(n_subjects=2, trials_per_subject=1, seed=0)
+    frames = pd.concat([ingest.trial_frames(t, settings=settings) for t in trials], ignore_index=True)
+    frames["knee_medial"] = 2.0 * frames["grf_y"] + 500.0 * frames["knee_lat_x"]
+    cols = features.feature_columns()
+    manifest = {"features": cols, "feature_sets": features.feature_sets_manifest(), "targets": {"knee_medial": "N"},
+                "settings": settings.to_dict(), "sources": []}
+    ds = Dataset(frames[ID_COLUMNS + cols + ["knee_medial"]], manifest)
+    assert ds.frames["mass"].notna().all()
+    est = Estimator("ridge", targets=("knee_medial",), threads=1, verbose=False, body_weight_norm=True).fit(ds)
+    bundle = load_bundle(est.save(tmp_path / "b"))
+    walk = synthetic.generate_trial(seed=0, subject=3, trial=1)
+    bw = walk.subject.mass * 9.81
+    pipe = OnlinePipeline(bundle.with_body_weight(bw), StreamLayout.for_trial(walk), rate=walk.rate)
+    pipe.features_log = []
+    rows = {t: r.copy() for t, r in ((t, pipe.process(x, t)) for x, t in
+                                     zip(StreamLayout.trial_samples(walk), walk.time)) if r is not None}
+    x = np.array([f for _, _, f in pipe.features_log])[:, [cols.index(c) for c in bundle.columns]]
+    want = bundle.predict_features(x, body_weight=bw)[:, 0]
+    got = [rows[t][0] if side == "right" else rows[t][1] for t, side, _ in pipe.features_log]
+    assert len(got) > 50 and np.isfinite(want).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # and the weight matters: at another body weight the same features give other forces
+    assert not np.allclose(bundle.predict_features(x, body_weight=1.3 * bw)[:, 0], want, rtol=1e-3)

@@ -143,8 +143,8 @@ def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
                              source=args.bundle)
     body_weight = _body_weights(bundle, ds)
     _progress(f"evaluate: bundle {args.bundle} on {len(ds.stance_ids)} stances of {ds.path}")
-    pred_all = np.asarray(bundle.predict_features(ds.frames[cols].to_numpy(np.float32), body_weight=body_weight),
-                          dtype=float)
+    extra = {} if body_weight is None else {"body_weight": body_weight}
+    pred_all = np.asarray(bundle.predict_features(ds.frames[cols].to_numpy(np.float32), **extra), dtype=float)
     pred = pred_all[:, [targets.index(t) for t in wanted]]
     stances = ds.stances()
     per, preds = _score(ds, pred, wanted, stances)
