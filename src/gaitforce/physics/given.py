@@ -39,25 +39,11 @@ TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
 
 def mass_scaled_model(mass: float, settings: LabelSettings):
     """The generic model with its segment masses scaled to ``mass`` kg (sizes unchanged), ready for ID/SO/JR."""
-    import opensim as osim
-
-    from .pipeline import finish_model
+    from .pipeline import finish_model, scaled_generic_model
 
     if mass is None or not np.isfinite(mass) or mass <= 0:
         raise GaitforceError(f"a positive subject mass is needed, not {mass!r}")
-    model = generic_model()
-    if settings.centre_lumped_heads:
-        centre_lumped_heads(model)
-        model.finalizeConnections()
-    state = model.initSystem()
-    scale_set = osim.ScaleSet()
-    for i in range(model.getBodySet().getSize()):
-        sc = osim.Scale()
-        sc.setSegmentName(model.getBodySet().get(i).getName())
-        sc.setScaleFactors(osim.Vec3(1.0, 1.0, 1.0))
-        sc.setApply(True)
-        scale_set.cloneAndAppend(sc)
-    model.scale(state, scale_set, True, float(mass))
+    model = scaled_generic_model(None, mass, settings)
     model.initSystem()
     return finish_model(model, settings, lock_lumbar=False)
 

@@ -52,7 +52,10 @@ def assign_plates(trial: Trial, cal_names: dict[str, str]) -> dict[int, str]:
     return out
 
 
-def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: Path):
+def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings: LabelSettings,
+                         *, scale_set_xml: Path | None = None):
+    """The generic model (lumped heads centred per ``settings``) with uniform size factors per body
+    (``scales``: body -> factor; None: every body 1.0) and its segment masses scaled to ``mass`` kg."""
     import opensim as osim
 
     model = generic_model()
@@ -60,18 +63,29 @@ def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: P
         centre_lumped_heads(model)
         model.finalizeConnections()
     state = model.initSystem()
+    if scales is None:
+        bodies = model.getBodySet()
+        scales = {bodies.get(i).getName(): 1.0 for i in range(bodies.getSize())}
     scale_set = osim.ScaleSet()
-    for body, factor in cal.scales.items():
+    for body, factor in scales.items():
         sc = osim.Scale()
         sc.setSegmentName(body)
         sc.setScaleFactors(osim.Vec3(factor, factor, factor))
         sc.setApply(True)
         scale_set.cloneAndAppend(sc)
-    scale_set.printToXML(str(path.with_name("scale_set.xml")))
+    if scale_set_xml is not None:
+        scale_set.printToXML(str(scale_set_xml))
+    model.scale(state, scale_set, True, float(mass))
+    return model
+
+
+def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: Path):
+    import opensim as osim
+
     mass = trial.subject.mass
     if mass is None:
         raise GaitforceError("the subject's mass is needed to scale the model", source=trial.source)
-    model.scale(state, scale_set, True, float(mass))
+    model = scaled_generic_model(cal.scales, mass, settings, scale_set_xml=path.with_name("scale_set.xml"))
     state = model.initSystem()
     for name in ("knee_angle_r", "knee_angle_l"):
         model.getCoordinateSet().get(name).setValue(state, 0.0)
