@@ -74,35 +74,46 @@ REF_GROUPS = {
 }
 OUR_GROUPS = {"quadriceps": "quadriceps", "hamstrings": "hamstrings", "glut_max": "glut_max", "glut_med": "glut_med",
               "gastrocnemius": "muscle_gastroc", "soleus": "muscle_soleus"}
+#: the same with our rajagopal2015 model (gluteus medius + minimus, as the reference row sums them)
+OUR_GROUPS_RAJAGOPAL = {"quadriceps": ("quadriceps",), "hamstrings": ("hamstrings",), "glut_max": ("glut_max",),
+                        "glut_med": ("glut_med", "muscle_glmin1", "muscle_glmin2", "muscle_glmin3"),
+                        "gastrocnemius": ("muscle_gaslat", "muscle_gasmed"), "soleus": ("muscle_soleus",)}
 
 
-def ours(stem: str, *, mass: float, work: Path, distance: float) -> dict[str, np.ndarray]:
+def ours(stem: str, *, mass: float, work: Path, distance: float, model: str = "gait14dof22musc",
+         extra: dict | None = None, height: float | None = None) -> dict[str, np.ndarray]:
     """gaitforce's ID/SO/JR from the given kinematics; the left (instrumented) knee on the 101-point grid, the
     muscle groups on the SO time base, and the knee reaction resultant."""
     import dataclasses
 
     from gaitforce.physics import LabelSettings
-    from gaitforce.physics.given import RAJAGOPAL_SIGNS, run_given_kinematics
+    from gaitforce.physics.given import convention_signs, run_given_kinematics
+    from gaitforce.physics.model import spec
     from gaitforce.physics.label import targets_from_tables
     from gaitforce.physics.landmarks import find_landmarks
     from gaitforce.physics.pipeline import assign_plates
 
     loads = read_trc(GC5 / f"{stem}.trc", grf=GC5 / f"{stem}_kinetics.mot").to_y_up()
-    loads = loads.replace(subject=dataclasses.replace(loads.subject, mass=mass), note="PS mass from the .mat")
+    loads = loads.replace(subject=dataclasses.replace(loads.subject, mass=mass, height=height),
+                          note="PS mass and height from the .mat")
     plates = assign_plates(loads, find_landmarks(loads.marker_names))
     kin, header = read_sto_table(GC5 / f"{stem}_kinematics.mot")
-    settings = LabelSettings(intercondylar_ratio=None, intercondylar_distance=distance)
+    settings = LabelSettings(intercondylar_ratio=None, intercondylar_distance=distance, model=model, **(extra or {}))
     tables, seconds = run_given_kinematics(kin, loads, plates, work / stem, settings,
-                                           in_degrees=bool(header.get("inDegrees", True)), signs=RAJAGOPAL_SIGNS)
+                                           in_degrees=bool(header.get("inDegrees", True)),
+                                           signs=convention_signs("rajagopal2015", model))
     tg = targets_from_tables(tables, "l", settings)
     jr = tables["jr"]
     grid = np.linspace(float(jr["time"].iloc[0]), float(jr["time"].iloc[-1]), 101)
-    p = "knee_l_on_tibia_l_in_tibia_l_"
+    p = f"{spec(model).knee('l')}_on_tibia_l_in_tibia_l_"
     res = np.sqrt(sum(jr[p + "f" + ax].to_numpy() ** 2 for ax in "xyz"))
     out = {k: np.interp(grid, tg["time"], tg[f"knee_{k}"]) for k in ("medial", "lateral")}
     out["total"] = np.interp(grid, jr["time"], res)
     out["time"] = tg["time"].to_numpy()
-    out["groups"] = {g: tg[c].to_numpy() for g, c in OUR_GROUPS.items()}
+    if model == "rajagopal2015":
+        out["groups"] = {g: sum(tg[c].to_numpy() for c in cols) for g, cols in OUR_GROUPS_RAJAGOPAL.items()}
+    else:
+        out["groups"] = {g: tg[c].to_numpy() for g, c in OUR_GROUPS.items()}
     out["jr_time"], out["jr_resultant"] = jr["time"].to_numpy(), res
     out["seconds"] = seconds
     return out
@@ -135,11 +146,15 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--distance", type=float, default=0.04, help="m between the contact points of the split")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--ours", metavar="WORKDIR", help="also run gaitforce's ID/SO/JR from the given kinematics here")
+    ap.add_argument("--model", default="gait14dof22musc", help="gaitforce model for --ours")
+    ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                    help="LabelSettings fields (JSON values) for --ours, e.g. muscle_physiology=false")
     ap.add_argument("--trials", nargs="*", help="trial stems to run (default: all of eTibia_data.mat)")
     args = ap.parse_args(argv)
     et = scipy.io.loadmat(GC5 / "eTibia_data.mat", squeeze_me=True, struct_as_record=False)["eTibia_data"].GC5.ngait_og
     mat = scipy.io.loadmat(GC5.parent / "competitions" / "PS__GC5__PS_ngait_og_ss1.mat", squeeze_me=True)
     bw = float(mat["mass"] if "mass" in mat else mat["weight"]) * 9.81
+    height = float(mat["height"]) / 100  # cm in the .mat
     rows = []
     for k, name in enumerate(et.trial_names):
         stem = Path(str(name)).stem
@@ -156,7 +171,8 @@ def main(argv=None) -> list[dict]:
                                         "r": round(float(np.corrcoef(a, b)[0, 1]), 3),
                                         "peak_ref": round(float(a.max())), "peak_meas": round(float(b.max()))}
         if args.ours:
-            mine = ours(stem, mass=bw / 9.81, work=Path(args.ours), distance=args.distance)
+            mine = ours(stem, mass=bw / 9.81, height=height, work=Path(args.ours), distance=args.distance, model=args.model,
+                        extra={k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)})
             row["ours_seconds"] = {k: round(v, 1) for k, v in mine["seconds"].items()}
             for part, sel in (("cycle", slice(None)), ("stance", ref["stance"])):
                 for key in ("medial", "lateral", "total"):

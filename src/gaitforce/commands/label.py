@@ -27,6 +27,10 @@ def register(subparsers) -> None:
     p.add_argument("--static", metavar="FILE", help="static (standing) trial of the subject, for scaling")
     p.add_argument("--mass", type=float, metavar="KG", help="subject mass where the files carry none")
     p.add_argument("--side", choices=("stance", "right", "left"), default="stance", help="knee to label")
+    p.add_argument("--model", choices=("gait14dof22musc", "rajagopal2015"), default="gait14dof22musc",
+                   help="musculoskeletal model: gait14dof22musc (11 lumped muscles a leg, fast) or rajagopal2015 "
+                        "(40 muscles a leg with the separate vasti, hamstrings, gastrocnemius heads and TFL; ~10x "
+                        "slower SO)")
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -86,7 +90,7 @@ def run(args) -> int:
     from ..ingest import expand_paths
     from ..physics import LabelSettings, label_dataset
 
-    settings = LabelSettings(side=args.side)
+    settings = LabelSettings(side=args.side, model=args.model)
     out = Path(args.out)
     dataset = None
     first = Path(args.paths[0])

@@ -3,16 +3,18 @@ coordinates) instead of our scaling and IK, for trials that lack the landmarks o
 no medial epicondyle/malleolus markers and no static trial).
 
 Stated rules:
-- **Coordinates matched by name** to gait14dof22musc (pelvis_*, hip_flexion/adduction/rotation_[rl],
-  knee_angle_[rl], ankle_angle_[rl], lumbar_extension). Coordinates the file lacks are an error; extra ones
-  (subtalar, mtp, knee_angle_*_beta, lumbar bending/rotation) are ignored. ``sign`` flips a convention:
-  Rajagopal 2015 (and most current OpenSim models) count knee flexion positive, gait2392 and this model
-  negative, so :data:`RAJAGOPAL_SIGNS` negates knee_angle_[rl].
-- **Mass-only scaling**: segment sizes stay the generic model's (gait2392 proportions, 1.8 m), the segment
-  masses are scaled in proportion to the subject's mass. So the foot sits where the given pelvis and joint
-  angles put the generic leg, not where the subject's foot was; the ground reactions still act at the
-  measured CoP (their moment arms about the joints come out right to the extent the subject's segment lengths
-  are the generic ones).
+- **Coordinates matched by name** to the model's (gait14dof22musc: pelvis_*, hip_flexion/adduction/rotation_[rl],
+  knee_angle_[rl], ankle_angle_[rl], lumbar_extension; rajagopal2015 adds subtalar, mtp, the patella's
+  knee_angle_*_beta, lumbar bending/rotation and the arms). Coordinates the file lacks are an error; extra ones
+  are ignored. ``sign`` flips a convention: Rajagopal 2015 (and most current OpenSim models) count knee
+  flexion positive, gait2392 and gait14dof22musc negative, so :func:`convention_signs` ("rajagopal2015" to
+  "gait14dof22musc", :data:`RAJAGOPAL_SIGNS`) negates knee_angle_[rl]; between the same models it is empty.
+- **Mass-and-height scaling**: every body is scaled uniformly by the subject's height over the generic model's
+  (``ModelSpec.height``: gait2392 1.80 m, Rajagopal 1.70 m; no height: sizes unchanged), the segment masses in
+  proportion to the subject's mass. So the foot sits where the given pelvis and joint angles put the
+  height-scaled leg, not exactly where the subject's foot was; the ground reactions still act at the measured
+  CoP (their moment arms about the joints come out right to the extent the subject's proportions are the
+  generic ones).
 - The lumbar extension is taken from the file (unlocked), the rest as in :func:`pipeline.run_trial`:
   ID, SO, JR on the coordinates, low-passed at ``settings.lowpass_hz``.
 """
@@ -28,24 +30,42 @@ import pandas as pd
 from ..errors import GaitforceError
 from ..trial import Trial
 from . import files
-from .model import centre_lumped_heads, generic_model
+from .model import spec
 from .pipeline import quiet_stdout, read_sto, run_id, static_optimisation_and_reaction, write_external_loads
 from .settings import LabelSettings
 
-#: Sign per coordinate when the kinematics come from Rajagopal 2015 (knee flexion positive there).
+#: Sign per coordinate when kinematics from Rajagopal 2015 (knee flexion positive there) drive gait14dof22musc.
 RAJAGOPAL_SIGNS = {"knee_angle_r": -1.0, "knee_angle_l": -1.0}
+
+
+def convention_signs(source: str, target: str) -> dict[str, float]:
+    """Sign per coordinate to take kinematics written for model ``source`` to model ``target`` (both names in
+    :data:`gaitforce.physics.model.MODELS`): the knee flexion sign where the two models disagree."""
+    if spec(source).knee_flexion_sign == spec(target).knee_flexion_sign:
+        return {}
+    return {"knee_angle_r": -1.0, "knee_angle_l": -1.0}
 TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
 
 
-def mass_scaled_model(mass: float, settings: LabelSettings):
-    """The generic model with its segment masses scaled to ``mass`` kg (sizes unchanged), ready for ID/SO/JR."""
+def mass_scaled_model(mass: float, settings: LabelSettings, *, locked=(), height: float | None = None):
+    """The generic model with its segment masses scaled to ``mass`` kg, ready for ID/SO/JR; sizes unchanged, or,
+    with ``height`` (m), every body scaled by height / the generic model's height. The coordinates ``locked``
+    stay locked at the model's default values, every other one is free."""
     from .pipeline import finish_model, scaled_generic_model
 
     if mass is None or not np.isfinite(mass) or mass <= 0:
         raise GaitforceError(f"a positive subject mass is needed, not {mass!r}")
-    model = scaled_generic_model(None, mass, settings)
+    scales = None
+    if height is not None:
+        from .model import generic_model
+
+        factor = float(height) / spec(settings.model).height
+        generic = generic_model(settings.model)  # kept alive: a BodySet outlives no model
+        bodies = generic.getBodySet()
+        scales = {bodies.get(i).getName(): factor for i in range(bodies.getSize())}
+    model = scaled_generic_model(scales, mass, settings)
     model.initSystem()
-    return finish_model(model, settings, lock_lumbar=False)
+    return finish_model(model, settings, locked=tuple(locked))
 
 
 def model_coordinates(table: pd.DataFrame, names, *, in_degrees: bool, signs: dict | None = None,
@@ -77,10 +97,15 @@ def run_given_kinematics(coordinates: pd.DataFrame, loads: Trial, plates: dict[i
     with quiet_stdout(work / "opensim.log"):
         seconds = {}
         tic = _time.perf_counter()
-        model = mass_scaled_model(loads.subject.mass, settings)
+        # coordinates no marker could drive (lumbar, arms) that the file lacks stay locked at the model's default
+        lockable = [n for n in spec(settings.model).locked_coordinates if n not in coordinates.columns]
+        model = mass_scaled_model(loads.subject.mass, settings, locked=lockable, height=loads.subject.height)
         model_path = work / "model_scaled.osim"
         model.printToXML(str(model_path))
         names = [c.getName() for c in model.getCoordinateSet()]
+        defaults = {n: model.getCoordinateSet().get(n).getDefaultValue() for n in lockable}
+        if lockable:
+            coordinates = coordinates.assign(**{n: np.rad2deg(v) if in_degrees else v for n, v in defaults.items()})
         coords = model_coordinates(coordinates, names, in_degrees=in_degrees, signs=signs, source=loads.source)
         files.write_mot(work / "ik.mot", coords["time"].to_numpy(), {n: coords[n].to_numpy() for n in names},
                         name="coordinates")

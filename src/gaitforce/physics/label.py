@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import GaitforceError
 from ..trial import Trial
-from .model import GROUPS, MODEL_NAME, MUSCLES
+from .model import spec
 from .settings import LabelSettings
 from .split import medial_lateral_split
 
@@ -47,7 +47,8 @@ def split_distance(tables: dict, side: str, settings: LabelSettings) -> float:
 def targets_from_tables(tables: dict[str, pd.DataFrame], side: str, settings: LabelSettings) -> pd.DataFrame:
     """Per-frame targets (N) from the SO forces and the knee joint reaction of leg ``side``."""
     so, jr = tables["so"], tables["jr"]
-    prefix = f"knee_{side}_on_tibia_{side}_in_tibia_{side}_"
+    ms = spec(settings.model)
+    prefix = f"{ms.knee(side)}_on_tibia_{side}_in_tibia_{side}_"
     compressive = -jr[prefix + "fy"].to_numpy()
     # medial-loading moment on the tibia about its anterior (x) axis: medial is -z on the right, +z on the left
     moment = (-1.0 if side == "r" else 1.0) * jr[prefix + "mx"].to_numpy()
@@ -55,9 +56,9 @@ def targets_from_tables(tables: dict[str, pd.DataFrame], side: str, settings: La
     out = pd.DataFrame({"time": jr["time"].to_numpy(), "knee_medial": medial, "knee_lateral": lateral,
                         "knee_total": medial + lateral})
     so_t = so["time"].to_numpy()
-    for group, members in GROUPS.items():
+    for group, members in ms.groups.items():
         out[group] = np.interp(out["time"], so_t, sum(so[f"{m}_{side}"].to_numpy() for m in members))
-    for m in MUSCLES:
+    for m in ms.muscles:
         out[f"muscle_{m}"] = np.interp(out["time"], so_t, so[f"{m}_{side}"].to_numpy())
     return out
 
@@ -67,9 +68,12 @@ def cache_key(trial: Trial, settings: LabelSettings) -> str:
     h = hashlib.sha256()
     for arr in (trial.time, trial.markers, trial.forces, trial.cop, trial.free_moment):
         h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    # the model is keyed by name outside the settings, so the default model's keys are those of before the
+    # settings had a model field (caches stay valid)
+    plain = {k: v for k, v in settings.to_dict().items() if k != "model"}
     meta = {"markers": trial.marker_names, "plates": trial.plate_names, "mass": trial.subject.mass,
-            "up": trial.up_axis, "side": trial.meta.get("side"), "settings": settings.to_dict(),
-            "model": MODEL_NAME, "version": PIPELINE_VERSION}
+            "up": trial.up_axis, "side": trial.meta.get("side"), "settings": plain,
+            "model": settings.model, "version": PIPELINE_VERSION}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 
@@ -100,7 +104,7 @@ def label_trial(trial: Trial, *, settings: LabelSettings | None = None, static: 
     finally:
         if temp and not settings.keep_files:
             shutil.rmtree(work, ignore_errors=True)
-    labelled = trial.with_signals(note=f"physics.label_trial({MODEL_NAME}, side={side})", **_to_frames(trial, targets))
+    labelled = trial.with_signals(note=f"physics.label_trial({settings.model}, side={side})", **_to_frames(trial, targets))
     return labelled.replace(meta={**trial.meta, "physics_seconds": seconds, "physics_dir": str(work)})
 
 

@@ -39,11 +39,17 @@ REQUIRED = ("asis", "knee_lat", "ankle_lat", "heel", "toe")
 #: Knee and ankle widths (m) used when neither side has its medial marker.
 DEFAULT_WIDTH = {"knee": 0.10, "ankle": 0.07}
 
-#: Hip centre (m) and knee/ankle centre distances of the generic model (gait2392 geometry).
+#: Hip centre (m) and knee/ankle centre distances of the default model (gait2392 geometry); other models pass
+#: their own :class:`gaitforce.physics.model.Geometry` to :func:`calibrate`.
 MODEL_HJC = np.array([-0.0707, -0.0661, 0.0835])
 MODEL_FEMUR = 0.3960
 MODEL_TIBIA = 0.43
 MODEL_PELVIS_WIDTH = (0.0835 * 1000 - 7.3) / 0.33 / 1000  # ASIS width whose Harrington HJC is the model's
+
+
+def _pelvis_width(hjc_z: float) -> float:
+    """The ASIS width (m) whose Harrington et al. 2007 hip centre lies ``hjc_z`` m from the midline."""
+    return (hjc_z * 1000 - 7.3) / 0.33 / 1000
 
 
 def _norm(name: str) -> str:
@@ -91,8 +97,15 @@ def _marker(trial: Trial, name: str) -> np.ndarray:
     return xyz
 
 
-def calibrate(trial: Trial) -> Calibration:
-    """Scale factors and marker set for ``trial`` (Y-up, m)."""
+def calibrate(trial: Trial, geometry=None) -> Calibration:
+    """Scale factors and marker set for ``trial`` (Y-up, m), for a model of ``geometry`` (a
+    :class:`gaitforce.physics.model.Geometry`; default the gait2392 geometry of the default model)."""
+    if geometry is None:
+        model_hjc, model_femur, model_tibia = MODEL_HJC, MODEL_FEMUR, MODEL_TIBIA
+        model_ankle = np.array([0.0, -MODEL_TIBIA, 0.0])
+    else:
+        model_hjc, model_femur = np.array(geometry.hip_centre, dtype=float), geometry.femur_length
+        model_tibia, model_ankle = geometry.tibia_length, np.array(geometry.ankle_in_tibia, dtype=float)
     lm = find_landmarks(trial.marker_names)
     missing = [f"{s}:{k}" for k in REQUIRED for s in ("r", "l") if (k, s) not in lm]
     if not any(("knee_med", s) in lm for s in "rl") or not any(("ankle_med", s) in lm for s in "rl"):
@@ -144,9 +157,9 @@ def calibrate(trial: Trial) -> Calibration:
         ajc = centre("ankle", s, ankle_w[s])
         femur.append(nanmed_dist(hjc, kjc))
         tibia.append(nanmed_dist(kjc, ajc))
-    s_pelvis = width / MODEL_PELVIS_WIDTH
-    s_femur = float(np.mean(femur)) / MODEL_FEMUR
-    s_tibia = float(np.mean(tibia)) / MODEL_TIBIA
+    s_pelvis = width / _pelvis_width(model_hjc[2])
+    s_femur = float(np.mean(femur)) / model_femur
+    s_tibia = float(np.mean(tibia)) / model_tibia
     measures.update(femur_length=float(np.mean(femur)), tibia_length=float(np.mean(tibia)))
     scales = {"pelvis": s_pelvis, "torso": s_pelvis, "head": s_pelvis}
     for s in ("r", "l"):
@@ -154,7 +167,7 @@ def calibrate(trial: Trial) -> Calibration:
                        f"calcn_{s}": s_tibia, f"toes_{s}": s_tibia})
 
     markers = {}
-    hjc_model = MODEL_HJC * s_pelvis
+    hjc_model = model_hjc * s_pelvis
     mid = np.mean([hjc_model - harrington_offset(width, depth, "r") * [1, 1, 1],
                    hjc_model * [1, 1, -1] - harrington_offset(width, depth, "l")], axis=0)
     markers[lm["asis", "r"]] = ("pelvis", tuple(mid + [0, 0, width / 2]))
@@ -168,7 +181,7 @@ def calibrate(trial: Trial) -> Calibration:
     for s in ("r", "l"):
         lat = 1.0 if s == "r" else -1.0
         markers[lm["knee_lat", s]] = (f"femur_{s}", ("knee_centre", lat * knee_w[s] / 2))
-        ankle = (0.0, -MODEL_TIBIA * s_tibia, 0.0)
+        ankle = tuple(model_ankle * s_tibia)
         markers[lm["ankle_lat", s]] = (f"tibia_{s}", (ankle[0], ankle[1], lat * ankle_w[s] / 2))
         if ("knee_med", s) in lm:
             markers[lm["knee_med", s]] = (f"femur_{s}", ("knee_centre", -lat * knee_w[s] / 2))

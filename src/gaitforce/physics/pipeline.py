@@ -17,11 +17,11 @@ from ..errors import GaitforceError
 from ..trial import Trial
 from . import files
 from .landmarks import Calibration, calibrate, find_landmarks
-from .model import centre_lumped_heads, generic_model
+from .model import centre_lumped_heads, generic_model, spec
 from .settings import LabelSettings
 
-FREE_COORDINATES = ("pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz",
-                    "hip_rotation_r", "hip_rotation_l", "lumbar_extension")
+#: The default model's coordinates with strong residual actuators (see ``ModelSpec.free_coordinates``).
+FREE_COORDINATES = spec().free_coordinates
 
 
 def read_sto(path) -> pd.DataFrame:
@@ -58,14 +58,17 @@ def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings:
     (``scales``: body -> factor; None: every body 1.0) and its segment masses scaled to ``mass`` kg."""
     import opensim as osim
 
-    model = generic_model()
-    if settings.centre_lumped_heads:
-        centre_lumped_heads(model)
+    ms = spec(settings.model)
+    model = generic_model(ms.name)
+    if settings.centre_lumped_heads and ms.lumped_heads:
+        centre_lumped_heads(model, ms.lumped_heads)
         model.finalizeConnections()
     state = model.initSystem()
     if scales is None:
         bodies = model.getBodySet()
         scales = {bodies.get(i).getName(): 1.0 for i in range(bodies.getSize())}
+    else:
+        scales = {**scales, **{b: scales[like] for b, like in ms.scale_like.items() if like in scales}}
     scale_set = osim.ScaleSet()
     for body, factor in scales.items():
         sc = osim.Scale()
@@ -102,9 +105,16 @@ def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: P
     return finish_model(model, settings)
 
 
-def finish_model(model, settings: LabelSettings, *, lock_lumbar: bool = True):
-    """Rigid-tendon DeGroote-Fregly muscles, the lumbar lock and the reserve/residual actuators."""
+def finish_model(model, settings: LabelSettings, *, lock_lumbar: bool = True, locked=None):
+    """Rigid-tendon DeGroote-Fregly muscles, the lock of the coordinates no marker drives (lumbar, arms:
+    ``ModelSpec.locked_coordinates`` when ``lock_lumbar``, or exactly the names ``locked`` when given; the others
+    of that list are unlocked) and the reserve/residual actuators (none on a coordinate that a constraint drives,
+    e.g. Rajagopal's patella)."""
     import opensim as osim
+
+    ms = spec(settings.model)
+    if locked is None:
+        locked = ms.locked_coordinates if lock_lumbar else ()
 
     # rigid tendons, so no fibre-equilibrium solve can fail on an odd pose (SO here uses F = a * Fmax; with
     # muscle_physiology the DeGroote-Fregly 2016 curves, which take rigid tendons, replace Thelen 2003's)
@@ -113,10 +123,15 @@ def finish_model(model, settings: LabelSettings, *, lock_lumbar: bool = True):
         model.updMuscles().get(i).set_ignore_tendon_compliance(True)
     # lumbar: no trunk landmarks are used, so the trunk stays in the model's neutral posture (unless the
     # coordinates are given, see physics.given)
-    model.getCoordinateSet().get("lumbar_extension").set_locked(lock_lumbar)
+    for name in ms.locked_coordinates:
+        model.getCoordinateSet().get(name).set_locked(name in locked)
+    state = model.initSystem()
+    dependent = {c.getName() for c in model.getCoordinateSet() if c.isDependent(state)}  # before any addForce
     for coord in model.getCoordinateSet():
+        if coord.getName() in dependent:
+            continue
         act = osim.CoordinateActuator(coord.getName())
-        free = coord.getName() in FREE_COORDINATES
+        free = coord.getName() in ms.free_coordinates
         act.setName(("residual_" if free else "reserve_") + coord.getName())
         act.setOptimalForce(settings.free_optimal_force if free else settings.reserve_optimal_force)
         act.setMinControl(-np.inf)
@@ -269,7 +284,7 @@ def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tri
     tic = _time.perf_counter()
 
     static = trial if static is None else static.to_y_up()
-    cal = calibrate(static)
+    cal = calibrate(static, spec(settings.model).geometry)
     lm = find_landmarks(trial.marker_names)
     model_path = work / "model_scaled.osim"
     model = build_model(static, cal, settings, model_path)
@@ -329,7 +344,8 @@ def static_optimisation_and_reaction(model, model_path: Path, ext_xml: Path, t0:
     jr = osim.JointReaction()
     jr.setName("jr")
     jr.setForcesFileName(str(_actuator_forces(work / "so_so_force.sto", model, work / "so_actuator_forces.sto")))
-    for prop, values in (("joint_names", ["knee_r", "knee_l"]), ("apply_on_bodies", ["child"]),
+    knees = [spec(settings.model).knee(s) for s in ("r", "l")]
+    for prop, values in (("joint_names", knees), ("apply_on_bodies", ["child"]),
                          ("express_in_frame", ["child"])):
         arr = osim.ArrayStr()
         for v in values:

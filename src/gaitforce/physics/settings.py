@@ -25,7 +25,9 @@ class LabelSettings:
     trial's ``meta['side']`` or the limb bearing most load), 'right' or 'left'; ``muscle_physiology``: True (default)
     bounds each muscle by its force-length-velocity capacity; False makes SO minimise sum (F/Fmax)^3 with
     0 <= F <= Fmax;
-    ``keep_files``: keep the OpenSim inputs/outputs and setup XML beside the results.
+    ``keep_files``: keep the OpenSim inputs/outputs and setup XML beside the results;
+    ``model``: the musculoskeletal model, a name in :data:`gaitforce.physics.model.MODELS` ('gait14dof22musc',
+    fast, lumped muscles; 'rajagopal2015', 40 muscles a leg, about 10x slower).
     """
 
     lowpass_hz: float = 6.0
@@ -38,10 +40,15 @@ class LabelSettings:
     side: str = "stance"
     muscle_physiology: bool = True
     keep_files: bool = True
+    model: str = "gait14dof22musc"
 
     def __post_init__(self):
         if self.side not in ("stance", "right", "left"):
             raise ValueError(f"side must be 'stance', 'right' or 'left', not {self.side!r}")
+        from .model import MODELS
+
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,0 +1,176 @@
+"""The model registry of the physics labeller: gait14dof22musc and Rajagopal 2015 through one pipeline.
+
+Pure tests check the registry, the knee-sign conventions and the landmark scaling against each model's geometry;
+the OpenSim tests check those geometry constants against the model files themselves, the prepared Rajagopal model
+(locks, reserves, muscles) and, on GC5, that Rajagopal driven by the reference's own IK reproduces the reference's
+static optimisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gaitforce.errors import GaitforceError
+from gaitforce.physics import LabelSettings
+from gaitforce.physics.model import MODELS, spec
+
+
+def test_every_model_names_its_groups_from_its_own_muscles():
+    for ms in MODELS.values():
+        assert set(ms.groups) == {"glut_max", "glut_med", "quadriceps", "hamstrings"}
+        for members in ms.groups.values():
+            assert set(members) <= set(ms.muscles)
+        assert set(ms.locked_coordinates) <= set(ms.free_coordinates)  # a locked coordinate is never muscle-driven
+    raj = spec("rajagopal2015")
+    # the seed's EMG muscles exist one by one in Rajagopal, not in the lumped model
+    for emg in ("semimem", "bflh", "vasmed", "vaslat", "recfem", "gasmed", "gaslat", "tfl", "tibant", "perlong",
+                "soleus", "addmagDist", "glmax1", "glmed1"):
+        assert emg in raj.muscles
+    assert len(raj.muscles) == 40 and len(spec().muscles) == 11
+    assert spec().name == "gait14dof22musc"
+
+
+def test_unknown_model_is_one_clear_error():
+    with pytest.raises(GaitforceError, match="unknown model 'arnold2010'; known: gait14dof22musc, rajagopal2015"):
+        spec("arnold2010")
+    with pytest.raises(ValueError, match="model must be one of"):
+        LabelSettings(model="arnold2010")
+
+
+def test_knee_sign_flips_only_between_conventions():
+    from gaitforce.physics.given import RAJAGOPAL_SIGNS, convention_signs
+
+    assert convention_signs("rajagopal2015", "gait14dof22musc") == RAJAGOPAL_SIGNS == {"knee_angle_r": -1.0,
+                                                                                      "knee_angle_l": -1.0}
+    assert convention_signs("rajagopal2015", "rajagopal2015") == {}
+    assert convention_signs("gait14dof22musc", "gait14dof22musc") == {}
+
+
+def test_cache_key_follows_the_model():
+    from gaitforce.physics.label import cache_key
+    from gaitforce.trial import Subject, Trial
+
+    t = Trial(time=np.arange(4) / 100, markers=np.ones((4, 1, 3)), marker_names=("RASI",),
+              subject=Subject(id="s", mass=70.0), meta={"side": "right"})
+    a, b = cache_key(t, LabelSettings()), cache_key(t, LabelSettings(model="rajagopal2015"))
+    assert a != b and a == cache_key(t, LabelSettings(model="gait14dof22musc"))
+
+
+def test_landmark_scaling_uses_the_model_geometry():
+    """One static trial, two models: the scale factors are the same measured lengths over each model's own
+    lengths, so their ratios are the models' length ratios; the ankle landmark sits at the model's ankle."""
+    from gaitforce.physics.landmarks import _pelvis_width, calibrate
+    from gaitforce.synthetic import generate_trial
+
+    static = generate_trial(seed=3).to_y_up()
+    g, r = spec("gait14dof22musc").geometry, spec("rajagopal2015").geometry
+    cal_g, cal_r = calibrate(static, g), calibrate(static, r)
+    assert calibrate(static).scales == cal_g.scales  # the default is the default model's geometry
+    assert cal_r.scales["femur_r"] / cal_g.scales["femur_r"] == pytest.approx(g.femur_length / r.femur_length)
+    assert cal_r.scales["tibia_l"] / cal_g.scales["tibia_l"] == pytest.approx(g.tibia_length / r.tibia_length)
+    assert cal_r.scales["pelvis"] / cal_g.scales["pelvis"] == pytest.approx(
+        _pelvis_width(g.hip_centre[2]) / _pelvis_width(r.hip_centre[2]))
+    assert _pelvis_width(0.0835) == pytest.approx(0.23091, abs=1e-5)  # (83.5 - 7.3) / 0.33 mm
+    ankle_marker = next(loc for name, (body, loc) in cal_r.markers.items() if body == "tibia_r")
+    s = cal_r.scales["tibia_r"]
+    assert ankle_marker[0] == pytest.approx(-0.01 * s) and ankle_marker[1] == pytest.approx(-0.40 * s)
+
+
+# -- with OpenSim and the fetched models ---------------------------------------------------------------------
+@pytest.fixture
+def fetched_models():
+    """Skip (not fail, not download) where OpenSim or a fetched model is absent: scripts/fetch-model.sh."""
+    pytest.importorskip("opensim")
+    from gaitforce.physics.model import model_file
+
+    try:
+        return {name: model_file(name, download=False) for name in MODELS}
+    except GaitforceError as err:
+        pytest.skip(str(err))
+
+
+@pytest.mark.opensim
+@pytest.mark.parametrize("name", list(MODELS))
+def test_geometry_constants_are_the_model_files(fetched_models, name):
+    osim = pytest.importorskip("opensim")
+    from gaitforce.physics.model import generic_model
+
+    model = generic_model(name)
+    state = model.initSystem()
+    bodies = model.getBodySet()
+
+    def origin(body, frame):
+        return np.array(bodies.get(body).findStationLocationInAnotherFrame(state, osim.Vec3(0, 0, 0),
+                                                                           bodies.get(frame)).to_numpy())
+
+    geo = spec(name).geometry
+    np.testing.assert_allclose(origin("femur_r", "pelvis"), geo.hip_centre, atol=1e-5)
+    assert np.linalg.norm(origin("tibia_r", "femur_r")) == pytest.approx(geo.femur_length, abs=1e-3)
+    np.testing.assert_allclose(origin("talus_r", "tibia_r"), geo.ankle_in_tibia, atol=1e-5)
+    assert np.linalg.norm(geo.ankle_in_tibia) == pytest.approx(geo.tibia_length, abs=1e-5)
+    assert model.getMarkerSet().getSize() == 0  # the pipeline places its own markers, named as the trial's
+    forces = model.getForceSet()
+    kinds = {forces.get(i).getConcreteClassName() for i in range(forces.getSize())}
+    assert "CoordinateActuator" not in kinds and "HuntCrossleyForce" not in kinds
+
+
+@pytest.mark.opensim
+def test_rajagopal_prepared_for_static_optimisation(fetched_models):
+    from gaitforce.physics.pipeline import finish_model, scaled_generic_model
+
+    settings = LabelSettings(model="rajagopal2015")
+    model = finish_model(scaled_generic_model(None, 80.0, settings), settings)
+    state = model.initSystem()
+    assert model.getTotalMass(state) == pytest.approx(80.0)
+    coords = model.getCoordinateSet()
+    for name in ("lumbar_extension", "arm_flex_r", "elbow_flex_l"):
+        assert coords.get(name).get_locked()  # no marker drives them in the marker route
+    assert not coords.get("knee_angle_r").get_locked()
+    acts = {model.getActuators().get(i).getName() for i in range(model.getActuators().getSize())}
+    assert "reserve_knee_angle_r" in acts and "residual_pelvis_ty" in acts
+    assert not any("beta" in a for a in acts)  # the patella follows the knee by a constraint: no actuator
+    muscles = model.getMuscles()
+    assert muscles.getSize() == 80
+    assert {muscles.get(i).getConcreteClassName() for i in range(80)} == {"DeGrooteFregly2016Muscle"}
+    assert all(muscles.get(i).get_ignore_tendon_compliance() for i in range(80))
+
+
+@pytest.mark.opensim
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_rajagopal_from_the_reference_ik_tracks_the_reference_so(gc_dir, tmp_path, fetched_models):
+    """GC5's own Rajagopal IK through our ID/SO/JR on our Rajagopal model: the left leg's soleus, gluteus maximus,
+    gluteus medius and quadriceps follow the independent Rajagopal SO (r > 0.85 over the trial), the arms the
+    file lacks stay locked, and the knee keeps Rajagopal's sign (flexion positive, no flip)."""
+    import dataclasses
+
+    from gaitforce.io.opensim import read_sto_table, read_trc
+    from gaitforce.physics.given import convention_signs, run_given_kinematics
+    from gaitforce.physics.landmarks import find_landmarks
+    from gaitforce.physics.pipeline import assign_plates
+
+    gc5, stem = gc_dir / "gc5-ps-opensim", "PS_ngait_og_ss1"
+    loads = read_trc(gc5 / f"{stem}.trc", grf=gc5 / f"{stem}_kinetics.mot").to_y_up()
+    loads = loads.replace(subject=dataclasses.replace(loads.subject, mass=75.0, height=1.80), note="test subject")
+    plates = assign_plates(loads, find_landmarks(loads.marker_names))
+    kin, _ = read_sto_table(gc5 / f"{stem}_kinematics.mot")
+    kin = kin[kin["time"] <= 0.45]  # the loading half of the left stance keeps the test short
+    settings = LabelSettings(model="rajagopal2015")
+    tables, _ = run_given_kinematics(kin, loads, plates, tmp_path, settings,
+                                     signs=convention_signs("rajagopal2015", "rajagopal2015"))
+    ref, _ = read_sto_table(gc5 / f"{stem}_SO_force.sto")
+    so = tables["so"]
+    groups = {"soleus": ["soleus"], "glmax": ["glmax1", "glmax2", "glmax3"], "glmed": ["glmed1", "glmed2", "glmed3"],
+              "quadriceps": ["recfem", "vasint", "vaslat", "vasmed"]}
+    for members in groups.values():
+        a = sum(so[f"{m}_l"].to_numpy() for m in members)
+        b = np.interp(so["time"], ref["time"], sum(ref[f"{m}_l"].to_numpy() for m in members))
+        assert np.corrcoef(a, b)[0, 1] > 0.85, members
+    assert tables["ik"]["knee_angle_l"].max() > 0.3  # flexion positive in Rajagopal, not flipped
+    assert (tables["ik"]["arm_flex_r"] == 0).all()
+    from gaitforce.physics.label import targets_from_tables
+
+    targets = targets_from_tables(tables, "l", settings)
+    assert {"muscle_vasmed", "muscle_gaslat", "muscle_tfl", "quadriceps", "knee_medial"} <= set(targets.columns)
+    np.testing.assert_allclose(targets["quadriceps"], sum(targets[f"muscle_{m}"] for m in groups["quadriceps"]))
