@@ -1,6 +1,7 @@
 """Seconds per stage of the physics labeller and its scaling from 1 to 2 Dask workers.
 
 Usage: python benchmarks/physics_speed.py [--trials og1 og3 og4 og5] [--out /tmp/gf-physics-speed]
+                                          [--model gait14dof22musc|rajagopal2015]
 
 Labels DM's GC6 stances (raw TRC+GRF, static trial, cut as the competitions .mat files are, see
 gaitforce.physics.sources) with ``label_dataset`` twice from an empty cache: 1 worker, then 2. Prints the
@@ -40,8 +41,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", nargs="+", default=["og1", "og3", "og4", "og5"])
     ap.add_argument("--out", default="/tmp/gf-physics-speed")
+    ap.add_argument("--model", default="gait14dof22musc")
     args = ap.parse_args(argv)
-    from gaitforce.physics import label_dataset
+    from gaitforce.physics import LabelSettings, label_dataset
+
+    settings = LabelSettings(model=args.model)
 
     stances, statics = dm_stances(args.trials)
     walls = {}
@@ -49,7 +53,8 @@ def main(argv=None):
         out = Path(args.out) / f"w{workers}"
         shutil.rmtree(out, ignore_errors=True)
         tic = time.perf_counter()
-        labels, failures = label_dataset(stances, out_dir=out, static=statics, n_workers=workers, progress=False)
+        labels, failures = label_dataset(stances, out_dir=out, static=statics, n_workers=workers, progress=False,
+                                          settings=settings)
         walls[workers] = time.perf_counter() - tic
         assert not failures, failures
     stages = {}
@@ -58,7 +63,7 @@ def main(argv=None):
         stages[name] = {k: round(v, 2) for k, v in json.loads((log / "seconds.json").read_text()).items()}
     mean = {k: round(float(np.mean([s[k] for s in stages.values()])), 2) for k in next(iter(stages.values()))}
     speedup = walls[1] / walls[2]
-    result = {"stances": len(stances), "mean_stage_seconds": mean, "per_stance": stages,
+    result = {"model": args.model, "stances": len(stances), "mean_stage_seconds": mean, "per_stance": stages,
               "wall_1_worker_s": round(walls[1], 1), "wall_2_workers_s": round(walls[2], 1),
               "speedup": round(speedup, 2), "efficiency": round(speedup / 2, 2)}
     print(json.dumps(result, indent=1))

@@ -8,7 +8,10 @@ static optimisation.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from gaitforce.errors import GaitforceError
@@ -174,3 +177,90 @@ def test_rajagopal_from_the_reference_ik_tracks_the_reference_so(gc_dir, tmp_pat
     targets = targets_from_tables(tables, "l", settings)
     assert {"muscle_vasmed", "muscle_gaslat", "muscle_tfl", "quadriceps", "knee_medial"} <= set(targets.columns)
     np.testing.assert_allclose(targets["quadriceps"], sum(targets[f"muscle_{m}"] for m in groups["quadriceps"]))
+
+
+# -- one-leg recordings (the Grand Challenge .mat files) ------------------------------------------------------
+def _one_leg(trial, side="l"):
+    """``trial`` without the markers of leg ``side`` (names starting with L / l)."""
+    keep = [n for n in trial.marker_names if not n.upper().startswith(side.upper()) or n.upper()[1:4] in ("ASI", "PSI")]
+    return trial.select_markers(keep)
+
+
+def test_one_leg_calibration_scales_both_legs_from_the_tracked_one():
+    from gaitforce.errors import MissingChannelError
+    from gaitforce.physics.landmarks import calibrate
+    from gaitforce.synthetic import generate_trial
+
+    both = generate_trial(seed=5).to_y_up()
+    right = _one_leg(both, "l")
+    cal = calibrate(right)
+    assert cal.legs == ("r",) and calibrate(both).legs == ("r", "l")
+    # lengths from the right leg only, applied to both legs; no marker on the untracked leg's bodies
+    assert cal.scales["femur_l"] == cal.scales["femur_r"] and cal.scales["tibia_l"] == cal.scales["tibia_r"]
+    assert cal.measures["femur_length"] == pytest.approx(cal.scales["femur_r"] * 0.3960)
+    assert not any(body.endswith("_l") for body, _ in cal.markers.values())
+    assert cal.measures["knee_width_l"] == cal.measures["knee_width_r"]
+    # a leg is all or nothing: without the right toe, no leg is complete
+    no_toe = right.select_markers([n for n in right.marker_names if "TOE" not in n.upper()])
+    with pytest.raises(MissingChannelError, match="all of one leg at least"):
+        calibrate(no_toe)
+
+
+def test_plates_go_only_to_a_tracked_foot():
+    from gaitforce.physics.landmarks import find_landmarks
+    from gaitforce.physics.pipeline import assign_plates
+    from gaitforce.synthetic import generate_trial
+
+    both = generate_trial(seed=5).to_y_up()
+    right = _one_leg(both, "l")
+    two, one = assign_plates(both, find_landmarks(both.marker_names)), assign_plates(right, find_landmarks(right.marker_names))
+    assert set(two.values()) == {"r", "l"}  # the synthetic walk loads both feet
+    assert {i: s for i, s in two.items() if s == "r"} == one  # the right foot's plates as before, no other
+
+
+@pytest.mark.opensim
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_grand_challenge_mat_stance_labels_from_its_one_leg(gc_dir, tmp_path, fetched_models):
+    """DM GC6 og1 from the competitions .mat alone (right leg + pelvis, no static trial): the labeller runs with
+    the left leg locked, and its right knee force follows the implant's (total within 15 % at the peak, medial
+    r > 0.75): the same figures as from DM's raw two-leg recording with a static trial (docs/physics.md)."""
+    from gaitforce.io.grand_challenge import read_gc_mat
+    from gaitforce.physics import label_trial
+    from gaitforce.physics.pipeline import read_sto
+
+    mat = read_gc_mat(gc_dir / "competitions" / "DM__GC6__DM_ngait_og1.mat").to_y_up()
+    a, b = mat.meta["stance_frames"]
+    stance = mat.slice_frames(a, b)
+    measured = {k: np.asarray(stance.signal(f"knee_{k}")) for k in ("medial", "total")}
+    out = label_trial(stance, settings=LabelSettings(), work_dir=tmp_path)
+    total, medial = np.asarray(out.signal("knee_total")), np.asarray(out.signal("knee_medial"))
+    assert total.max() == pytest.approx(measured["total"].max(), rel=0.15)
+    assert np.corrcoef(medial, measured["medial"])[0, 1] > 0.75
+    ik = read_sto(tmp_path / "ik.mot")
+    assert np.ptp(ik["knee_angle_l"]) == 0 and np.ptp(ik["knee_angle_r"]) > 20  # degrees: left locked, right walks
+
+
+def test_cached_targets_include_those_that_replace_a_signal(tmp_path, monkeypatch):
+    """A Grand Challenge stance carries its measured knee_medial; the physics knee_medial replaces it in the
+    labelled Trial and must still reach the cache (it was dropped as 'not new' before pipeline version 3)."""
+    import gaitforce.physics.label as label
+    from gaitforce.trial import Subject, Trial
+
+    trial = Trial(time=np.arange(4) / 100, markers=np.ones((4, 1, 3)), marker_names=("RASI",),
+                  subject=Subject(id="s", mass=70.0), meta={"side": "right"}).with_signals(
+        knee_medial=(np.full(4, 900.0), "N"), emg_vasmed=(np.ones(4), "a.u."))
+
+    def fake_label_trial(t, *, settings, static, work_dir):
+        Path(work_dir).mkdir(parents=True)  # as OpenSim's files would
+        targets = {"knee_medial": (np.full(4, 1500.0), "N"), "quadriceps": (np.full(4, 300.0), "N")}
+        out = t.with_signals(note="fake", **targets)
+        return out.replace(meta={**t.meta, "physics_targets": list(targets)})
+
+    monkeypatch.setattr(label, "label_trial", fake_label_trial)
+    cache = tmp_path / "x.parquet"
+    result = label._label_task(label._pack(trial), None, LabelSettings().to_dict(), str(tmp_path / "w"), str(cache))
+    assert result["ok"], result
+    table = pd.read_parquet(cache)
+    assert list(table.columns) == ["frame", "time", "knee_medial", "quadriceps"]  # no emg, the physics value
+    np.testing.assert_allclose(table["knee_medial"], 1500.0)

@@ -20,7 +20,7 @@ from .split import medial_lateral_split
 
 #: The targets every labelled trial gets (N), besides ``muscle_<name>`` per-muscle forces.
 TARGETS = ("knee_medial", "knee_lateral", "knee_total", "glut_max", "glut_med", "quadriceps", "hamstrings")
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3  # 3: targets that replace a trial's own signal of the same name are cached too
 
 
 def stance_side(trial: Trial, settings: LabelSettings) -> str:
@@ -85,7 +85,8 @@ def _to_frames(trial: Trial, table: pd.DataFrame) -> dict[str, tuple[np.ndarray,
 
 def label_trial(trial: Trial, *, settings: LabelSettings | None = None, static: Trial | None = None,
                 work_dir=None) -> Trial:
-    """``trial`` with the target signals (N) of its stance knee added on its frames.
+    """``trial`` with the target signals (N) of its stance knee added on its frames (replacing signals of the same
+    name, e.g. a Grand Challenge file's measured ``knee_medial``; ``meta['physics_targets']`` lists them).
 
     ``static``: a standing trial of the same subject with the bony landmarks, used to scale the model and
     place the tracking markers (default: ``trial`` itself, which must then show the landmarks).
@@ -105,7 +106,8 @@ def label_trial(trial: Trial, *, settings: LabelSettings | None = None, static: 
         if temp and not settings.keep_files:
             shutil.rmtree(work, ignore_errors=True)
     labelled = trial.with_signals(note=f"physics.label_trial({settings.model}, side={side})", **_to_frames(trial, targets))
-    return labelled.replace(meta={**trial.meta, "physics_seconds": seconds, "physics_dir": str(work)})
+    return labelled.replace(meta={**trial.meta, "physics_seconds": seconds, "physics_dir": str(work),
+                                  "physics_targets": [c for c in targets.columns if c != "time"]})
 
 
 # -- many trials ------------------------------------------------------------------------------------------
@@ -137,7 +139,8 @@ def _label_task(packed: dict, static: dict | None, settings: dict, work: str, ca
         trial = _unpack(packed)
         out = label_trial(trial, settings=LabelSettings.from_dict(settings),
                           static=None if static is None else _unpack(static), work_dir=work)
-        names = [k for k in out.signals if k not in trial.signals]
+        # every target, also one that replaced a signal of the same name (a Grand Challenge file's own knee_medial)
+        names = list(out.meta["physics_targets"])
         Path(work, "seconds.json").write_text(json.dumps(out.meta.get("physics_seconds", {})))
         table = pd.DataFrame({"frame": np.arange(out.n_frames), "time": out.time,
                               **{k: out.signals[k] for k in names}})

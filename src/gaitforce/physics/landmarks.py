@@ -32,7 +32,7 @@ ALIASES = {
     "ankle_lat": ("anklelateral", "anklelat", "ank", "lmal", "lma", "latankle"),
     "ankle_med": ("anklemedial", "anklemed", "mank", "mmal", "mma", "med", "medankle"),
     "heel": ("heel", "hee", "cal", "calc"),
-    "toe": ("toe", "toetip", "mt2", "smh", "2mh"),
+    "toe": ("toe", "toetip", "mt2", "smh", "2mh", "toemed"),
 }
 SACRAL = ("sacral", "sacrum", "sacr", "vsacral")
 REQUIRED = ("asis", "knee_lat", "ankle_lat", "heel", "toe")
@@ -81,6 +81,7 @@ class Calibration:
     scales: dict[str, float]
     markers: dict[str, tuple[str, tuple[float, float, float]]]
     measures: dict[str, float] = field(default_factory=dict)
+    legs: tuple[str, ...] = ("r", "l")  # the legs with landmarks (the other leg, if any, is not tracked)
 
 
 def harrington_offset(width: float, depth: float, side: str) -> np.ndarray:
@@ -97,6 +98,11 @@ def _marker(trial: Trial, name: str) -> np.ndarray:
     return xyz
 
 
+def legs_with_landmarks(lm: dict) -> tuple[str, ...]:
+    """The sides ('r', 'l') whose lateral epicondyle, lateral malleolus, heel and toe are all among ``lm``."""
+    return tuple(s for s in ("r", "l") if all((k, s) in lm for k in REQUIRED if k != "asis"))
+
+
 def calibrate(trial: Trial, geometry=None) -> Calibration:
     """Scale factors and marker set for ``trial`` (Y-up, m), for a model of ``geometry`` (a
     :class:`gaitforce.physics.model.Geometry`; default the gait2392 geometry of the default model)."""
@@ -107,11 +113,15 @@ def calibrate(trial: Trial, geometry=None) -> Calibration:
         model_hjc, model_femur = np.array(geometry.hip_centre, dtype=float), geometry.femur_length
         model_tibia, model_ankle = geometry.tibia_length, np.array(geometry.ankle_in_tibia, dtype=float)
     lm = find_landmarks(trial.marker_names)
-    missing = [f"{s}:{k}" for k in REQUIRED for s in ("r", "l") if (k, s) not in lm]
+    legs = legs_with_landmarks(lm)
+    missing = [f"{s}:asis" for s in ("r", "l") if ("asis", s) not in lm]
+    if not legs:
+        missing += [f"{s}:{k}" for k in REQUIRED if k != "asis" for s in ("r", "l") if (k, s) not in lm]
+        missing.append("(all of one leg at least)")
     if not any(("knee_med", s) in lm for s in "rl") or not any(("ankle_med", s) in lm for s in "rl"):
         missing.append("a medial epicondyle and a medial malleolus (one side at least)")
-    if ("psis", "r") not in lm and ("psis", "mid") not in lm:
-        missing.append("psis (or a sacral marker)")
+    if not (("psis", "r") in lm and ("psis", "l") in lm) and ("psis", "mid") not in lm:
+        missing.append("both psis (or a sacral marker)")
     if missing:
         raise MissingChannelError(
             f"markers for the landmarks {', '.join(missing)} not found (see gaitforce.physics.landmarks.ALIASES)",
@@ -149,7 +159,7 @@ def calibrate(trial: Trial, geometry=None) -> Calibration:
 
     measures = {"pelvis_width": float(width), "pelvis_depth": float(depth)}
     femur, tibia, knee_w, ankle_w = [], [], {}, {}
-    for s in ("r", "l"):
+    for s in legs:
         knee_w[s] = width_of("knee", s)
         ankle_w[s] = width_of("ankle", s)
         hjc = asis_mid + np.einsum("tij,j->ti", rot, harrington_offset(width, depth, s))
@@ -178,7 +188,11 @@ def calibrate(trial: Trial, geometry=None) -> Calibration:
         markers[lm["psis", "l"]] = ("pelvis", tuple(mid + [-depth, 0, -half]))
     else:
         markers[lm["psis", "mid"]] = ("pelvis", tuple(mid + [-depth, 0, 0]))
-    for s in ("r", "l"):
+    for s in ("r", "l"):  # a leg without its landmarks takes the other's widths and places no markers
+        if s not in legs:
+            other = legs[0]
+            measures[f"knee_width_{s}"], measures[f"ankle_width_{s}"] = knee_w[other], ankle_w[other]
+            continue
         lat = 1.0 if s == "r" else -1.0
         markers[lm["knee_lat", s]] = (f"femur_{s}", ("knee_centre", lat * knee_w[s] / 2))
         ankle = tuple(model_ankle * s_tibia)
@@ -193,7 +207,7 @@ def calibrate(trial: Trial, geometry=None) -> Calibration:
         markers[lm["toe", s]] = (f"calcn_{s}", (-0.005 + length, h_toe, 0.0))
         measures[f"knee_width_{s}"] = knee_w[s]
         measures[f"ankle_width_{s}"] = ankle_w[s]
-    return Calibration(scales=scales, markers=markers, measures=measures)
+    return Calibration(scales=scales, markers=markers, measures=measures, legs=legs)
 
 
 def _foot_flat(heel: np.ndarray, toe: np.ndarray, rate: float, scale: float):

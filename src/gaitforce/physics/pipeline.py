@@ -34,8 +34,10 @@ def read_sto(path) -> pd.DataFrame:
     return pd.read_csv(path, sep=r"\s+", skiprows=n + 1)
 
 
-def assign_plates(trial: Trial, cal_names: dict[str, str]) -> dict[int, str]:
-    """Plate index -> 'r' or 'l': the foot whose heel/toe mid-point is nearest the plate's CoP when loaded."""
+def assign_plates(trial: Trial, cal_names: dict[str, str], *, max_distance: float = 0.25) -> dict[int, str]:
+    """Plate index -> 'r' or 'l': the foot whose heel/toe mid-point is nearest the plate's CoP when loaded
+    (median horizontal distance), if that is at most ``max_distance`` m; a plate no tracked foot stands on (the
+    other foot of a one-leg recording) is not applied."""
     out = {}
     for i in range(len(trial.plate_names)):
         fy = trial.forces[:, i, 1]
@@ -45,10 +47,13 @@ def assign_plates(trial: Trial, cal_names: dict[str, str]) -> dict[int, str]:
         cop = trial.cop[loaded, i, :]
         dist = {}
         for s in ("r", "l"):
+            if ("heel", s) not in cal_names or ("toe", s) not in cal_names:
+                continue  # a leg without foot markers (one-leg recordings) gets no plate
             foot = (trial.marker(cal_names["heel", s]) + trial.marker(cal_names["toe", s]))[loaded] / 2
             d = np.linalg.norm((cop - foot)[:, [0, 2]], axis=1)
             dist[s] = np.nanmedian(d)
-        out[i] = min(dist, key=dist.get)
+        if dist and min(dist.values()) <= max_distance:
+            out[i] = min(dist, key=dist.get)
     return out
 
 
@@ -102,7 +107,29 @@ def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: P
         placed.append((marker, body, tuple(map(float, loc))))
     for marker, body, loc in placed:
         model.addMarker(osim.Marker(marker, model.getBodySet().get(body), osim.Vec3(*loc)))
-    return finish_model(model, settings)
+    model = finish_model(model, settings)
+    untracked = [s for s in ("r", "l") if s not in cal.legs]
+    if untracked:
+        lock_leg(model, untracked)
+    return model
+
+
+#: Coordinates of one leg (with the side suffix) in both models.
+LEG_COORDINATES = ("hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle", "subtalar_angle",
+                   "mtp_angle")
+
+
+def lock_leg(model, sides) -> None:
+    """Lock the coordinates of the legs ``sides`` at the model's default pose: a recording of one leg (the Grand
+    Challenge .mat files) has no markers to drive the other. Its knee reaction is then not a result, but the
+    tracked leg's is unaffected: a leg's joint moments come from its own motion and ground reaction, and the
+    untracked leg carries no plate (see :func:`assign_plates`)."""
+    coords = model.getCoordinateSet()
+    for side in sides:
+        for c in LEG_COORDINATES:
+            if coords.contains(f"{c}_{side}"):
+                coords.get(f"{c}_{side}").set_locked(True)
+    model.initSystem()
 
 
 def finish_model(model, settings: LabelSettings, *, lock_lumbar: bool = True, locked=None):

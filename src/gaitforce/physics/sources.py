@@ -1,16 +1,19 @@
-"""Where the physics gets its input for a file that cannot be labelled as it is.
+"""Where the physics gets a better input for a file than the file itself.
 
-The Grand Challenge ``competitions/*.mat`` files hold only the right leg's and the pelvis's markers: no left
-leg, no trunk, and no static trial, so the model cannot be scaled or tracked from them. For the stances whose
-raw motion capture is in the shared data, :func:`raw_source` returns that recording (markers + plates), a
-static trial of the subject, and the frame of the raw recording where the ``.mat`` starts (found by matching
-the pelvis markers, which both hold in the same lab frame). Known raw sources:
+The Grand Challenge ``competitions/*.mat`` files hold the pelvis and the instrumented (right, or mirrored to
+right) leg only: its epicondyles, malleoli, foot and cluster markers and that foot's plate, no other leg and no
+static trial. They are labelled as they are, as one-leg recordings (``landmarks.calibrate`` scales both legs from
+the tracked one, ``pipeline.lock_leg`` locks the other at the model's pose, and the other foot gets no plate).
+For the stances whose raw two-leg motion capture is in the shared data, :func:`raw_source` returns that
+recording (markers + plates), a static trial of the subject, and the frame of the raw recording where the
+``.mat`` starts (found by matching the pelvis markers, which both hold in the same lab frame), and the labeller
+uses those instead. Known raw sources:
 
 - DM, GC6 overground trials og1, og3-og6: ``gc6-dm-trc/DM_ngait_<trial>_new.trc`` + ``_grf.sto``, static trial
   ``jw-c3d/DM_staticfor1.c3d``, right knee.
 
-Everything else (GC1-GC5 .mat files: JW's C3Ds have no static trial and no medial landmarks in the walking
-trials, PS has neither) has no usable source and is reported as a failure by the labeller.
+(JW's GC4 C3Ds have no static trial and no knee or ankle landmarks in the walking trials; PS's GC5 C3Ds neither;
+their .mat files are the better source.)
 """
 
 from __future__ import annotations
