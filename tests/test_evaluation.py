@@ -248,6 +248,17 @@ def test_paired_comparison_counts_wins_and_delta():
     assert 0 < out["p"] <= 1
 
 
+def test_body_weight_in_kg_is_refused_as_a_unit_slip():
+    """70 given where 686.7 N was meant would scale every BW figure up 9.81x: refused, naming the likely cause;
+    the plausible range's ends (15 and 500 kg) pass."""
+    with pytest.raises(GaitforceError, match="a mass in kg"):
+        ev.per_trial_metrics(np.zeros(3), np.zeros(3), ["a"] * 3, body_weight=70.0)
+    with pytest.raises(GaitforceError, match="above 4905 N"):
+        ev.per_trial_metrics(np.zeros(3), np.zeros(3), ["a"] * 3, body_weight={"a": 70000.0})
+    for ok in (150.0, 4905.0):
+        ev.per_trial_metrics(np.zeros(3), np.ones(3), ["a"] * 3, body_weight=ok)
+
+
 def test_body_weights_from_mass():
     s = pd.DataFrame({"stance_id": ["a", "b"], "mass": [70.0, np.nan]})
     assert ev.body_weights(s) == {"a": pytest.approx(686.7)}

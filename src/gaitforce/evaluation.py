@@ -280,6 +280,10 @@ def _as_2d(y, name: str) -> np.ndarray:
     return y
 
 
+#: Plausible body weights, N (15 to 500 kg): outside them a value is refused as a unit slip.
+BODY_WEIGHT_RANGE = (150.0, 4905.0)
+
+
 def _frame_weights(body_weight, stance_ids: np.ndarray) -> np.ndarray:
     """Body weight (N) per frame from a scalar, a per-frame array or a stance_id -> weight mapping."""
     n = len(stance_ids)
@@ -296,6 +300,13 @@ def _frame_weights(body_weight, stance_ids: np.ndarray) -> np.ndarray:
     bad = np.isfinite(w) & (w <= 0)
     if bad.any():
         raise GaitforceError(f"body weight must be positive (N), got {w[bad][0]!r}")
+    # a weight in N of a person of 15-500 kg lies in 147-4905 N; a value under 150 is most likely a mass in kg
+    small, large = np.isfinite(w) & (w < BODY_WEIGHT_RANGE[0]), np.isfinite(w) & (w > BODY_WEIGHT_RANGE[1])
+    if small.any():
+        raise GaitforceError(f"body weight {w[small][0]:g} is below {BODY_WEIGHT_RANGE[0]:g} N: a mass in kg? "
+                             f"give the weight in N (mass x 9.81)")
+    if large.any():
+        raise GaitforceError(f"body weight {w[large][0]:g} N is above {BODY_WEIGHT_RANGE[1]:g} N (500 kg)")
     return w
 
 
