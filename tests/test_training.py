@@ -108,6 +108,13 @@ def test_without_validation_all_epochs_run():
     assert len(est.history_[0]) == 7 and est.best_epoch_[0] == 7
 
 
+def test_divergence_is_an_error_not_a_nan_model():
+    """A learning rate that blows the weights up (Adam steps of ~lr per weight) must not leave a model that
+    predicts NaN: with no finite epoch to go back to, fit says so and names the learning rate."""
+    with pytest.raises(GaitforceError, match=r"diverged at epoch \d+ .*lower the learning rate \(lr=1e\+30\)"):
+        Estimator("mlp", width=8, epochs=20, lr=1e30, **FAST).fit(make_dataset(4))
+
+
 def test_multi_target_and_one_net_per_target():
     train, val = make_dataset(6), make_dataset(2, seed=1)
     one = Estimator("ridge", targets=("knee_medial", "knee_lateral"), **FAST).fit(train, val)

@@ -375,6 +375,15 @@ class Estimator:
                 count += len(idx)
             train_rmse = math.sqrt(total / max(count, 1))
             row = {"epoch": epoch, "train_rmse": train_rmse}
+            if not math.isfinite(train_rmse):  # diverged: NaN/inf weights never become the model
+                history.append({**row, "diverged": True})
+                bar.close(best_epoch, best)
+                if best_state is None:
+                    raise GaitforceError(
+                        f"{self.model} [{label}] diverged at epoch {epoch} (training RMSE not finite) before any "
+                        f"finite validation score; lower the learning rate (lr={self.lr:g})")
+                net.load_state_dict(best_state)
+                return history, best_epoch, best
             if has_val:
                 val_rmse = self._eval_rmse(net, xvt, yvt)
                 row["val_rmse"] = val_rmse
