@@ -122,3 +122,17 @@ def test_corrupt_and_wrong_files_raise_one_line_errors(tmp_path, comp):
     scipy.io.savemat(other, {"f": 100, "n": 10})
     with pytest.raises(GaitforceError, match="Segment"):
         read(other)
+
+
+@pytest.mark.parametrize("field, value", [("f", np.array(["fast"])), ("height", np.array(["tall"]))])
+def test_a_field_of_the_wrong_type_is_one_line_error(tmp_path, comp, field, value):
+    """A Grand Challenge file whose field holds text where the format has a number: an InputFileError naming
+    the file, not a ValueError traceback."""
+    d = scipy.io.loadmat(comp / "JW__GC4__jw_ngait_og3.mat")
+    d = {k: v for k, v in d.items() if not k.startswith("__")}
+    d[field] = value
+    path = tmp_path / "JW__GC4__typed.mat"
+    scipy.io.savemat(path, d)
+    with pytest.raises(InputFileError, match="unexpected type or shape") as err:
+        read(path)
+    assert "JW__GC4__typed.mat" in err.value.line()

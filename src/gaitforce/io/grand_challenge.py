@@ -133,6 +133,14 @@ def read_gc_mat(path: str | os.PathLike) -> Trial:
     """Read one Grand Challenge gait cycle (see the module docstring for every field and convention)."""
     path = Path(path)
     d = _load(path)
+    try:
+        return _read(d, path)
+    except (ValueError, TypeError, IndexError) as err:  # a field of another type or shape than the format's
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputFileError(f"a Grand Challenge field has an unexpected type or shape: {first}", source=path) from None
+
+
+def _read(d: dict, path: Path) -> Trial:
     rate = float(_field(d, "f", path))
     n = int(_field(d, "n", path))
     if rate <= 0 or n < 2:
