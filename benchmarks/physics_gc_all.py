@@ -77,7 +77,7 @@ def figure(all_stances, labels, path: Path, model: str) -> None:
     axes[0].set_ylabel("medial contact force (N)")
     axes[3].set_ylabel("medial contact force (N)")
     fig.suptitle(f"Medial knee contact force: implant (solid) vs gaitforce label, {model} (dashed)")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=85)
 
 
 def main(argv=None) -> dict:
