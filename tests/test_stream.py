@@ -104,7 +104,8 @@ def test_layout_round_trips_through_lsl_metadata_with_units_and_up_axis(walk):
 # -- online == offline ------------------------------------------------------------------------------------
 def _offline_with_times(trial, settings):
     off = ingest.trial_frames(trial, settings=settings)
-    stances = ingest._stances(ingest._preprocess(trial, settings), settings)
+    pre, detect = ingest._preprocess(trial, settings)
+    stances = ingest._stances(pre, settings, detect)
     off["t"] = np.nan
     for k, st in enumerate(stances):
         rows = off.stance_id.str.endswith(f"#{k}")
@@ -135,6 +136,67 @@ def test_online_features_equal_offline_features_within_the_stated_mismatch(bundl
     horiz = [c for c in cols[:54] if not c.endswith("_y")]
     d = np.abs(b[[c + "_on" for c in horiz]].to_numpy() - b[horiz].to_numpy())
     assert np.median(d) < 0.005 and d.max() < 0.10
+
+
+@pytest.mark.parametrize("subject", [0, 3])
+def test_causal_ingest_matches_online_features_with_the_filter_on(bundle, subject):
+    """Filter ON (10 Hz, order 4) on both sides. With ``lowpass_causal`` the offline dataset is filtered as the
+    stream filters and cut where the stream cuts, so vertical coordinates agree to 1e-6 m, as they do with the
+    filter off; the zero-lag dataset differs from the online frames by the filter's lag (centimetres)."""
+    trial = synthetic.generate_trial(seed=0, subject=subject, trial=1)
+    cols = features.feature_columns()[:60]
+    vert = [c for c in cols if c.endswith("_y")]
+    pipe = OnlinePipeline(bundle, StreamLayout.for_trial(trial), rate=trial.rate,
+                          settings=OnlineSettings.from_bundle(bundle, lowpass_cutoff=10.0))
+    pipe.features_log = []
+    run_offline(pipe, trial)
+    on = pd.DataFrame([{"t": t, "side": s, **dict(zip(cols, f[:60]))} for t, s, f in pipe.features_log])
+    diffs = {}
+    for causal in (True, False):
+        settings = ingest.IngestSettings(marker_map=MAP, lowpass_cutoff=10.0, lowpass_causal=causal)
+        both = _offline_with_times(trial, settings).merge(on, on=["t", "side"], suffixes=("", "_on"))
+        b = both[both.groupby("stance_id").cumcount() >= 3]
+        diffs[causal] = np.abs(b[[c + "_on" for c in vert]].to_numpy() - b[vert].to_numpy())
+        if causal:
+            assert len(both) == len(on)  # the same stance frames as the stream's
+    assert diffs[True].max() < 1e-6
+    assert diffs[False].max() > 0.01  # the lag the causal dataset removes
+
+
+def test_causal_lowpass_is_the_stream_filter_and_lags():
+    """preprocess.lowpass_causal equals CausalLowpass run frame by frame (markers), restarts the CoP at each
+    loaded run, and delays a 1 Hz sine by about the filter's group delay (~42 ms at 10 Hz, order 4)."""
+    from gaitforce.preprocess import COP_LOAD_THRESHOLD, CausalLowpass, lowpass, lowpass_causal
+    from gaitforce.trial import Trial
+
+    rate, n = 100.0, 300
+    t = np.arange(n) / rate
+    x = np.sin(2 * np.pi * 1.0 * t)
+    markers = np.stack([x, 1 + 0 * x, 0 * x], axis=1)[:, None, :]
+    fy = np.where((t > 0.5) & (t < 1.2) | (t > 1.7) & (t < 2.4), 700.0, 0.0)
+    forces = np.stack([0 * t, fy, 0 * t], axis=1)[:, None, :]
+    cop = np.stack([np.where(fy > 0, 0.3 + 0.2 * t, np.nan), 0 * t, 0 * t], axis=1)[:, None, :]
+    trial = Trial(time=t, markers=markers, marker_names=("M",), forces=forces, cop=cop,
+                  free_moment=np.zeros((n, 1, 3)), plate_names=("FP1",), up_axis="y")
+    out = lowpass_causal(trial, cutoff=10.0, order=4)
+    f = CausalLowpass(3, rate=rate, cutoff=10.0, order=4)
+    np.testing.assert_allclose(out.markers[:, 0], np.stack([f.step(r) for r in markers[:, 0]]), atol=1e-12)
+    # CoP: each loaded run starts from its own first value (no carry-over from the previous step's CoP)
+    for a in (np.argmax(t > 0.5), np.argmax(t > 1.7)):
+        assert out.cop[a, 0, 0] == pytest.approx(cop[a, 0, 0], abs=1e-9)
+    assert np.isnan(out.cop[fy <= COP_LOAD_THRESHOLD, 0, 0]).all()
+    # lag of the causal output against the zero-lag one, by cross-correlation over the second half
+    zero = lowpass(trial, cutoff=10.0, order=4).markers[:, 0, 0]
+    lags = np.arange(0, 10)
+    k = lags[np.argmin([np.sum((out.markers[150 + L:, 0, 0] - zero[150:n - L]) ** 2) for L in lags])]
+    assert 3 <= k <= 5  # frames at 100 Hz: 30-50 ms
+
+
+def test_causal_setting_round_trips_and_allows_odd_orders():
+    s = ingest.IngestSettings(lowpass_causal=True, lowpass_order=3)
+    assert ingest.IngestSettings.from_dict(s.to_dict()) == s
+    with pytest.raises(Exception, match="even"):
+        ingest.IngestSettings(lowpass_order=3)
 
 
 def test_online_predictions_follow_the_bundle_on_the_same_features(bundle, walk):

@@ -64,6 +64,7 @@ class IngestSettings:
     marker_map: Any = "auto"  # 'auto', a packaged map name, a JSON path, or a map dict
     lowpass_cutoff: float | None = 10.0
     lowpass_order: int = 4
+    lowpass_causal: bool = False  # True: the streaming (causal) filter, stances found on the unfiltered force
     max_gap: float = 0.1
     stance_threshold: float = 20.0
     min_duration: float = 0.25
@@ -83,7 +84,9 @@ class IngestSettings:
         if self.lowpass_cutoff is not None:
             if not self.lowpass_cutoff > 0:
                 raise GaitforceError(f"low-pass cutoff must be positive (or None to skip), not {self.lowpass_cutoff!r}")
-            if self.lowpass_order < 2 or self.lowpass_order % 2:
+            if self.lowpass_causal and self.lowpass_order < 1:
+                raise GaitforceError(f"lowpass_order {self.lowpass_order} must be >= 1")
+            if not self.lowpass_causal and (self.lowpass_order < 2 or self.lowpass_order % 2):
                 raise GaitforceError(f"lowpass_order {self.lowpass_order} must be even and >= 2 (zero-lag filter)")
         for name in ("max_gap", "min_duration", "emg_window"):
             if not getattr(self, name) >= 0:
@@ -114,11 +117,15 @@ def trial_id(trial: Trial) -> str:
     return Path(trial.source).stem if trial.source else str(trial.meta.get("trial", "trial"))
 
 
-def _preprocess(trial: Trial, settings: IngestSettings) -> Trial:
+def _preprocess(trial: Trial, settings: IngestSettings) -> tuple[Trial, Trial | None]:
+    """The gap-filled, filtered trial, and the trial to find stances on where that is not the same one: with
+    the causal filter, the unfiltered (gap-filled) trial, as the stream finds stances on the raw force."""
     t = preprocess.fill_gaps(trial.to_y_up(), max_gap=settings.max_gap)
+    if settings.lowpass_cutoff and settings.lowpass_causal:
+        return preprocess.lowpass_causal(t, cutoff=settings.lowpass_cutoff, order=settings.lowpass_order), t
     if settings.lowpass_cutoff:
         t = preprocess.lowpass(t, cutoff=settings.lowpass_cutoff, order=settings.lowpass_order, signals=())
-    return t
+    return t, None
 
 
 def _emg_targets(trial: Trial, settings: IngestSettings,
@@ -170,11 +177,24 @@ def _emg_targets(trial: Trial, settings: IngestSettings,
     return trial.with_signals(note=f"EMG targets ({how}) for {', '.join(out)}", **out), how, notes
 
 
-def _stances(trial: Trial, settings: IngestSettings) -> list[Trial]:
+def _stances(trial: Trial, settings: IngestSettings, detect: Trial | None = None) -> list[Trial]:
     if trial.meta.get("single_stance") and trial.meta.get("stance_frames") is not None:
         start, stop = (int(v) for v in trial.meta["stance_frames"])
         return [trial.slice_frames(start, stop, note=f"stance from meta: frames {start}:{stop}")]
-    return preprocess.extract_stances(trial, threshold=settings.stance_threshold, min_duration=settings.min_duration)
+    if detect is None:
+        return preprocess.extract_stances(trial, threshold=settings.stance_threshold,
+                                          min_duration=settings.min_duration)
+    # causal filter: stances found on the unfiltered force and CoP (no lag), each then given the filtered channels
+    base = int(detect.meta.get("frame_offset", 0))
+    out = []
+    for st in preprocess.extract_stances(detect.replace(signals=trial.signals, units=trial.units),
+                                         threshold=settings.stance_threshold, min_duration=settings.min_duration):
+        a = int(st.meta.get("frame_offset", 0)) - base
+        rows, plate = slice(a, a + st.n_frames), [int(st.meta["plate_index"])]
+        out.append(st.replace(markers=trial.markers[rows], forces=trial.forces[rows][:, plate],
+                              cop=trial.cop[rows][:, plate], free_moment=trial.free_moment[rows][:, plate],
+                              note="stance found on the unfiltered force; causally filtered channels"))
+    return out
 
 
 def stance_windows(trial: Trial, *, settings: IngestSettings | None = None) -> list[tuple[int, int, str]]:
@@ -186,7 +206,8 @@ def stance_windows(trial: Trial, *, settings: IngestSettings | None = None) -> l
     settings = settings or IngestSettings()
     base = int(trial.meta.get("frame_offset", 0))
     out = []
-    for st in _stances(_preprocess(trial, settings), settings):
+    pre, detect = _preprocess(trial, settings)
+    for st in _stances(pre, settings, detect):
         start = int(st.meta.get("frame_offset", 0)) - base
         out.append((start, start + st.n_frames, st.meta.get("side", trial.meta.get("side", "right"))))
     return out
@@ -202,11 +223,11 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None,
     """
     settings = settings or IngestSettings()
     targets = tuple(settings.targets if targets is None else targets)
-    t, emg_how, target_notes = _emg_targets(_preprocess(trial, settings), settings,
-                                            [n for n in targets if n.startswith("emg_")])
+    pre, detect = _preprocess(trial, settings)
+    t, emg_how, target_notes = _emg_targets(pre, settings, [n for n in targets if n.startswith("emg_")])
     tid = trial_id(trial)
     frames = []
-    for k, stance in enumerate(_stances(t, settings)):
+    for k, stance in enumerate(_stances(t, settings, detect)):
         st = features.to_stance_frame(features.slot_trial(stance, settings.marker_map))
         cols = features.stance_features(st)
         n = st.n_frames

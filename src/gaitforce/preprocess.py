@@ -169,6 +169,37 @@ def lowpass(trial: Trial, *, cutoff: float = 10.0, order: int = 4, signals: Iter
     )
 
 
+def lowpass_causal(trial: Trial, *, cutoff: float = 10.0, order: int = 4) -> Trial:
+    """The streaming filter applied offline: a causal Butterworth (:class:`CausalLowpass`, single pass of
+    ``order``, -3 dB at ``cutoff``) of markers, forces and free moment from the trial's first frame, and of each
+    plate's CoP restarted at the start of each run where that plate carries more than
+    :data:`COP_LOAD_THRESHOLD` N and fed only in it (CoP elsewhere as it was), as the online pipeline does. A NaN
+    sample holds the channel's last output (the stream's rule). Per-frame signals are not filtered.
+
+    Features from a trial filtered so lag the motion exactly as the online features do (~2.6 / (2 pi cutoff) s,
+    ~42 ms at 10 Hz, order 4), so a model trained on them sees online what it saw in training."""
+    if trial.n_frames < 2:
+        return trial
+    rate = _check_uniform(trial)
+
+    def run(block: np.ndarray) -> np.ndarray:
+        flat = np.asarray(block, float).reshape(len(block), -1)
+        if flat.shape[1] == 0:
+            return np.asarray(block, float)
+        return CausalLowpass(flat.shape[1], rate=rate, cutoff=cutoff, order=order).process(flat).reshape(block.shape)
+
+    cop = np.array(trial.cop, dtype=float)
+    loaded = trial.forces[:, :, trial.vertical_index] > COP_LOAD_THRESHOLD
+    for plate in range(cop.shape[1]):
+        for a, b in _runs(loaded[:, plate]):
+            cop[a:b, plate] = run(trial.cop[a:b, plate])
+    return trial.replace(
+        markers=run(trial.markers), forces=run(trial.forces), cop=cop, free_moment=run(trial.free_moment),
+        note=f"lowpass_causal: causal Butterworth, order {order}, -3 dB at {cutoff:g} Hz, as the stream applies it "
+        f"(CoP restarted at each loaded run; NaN holds the last output)",
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------
 # causal (streaming) low-pass
 # ---------------------------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ def register(subparsers) -> None:
                    help="marker map: 'auto' (default) picks the packaged map that fits, or plug-in-gait, gc-mat, "
                    "gc-lab, or a JSON file")
     p.add_argument("--lowpass", type=float, default=10.0, metavar="HZ", help="low-pass cutoff (0: none; default 10)")
+    p.add_argument("--causal-filter", action="store_true",
+                   help="filter as the live stream does (causal Butterworth; stances found on the unfiltered force), "
+                        "so a model trained on this dataset sees the same features online (docs/streaming.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -28,7 +31,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..ingest import IngestSettings, build_dataset  # heavy (scipy.signal): imported on use
 
-    settings = IngestSettings(marker_map=args.marker_map, lowpass_cutoff=args.lowpass or None)
+    settings = IngestSettings(marker_map=args.marker_map, lowpass_cutoff=args.lowpass or None,
+                              lowpass_causal=args.causal_filter)
     try:
         dataset, failures = build_dataset(args.paths, settings=settings, progress=not args.no_progress)
     except GaitforceError as err:

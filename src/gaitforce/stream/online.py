@@ -25,7 +25,8 @@ Output row (:attr:`OnlinePipeline.output_names`): ``<target>_right``.., ``<targe
 Mismatch with the offline features (``gaitforce.ingest.trial_frames``), stated:
 
 - filter: the causal Butterworth lags (group delay ~ 2.6 / (2 pi cutoff) at low frequency: ~42 ms at 10 Hz,
-  order 4) where the offline filter is zero-lag; it is the largest difference;
+  order 4) where the offline filter is zero-lag; it is the largest difference, and none for a bundle trained
+  on a dataset ingested with ``lowpass_causal=True`` (``gaitforce ingest --causal-filter``);
 - progression direction: offline, the marker-centroid displacement over the whole stance (future frames);
   online, the same centroid's displacement over the ``direction_window`` s (1 s, about one stride, which
   averages out the medio-lateral sway) before heel strike (fallback: the previous stance's direction, else lab
