@@ -216,6 +216,12 @@ def test_plates_go_only_to_a_tracked_foot():
     two, one = assign_plates(both, find_landmarks(both.marker_names)), assign_plates(right, find_landmarks(right.marker_names))
     assert set(two.values()) == {"r", "l"}  # the synthetic walk loads both feet
     assert {i: s for i, s in two.items() if s == "r"} == one  # the right foot's plates as before, no other
+    # with both feet tracked, a loaded plate far from both is refused, not dropped
+    from gaitforce.errors import GaitforceError
+
+    shifted = both.replace(cop=both.cop + np.array([2.0, 0.0, 0.0]))
+    with pytest.raises(GaitforceError, match="from the nearest foot"):
+        assign_plates(shifted, find_landmarks(shifted.marker_names))
 
 
 @pytest.mark.opensim

@@ -36,8 +36,9 @@ def read_sto(path) -> pd.DataFrame:
 
 def assign_plates(trial: Trial, cal_names: dict[str, str], *, max_distance: float = 0.25) -> dict[int, str]:
     """Plate index -> 'r' or 'l': the foot whose heel/toe mid-point is nearest the plate's CoP when loaded
-    (median horizontal distance), if that is at most ``max_distance`` m; a plate no tracked foot stands on (the
-    other foot of a one-leg recording) is not applied."""
+    (median horizontal distance), if that is at most ``max_distance`` m. In a one-leg recording a plate farther
+    than that from the tracked foot is the other foot's and is not applied; with both feet tracked, a loaded
+    plate far from both is an error (plates and markers not in one lab frame), never a load silently dropped."""
     out = {}
     for i in range(len(trial.plate_names)):
         fy = trial.forces[:, i, 1]
@@ -54,6 +55,11 @@ def assign_plates(trial: Trial, cal_names: dict[str, str], *, max_distance: floa
             dist[s] = np.nanmedian(d)
         if dist and min(dist.values()) <= max_distance:
             out[i] = min(dist, key=dist.get)
+        elif len(dist) == 2:
+            raise GaitforceError(f"plate {trial.plate_names[i]}: its centre of pressure lies "
+                                 f"{min(dist.values()):.2f} m from the nearest foot (at most {max_distance} m "
+                                 f"expected): are the plates and the markers in the same lab frame?",
+                                 source=trial.source)
     return out
 
 
