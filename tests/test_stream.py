@@ -350,3 +350,16 @@ def test_cli_replays_a_file_and_reports_a_mismatching_stream_in_one_line(bundle_
                    "--record", str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith(f"gaitforce: error: {bad}: ")
+
+
+def test_stream_names_the_lag_of_a_zero_lag_bundle_once():
+    """The CLI's note: a bundle trained on zero-lag features, streamed through the causal 10 Hz filter, lags by
+    the filter's group delay (~2.6 / (2 pi 10 Hz) = 41 ms for order 4); a causal-trained bundle gets no note."""
+    from gaitforce.commands.stream import lag_note
+
+    note = lag_note({"lowpass_cutoff": 10.0, "lowpass_order": 4}, 10.0)
+    assert "~41 ms" in note or "~42 ms" in note
+    assert "--causal-filter" in note
+    assert lag_note({"lowpass_cutoff": 10.0, "lowpass_order": 4, "lowpass_causal": True}, 10.0) is None
+    assert lag_note({"lowpass_cutoff": 10.0}, None) is None  # filter off online: no lag to name
+    assert "~21 ms" in lag_note({"lowpass_cutoff": 20.0, "lowpass_order": 4}, 20.0)  # halves with twice the cutoff

@@ -39,6 +39,28 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def lag_note(ingest_settings: dict, cutoff) -> str | None:
+    """One line when the bundle learned zero-lag filtered features but the stream filters causally (the online
+    features then lag the training ones by the filter's group delay); None when they match."""
+    if not cutoff or ingest_settings.get("lowpass_causal") or not ingest_settings.get("lowpass_cutoff"):
+        return None
+    order = int(ingest_settings.get("lowpass_order", 4))
+    delay_ms = 1000 * _group_delay_s(float(cutoff), order)
+    return (f"the bundle was trained on zero-lag filtered features; online (causal {cutoff:g} Hz) they lag by "
+            f"~{delay_ms:.0f} ms: train on a dataset ingested with --causal-filter to remove this")
+
+
+def _group_delay_s(cutoff: float, order: int) -> float:
+    """Low-frequency group delay (s) of a causal Butterworth of ``order`` with its -3 dB point at ``cutoff``."""
+    import numpy as np
+    from scipy import signal
+
+    rate = max(50 * cutoff, 1000.0)
+    b, a = signal.butter(order, cutoff, fs=rate)
+    w, gd = signal.group_delay((b, a), w=[0.1 * cutoff], fs=rate)
+    return float(np.asarray(gd)[0]) / rate
+
+
 def run(args) -> int:
     import os
 
@@ -67,6 +89,9 @@ def run(args) -> int:
     if args.lowpass_cutoff is not None:
         overrides["lowpass_cutoff"] = args.lowpass_cutoff or None
     settings = OnlineSettings.from_bundle(bundle, **overrides)
+    lag = lag_note(bundle.ingest_settings or {}, settings.lowpass_cutoff)
+    if lag:
+        print(f"gaitforce: note: {lag}", file=sys.stderr)
     replay = None
     if args.replay:
         name = f"gaitforce-replay-{os.getpid()}"
