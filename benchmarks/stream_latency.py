@@ -74,6 +74,7 @@ def _consume(name, frames, out_q):
     inlet = pylsl.StreamInlet(found[0], max_buflen=360)
     inlet.open_stream(timeout=10)
     lat, arrivals = [], []
+    last = time.monotonic()  # time of the last chunk received
     deadline = time.monotonic() + 600
     while len(lat) < frames and time.monotonic() < deadline:
         _, stamps = inlet.pull_chunk(timeout=0.5, max_samples=4096, min_samples=1, as_numpy=True)

@@ -255,7 +255,6 @@ def _plates(c3d, n: int, threshold: float, path):
     empty = np.zeros((n, 0, 3))
     if not platforms:
         return empty, empty, empty, [], "z", []
-    analog_labels = [str(s).strip() for s in _values(params, "ANALOG", "LABELS", [])]
     analog_units = [str(s).strip() for s in _values(params, "ANALOG", "UNITS", [])]
     channels = np.asarray(params["FORCE_PLATFORM"]["CHANNEL"]["value"])
     n_analog = platforms[0]["force"].shape[1]

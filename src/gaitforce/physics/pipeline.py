@@ -309,7 +309,6 @@ def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tria
 
 
 def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None):
-    import opensim as osim
 
     trial = trial.to_y_up()
     t0, t1 = float(trial.time[0]), float(trial.time[-1])
