@@ -141,6 +141,19 @@ def compare_with_reference(stem: str, mine: dict, stop: float) -> dict:
     return row
 
 
+def _vs_measured(pred: dict, meas: dict, stance: np.ndarray, bw: float, prefix: str, peak: str) -> dict:
+    """``{prefix}{medial|lateral|total}_{cycle|stance}``: RMSE (N, BW), r and peaks of ``pred`` against ``meas``."""
+    out = {}
+    for part, sel in (("cycle", slice(None)), ("stance", stance)):
+        for key in ("medial", "lateral", "total"):
+            a, b = pred[key][sel], meas[key][sel]
+            rmse = float(np.sqrt(np.mean((a - b) ** 2)))
+            out[f"{prefix}{key}_{part}"] = {"rmse_N": round(rmse, 1), "rmse_BW": round(rmse / bw, 3),
+                                            "r": round(float(np.corrcoef(a, b)[0, 1]), 3),
+                                            peak: round(float(a.max())), "peak_meas": round(float(b.max()))}
+    return out
+
+
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--distance", type=float, default=0.04, help="m between the contact points of the split")
@@ -163,24 +176,12 @@ def main(argv=None) -> list[dict]:
         meas = {"medial": et.data[:, 0, k], "lateral": et.data[:, 1, k], "total": et.data[:, 2, k]}
         ref = reference(stem, distance=args.distance)
         row = {"trial": stem, "stance_points": int(ref["stance"].sum())}
-        for part, sel in (("cycle", slice(None)), ("stance", ref["stance"])):
-            for key in ("medial", "lateral", "total"):
-                a, b = ref[key][sel], meas[key][sel]
-                rmse = float(np.sqrt(np.mean((a - b) ** 2)))
-                row[f"{key}_{part}"] = {"rmse_N": round(rmse, 1), "rmse_BW": round(rmse / bw, 3),
-                                        "r": round(float(np.corrcoef(a, b)[0, 1]), 3),
-                                        "peak_ref": round(float(a.max())), "peak_meas": round(float(b.max()))}
+        row.update(_vs_measured(ref, meas, ref["stance"], bw, "", "peak_ref"))
         if args.ours:
             mine = ours(stem, mass=bw / 9.81, height=height, work=Path(args.ours), distance=args.distance, model=args.model,
                         extra={k: json.loads(v) for k, v in (a.split("=", 1) for a in args.set)})
             row["ours_seconds"] = {k: round(v, 1) for k, v in mine["seconds"].items()}
-            for part, sel in (("cycle", slice(None)), ("stance", ref["stance"])):
-                for key in ("medial", "lateral", "total"):
-                    a, b = mine[key][sel], meas[key][sel]
-                    rmse = float(np.sqrt(np.mean((a - b) ** 2)))
-                    row[f"ours_{key}_{part}"] = {"rmse_N": round(rmse, 1), "rmse_BW": round(rmse / bw, 3),
-                                                 "r": round(float(np.corrcoef(a, b)[0, 1]), 3),
-                                                 "peak_ours": round(float(a.max())), "peak_meas": round(float(b.max()))}
+            row.update(_vs_measured(mine, meas, ref["stance"], bw, "ours_", "peak_ours"))
             row["ours_vs_reference"] = compare_with_reference(stem, mine, stance(stem, "l")[1])
         print(json.dumps(row), flush=True)
         rows.append(row)

@@ -425,7 +425,7 @@ def _markers_file(path, n, rate=100.0):
 def test_merge_window_mean_of_a_ramp(tmp_path):
     trc = _markers_file(tmp_path / "walk_new.trc", 20)
     tg = np.arange(0, 0.25, 0.001)
-    grf = _grf_file(tmp_path / "walk_grf.sto", tg, 500 + 1000 * tg)
+    _grf_file(tmp_path / "walk_grf.sto", tg, 500 + 1000 * tg)
     tr = read_trc(trc, grf="auto")
     assert tr.meta["grf_source"].endswith("walk_grf.sto")
     assert tr.plate_names == ("r",) and tr.meta["plate_sides"] == {"r": "right"}

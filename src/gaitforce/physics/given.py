@@ -55,15 +55,8 @@ def mass_scaled_model(mass: float, settings: LabelSettings, *, locked=(), height
 
     if mass is None or not np.isfinite(mass) or mass <= 0:
         raise GaitforceError(f"a positive subject mass is needed, not {mass!r}")
-    scales = None
-    if height is not None:
-        from .model import generic_model
-
-        factor = float(height) / spec(settings.model).height
-        generic = generic_model(settings.model)  # kept alive: a BodySet outlives no model
-        bodies = generic.getBodySet()
-        scales = {bodies.get(i).getName(): factor for i in range(bodies.getSize())}
-    model = scaled_generic_model(scales, mass, settings)
+    factor = 1.0 if height is None else float(height) / spec(settings.model).height
+    model = scaled_generic_model(None, mass, settings, uniform=factor)
     model.initSystem()
     return finish_model(model, settings, locked=tuple(locked))
 

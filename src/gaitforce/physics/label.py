@@ -68,12 +68,9 @@ def cache_key(trial: Trial, settings: LabelSettings) -> str:
     h = hashlib.sha256()
     for arr in (trial.time, trial.markers, trial.forces, trial.cop, trial.free_moment):
         h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
-    # the model is keyed by name outside the settings, so the default model's keys are those of before the
-    # settings had a model field (caches stay valid)
-    plain = {k: v for k, v in settings.to_dict().items() if k != "model"}
     meta = {"markers": trial.marker_names, "plates": trial.plate_names, "mass": trial.subject.mass,
-            "up": trial.up_axis, "side": trial.meta.get("side"), "settings": plain,
-            "model": settings.model, "version": PIPELINE_VERSION}
+            "up": trial.up_axis, "side": trial.meta.get("side"), "settings": settings.to_dict(),
+            "version": PIPELINE_VERSION}
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 

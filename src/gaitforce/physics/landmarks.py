@@ -39,14 +39,6 @@ REQUIRED = ("asis", "knee_lat", "ankle_lat", "heel", "toe")
 #: Knee and ankle widths (m) used when neither side has its medial marker.
 DEFAULT_WIDTH = {"knee": 0.10, "ankle": 0.07}
 
-#: Hip centre (m) and knee/ankle centre distances of the default model (gait2392 geometry); other models pass
-#: their own :class:`gaitforce.physics.model.Geometry` to :func:`calibrate`.
-MODEL_HJC = np.array([-0.0707, -0.0661, 0.0835])
-MODEL_FEMUR = 0.3960
-MODEL_TIBIA = 0.43
-MODEL_PELVIS_WIDTH = (0.0835 * 1000 - 7.3) / 0.33 / 1000  # ASIS width whose Harrington HJC is the model's
-
-
 def _pelvis_width(hjc_z: float) -> float:
     """The ASIS width (m) whose Harrington et al. 2007 hip centre lies ``hjc_z`` m from the midline."""
     return (hjc_z * 1000 - 7.3) / 0.33 / 1000
@@ -105,13 +97,13 @@ def legs_with_landmarks(lm: dict) -> tuple[str, ...]:
 
 def calibrate(trial: Trial, geometry=None) -> Calibration:
     """Scale factors and marker set for ``trial`` (Y-up, m), for a model of ``geometry`` (a
-    :class:`gaitforce.physics.model.Geometry`; default the gait2392 geometry of the default model)."""
+    :class:`gaitforce.physics.model.Geometry`; default the default model's)."""
     if geometry is None:
-        model_hjc, model_femur, model_tibia = MODEL_HJC, MODEL_FEMUR, MODEL_TIBIA
-        model_ankle = np.array([0.0, -MODEL_TIBIA, 0.0])
-    else:
-        model_hjc, model_femur = np.array(geometry.hip_centre, dtype=float), geometry.femur_length
-        model_tibia, model_ankle = geometry.tibia_length, np.array(geometry.ankle_in_tibia, dtype=float)
+        from .model import spec
+
+        geometry = spec().geometry
+    model_hjc, model_femur = np.array(geometry.hip_centre, dtype=float), geometry.femur_length
+    model_tibia, model_ankle = geometry.tibia_length, np.array(geometry.ankle_in_tibia, dtype=float)
     lm = find_landmarks(trial.marker_names)
     legs = legs_with_landmarks(lm)
     missing = [f"{s}:asis" for s in ("r", "l") if ("asis", s) not in lm]

@@ -142,11 +142,6 @@ def spec(name: str | None = None) -> ModelSpec:
         raise GaitforceError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
 
 
-# the default model's muscles and groups, kept under their old names
-MUSCLES = MODELS[MODEL_NAME].muscles
-GROUPS = MODELS[MODEL_NAME].groups
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("GAITFORCE_CACHE", Path.home() / ".cache" / "gaitforce"))
 

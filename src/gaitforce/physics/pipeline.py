@@ -20,9 +20,6 @@ from .landmarks import Calibration, calibrate, find_landmarks
 from .model import centre_lumped_heads, generic_model, spec
 from .settings import LabelSettings
 
-#: The default model's coordinates with strong residual actuators (see ``ModelSpec.free_coordinates``).
-FREE_COORDINATES = spec().free_coordinates
-
 
 def read_sto(path) -> pd.DataFrame:
     """An OpenSim storage file as a DataFrame (columns as in the file, ``time`` first)."""
@@ -64,9 +61,9 @@ def assign_plates(trial: Trial, cal_names: dict[str, str], *, max_distance: floa
 
 
 def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings: LabelSettings,
-                         *, scale_set_xml: Path | None = None):
+                         *, scale_set_xml: Path | None = None, uniform: float = 1.0):
     """The generic model (lumped heads centred per ``settings``) with uniform size factors per body
-    (``scales``: body -> factor; None: every body 1.0) and its segment masses scaled to ``mass`` kg."""
+    (``scales``: body -> factor; None: every body ``uniform``) and its segment masses scaled to ``mass`` kg."""
     import opensim as osim
 
     ms = spec(settings.model)
@@ -77,7 +74,7 @@ def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings:
     state = model.initSystem()
     if scales is None:
         bodies = model.getBodySet()
-        scales = {bodies.get(i).getName(): 1.0 for i in range(bodies.getSize())}
+        scales = {bodies.get(i).getName(): float(uniform) for i in range(bodies.getSize())}
     else:
         scales = {**scales, **{b: scales[like] for b, like in ms.scale_like.items() if like in scales}}
     scale_set = osim.ScaleSet()
