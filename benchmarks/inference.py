@@ -4,7 +4,7 @@
 
 For each model (a paper-sized CNN: two 32-channel (19, 3) convolutions; the default paper-cnn; mlp; ridge;
 the causal tcn) a bundle is trained briefly (speed does not depend on the weights) on features of a synthetic
-cohort and saved, then loaded with :func:`gaitforce.bundle.load_bundle` (1 intra-op thread) and timed:
+cohort and saved, then loaded with :func:`gaitforce.learn.bundle.load_bundle` (1 intra-op thread) and timed:
 
 - per trial: one ``predict_features`` call on a ``--frames``-frame stance (the whole stance in one run),
   median and p95 over ``--repeats`` calls after 20 warm-up calls;
@@ -18,7 +18,7 @@ cohort and saved, then loaded with :func:`gaitforce.bundle.load_bundle` (1 intra
   rewrites of its convolutions as matrix products (``im2col``: a Gather of the padded image's (19, 3) patches,
   done once in the graph, times the (C_in x 57, C_out) weight; ``dense``: each convolution as the full
   (C_in x 60, C_out x 60) matrix it is, padding included); and its int8 model from
-  :func:`gaitforce.bundle.quantize_bundle` (the bundle's scheme; with the first convolution quantised too;
+  :func:`gaitforce.learn.quantize.quantize_bundle` (the bundle's scheme; with the first convolution quantised too;
   with 8-bit weights, ``reduce_range`` off).
   Every variant's largest difference from the fp32 bundle on the trial is printed beside its time.
 
@@ -96,8 +96,8 @@ def onnx_macs(model_bytes: bytes) -> int:
 
 
 def make_data(n_subjects: int = 4, trials: int = 2):
-    from gaitforce.ingest import build_dataset
-    from gaitforce.synthetic import generate_cohort, write_cohort
+    from gaitforce.data.ingest import build_dataset
+    from gaitforce.data.synthetic import generate_cohort, write_cohort
 
     tmp = Path(tempfile.mkdtemp(prefix="gf-bench-"))
     files = [p for p in write_cohort(tmp, generate_cohort(n_subjects=n_subjects, trials_per_subject=trials))
@@ -223,7 +223,9 @@ def conv_as_matmul(est, how: str):
 
 def cnn_variants(est, folder: Path, x: np.ndarray, calib: np.ndarray, repeats: int) -> dict:
     """Median ms per trial and max |difference| from the fp32 bundle for the paper-sized CNN's variants."""
-    from gaitforce.bundle import INT8_FILE, export_onnx, load_bundle, quantize_bundle
+    from gaitforce.learn.bundle import INT8_FILE, load_bundle
+    from gaitforce.learn.export import export_onnx
+    from gaitforce.learn.quantize import quantize_bundle
 
     data = (folder / "model.onnx").read_bytes()
     ref = _session(data).run(None, {"features": x})[0]
@@ -263,8 +265,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from gaitforce.bundle import load_bundle
-    from gaitforce.training import Estimator
+    from gaitforce.learn.bundle import load_bundle
+    from gaitforce.learn.training import Estimator
 
     peak = blas_peak_gflops()
     print(f"core peak estimate: numpy float32 1024^3 matmul, 1 thread: {peak:.1f} GFLOP/s = {peak / 2:.1f} GMAC/s")

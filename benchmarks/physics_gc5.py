@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from gaitforce.io.opensim import read_sto_table, read_trc
+from gaitforce.io.sto import read_sto_table
+from gaitforce.io.trc import read_trc
 from gaitforce.physics.split import medial_lateral_split
 
 GC5 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grand-challenge" / "gc5-ps-opensim"
@@ -88,9 +89,9 @@ def ours(stem: str, *, mass: float, work: Path, distance: float, model: str = "g
 
     from gaitforce.physics import LabelSettings
     from gaitforce.physics.given import convention_signs, run_given_kinematics
-    from gaitforce.physics.model import spec
     from gaitforce.physics.label import targets_from_tables
     from gaitforce.physics.landmarks import find_landmarks
+    from gaitforce.physics.model import spec
     from gaitforce.physics.pipeline import assign_plates
 
     loads = read_trc(GC5 / f"{stem}.trc", grf=GC5 / f"{stem}_kinetics.mot").to_y_up()

@@ -23,15 +23,12 @@ GC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grand-cha
 
 
 def dm_stances(trials):
-    from gaitforce.commands.label import _on_raw_source, stances_of
-    from gaitforce.ingest import IngestSettings
-    from gaitforce.io.grand_challenge import read_gc_mat
+    from gaitforce.physics.stances import label_stances, read_for_labelling
 
     stances, statics = {}, {}
     for name in trials:
         path = GC / "competitions" / f"DM__GC6__DM_ngait_{name}.mat"
-        found, static = _on_raw_source(path, read_gc_mat(path).to_y_up(),
-                                       stances_of(read_gc_mat(path).to_y_up(), ingest_settings=IngestSettings().to_dict()))
+        found, static = label_stances(read_for_labelling(path), path=path)
         stances.update(found)
         statics.update({k: static for k in found})
     return stances, statics

@@ -7,7 +7,7 @@ bundle (ONNX Runtime, 1 thread): the speed-up; and the labelling scale-out on Da
 Stances: the first ``--stances`` of a synthetic cohort (seed 0, 100 Hz), cut to the dataset's frames exactly as
 ``gaitforce demo`` does. Physics: :func:`gaitforce.physics.label_trial` one stance at a time in this process.
 Surrogate: (a) ONNX only, the stance's feature rows in one call; (b) end to end from the Trial:
-``gaitforce.ingest.trial_frames`` (filter, stance cut, features) + ONNX, per trial file (2 stances).
+``gaitforce.data.ingest.trial_frames`` (filter, stance cut, features) + ONNX, per trial file (2 stances).
 Scale-out: :func:`gaitforce.physics.label_dataset` on 2 x ``--stances`` stances with 1 and then 2 worker
 processes (fresh caches); efficiency = T1 / (2 T2). With no ``--bundle`` a default ``--model`` (paper-cnn) is trained
 for one epoch on a stand-in target (speed does not depend on the weights).
@@ -36,12 +36,12 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from gaitforce.bundle import load_bundle
+    from gaitforce.data.ingest import IngestSettings, build_dataset, trial_frames
+    from gaitforce.data.synthetic import generate_cohort, write_cohort
     from gaitforce.demo import stance_windows
-    from gaitforce.ingest import IngestSettings, build_dataset, trial_frames
     from gaitforce.io import read
+    from gaitforce.learn.bundle import load_bundle
     from gaitforce.physics import label_dataset, label_trial
-    from gaitforce.synthetic import generate_cohort, write_cohort
 
     tmp = Path(tempfile.mkdtemp(prefix="gf-pvs-"))
     n_trials = max(1, args.stances)  # 2 stances a trial; enough trials for the scale-out run
@@ -57,7 +57,7 @@ def main() -> None:
     if args.bundle:
         bundle_dir = Path(args.bundle)
     else:
-        from gaitforce.training import Estimator
+        from gaitforce.learn.training import Estimator
 
         g = ds.frames[["grf_x", "grf_y", "grf_z"]].to_numpy(float)
         ds.frames["knee_medial"] = np.sqrt((g ** 2).sum(1))

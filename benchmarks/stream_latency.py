@@ -24,7 +24,7 @@ import numpy as np
 
 
 def _trial():
-    from gaitforce import synthetic
+    from gaitforce.data import synthetic
 
     return synthetic.generate_trial(seed=0, subject=3, trial=1)
 
@@ -33,10 +33,10 @@ def build_bundle(folder: Path, model: str) -> Path:
     import pandas as pd
     import torch
 
-    from gaitforce import features, ingest, synthetic
-    from gaitforce.bundle import save_bundle
-    from gaitforce.dataset import ID_COLUMNS, Dataset
-    from gaitforce.training import Estimator
+    from gaitforce.data import features, ingest, synthetic
+    from gaitforce.data.dataset import ID_COLUMNS, Dataset
+    from gaitforce.learn.export import save_bundle
+    from gaitforce.learn.training import Estimator
 
     torch.set_num_threads(1)
     settings = ingest.IngestSettings(marker_map="plug-in-gait", targets=("knee_medial",))
@@ -89,7 +89,7 @@ def _consume(name, frames, out_q):
 
 
 def run_mode(bundle_dir: Path, rate: float, frames: int) -> dict:
-    from gaitforce.bundle import load_bundle
+    from gaitforce.learn.bundle import load_bundle
     from gaitforce.stream.runner import StreamRunner
     from gaitforce.stream.sources import open_inlet
 

@@ -4,11 +4,11 @@ a GPU; goal <= 5 min).
     python benchmarks/training_time.py [--data ../shared/data/grand-challenge] [--threads 2] [--seeds 0]
                                        [--config seed-cnn] [--out r.json]
 
-Protocol (:mod:`gaitforce.benchmark_gc`, ``seed``): the 29 competition stances ingested with the default
+Protocol (:mod:`gaitforce.evaluate.grand_challenge`, ``seed``): the 29 competition stances ingested with the default
 settings, resampled to 101 points, leave-one-year-out (6 folds), paper-cnn on the 3-D GRF of one frame, early
 stopping on a random 20 % of the training stances. Timed: ingest, and training + prediction of every fold
 for each seed (``run_config``), wall clock with ``--threads`` torch threads. Any configuration of
-``gaitforce.benchmark_gc.CONFIGS`` can be timed with ``--config``.
+``gaitforce.evaluate.grand_challenge.CONFIGS`` can be timed with ``--config``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from gaitforce import benchmark_gc as bg
+    from gaitforce.evaluate import grand_challenge as bg
 
     config = {c.name: c for c in bg.CONFIGS}[args.config]
     seeds = [int(s) for s in args.seeds.split(",")]

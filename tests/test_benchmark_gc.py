@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaitforce import benchmark_gc as b
 from gaitforce.cli import main
-from gaitforce.dataset import Dataset
+from gaitforce.data.dataset import Dataset
+from gaitforce.evaluate import grand_challenge as b
 
 SUBJECTS = {2010: "JW", 2011: "DM", 2012: "SC", 2013: "JW", 2014: "PS", 2015: "DM"}
 GRF = ["grf_x", "grf_y", "grf_z"]

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from gaitforce import cli
-from gaitforce.bundle import BundleError, load_bundle, validate_spec
-from gaitforce.dataset import Dataset
+from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
-from gaitforce.models import list_models
-from gaitforce.training import Estimator
+from gaitforce.learn.bundle import BundleError, load_bundle, validate_spec
+from gaitforce.learn.models import list_models
+from gaitforce.learn.training import Estimator
 
 ROWS = 4
 
@@ -207,9 +207,9 @@ def test_cli_reports_a_bad_bundle_in_one_line(ridge_bundle, tmp_path, capsys):
 def test_predict_on_grand_challenge_files(gc_dir, tmp_path, capsys):
     """Train ridge on 4 real stances, then `gaitforce predict` one file plus a bad one: the good file's
     per-stance STO/CSV hold exactly the bundle's predictions on the ingest rows; the bad one is listed."""
-    from gaitforce.ingest import IngestSettings, build_dataset, trial_frames
+    from gaitforce.data.ingest import IngestSettings, build_dataset, trial_frames
     from gaitforce.io import read
-    from gaitforce.io.opensim import read_sto_table
+    from gaitforce.io.sto import read_sto_table
 
     comp = gc_dir / "competitions"
     files = [comp / f"JW__GC4__jw_ngait_og{i}.mat" for i in (1, 2)] + [comp / "PS__GC5__PS_ngait_og_ss1.mat",
@@ -238,7 +238,7 @@ def test_predict_on_grand_challenge_files(gc_dir, tmp_path, capsys):
 def test_predict_notes_a_frame_rate_the_model_never_saw(capsys):
     from types import SimpleNamespace
 
-    from gaitforce.commands.predict import _note_rate
+    from gaitforce.learn.predict import _note_rate
     from gaitforce.trial import Trial
 
     bundle = SimpleNamespace(spec={"training_data": {"sample_rates": [120.0, 200.0]}})
@@ -251,14 +251,14 @@ def test_predict_notes_a_frame_rate_the_model_never_saw(capsys):
 def test_predict_never_overwrites_one_files_outputs_with_anothers(ridge_bundle, data, tmp_path, monkeypatch, capsys):
     """Two files with the same trial name (subject folders a/ and b/ each holding walk.c3d): the first is
     written, the second fails in one line instead of silently replacing the first's predictions."""
-    import gaitforce.ingest
+    import gaitforce.data.ingest
     import gaitforce.io
     from gaitforce.trial import Trial
 
     _, val = data
     one = val.frames[val.frames["stance_id"] == val.stance_ids[0]].assign(trial="walk").reset_index(drop=True)
     monkeypatch.setattr(gaitforce.io, "read", lambda path: Trial(time=np.arange(40) / 120.0, source=str(path)))
-    monkeypatch.setattr(gaitforce.ingest, "trial_frames", lambda trial, **kw: one)
+    monkeypatch.setattr(gaitforce.data.ingest, "trial_frames", lambda trial, **kw: one)
     files = [tmp_path / "a" / "walk.c3d", tmp_path / "b" / "walk.c3d"]
     rc = cli.main(["predict", str(ridge_bundle[1]), *map(str, files), "--out", str(tmp_path / "out")])
     assert rc == 1
@@ -273,7 +273,7 @@ def test_predict_never_overwrites_one_files_outputs_with_anothers(ridge_bundle, 
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory, data):
     """A small paper-cnn bundle with an int8 model calibrated on its training frames, checked on val."""
-    from gaitforce.bundle import quantize_bundle
+    from gaitforce.learn.quantize import quantize_bundle
 
     train, val = data
     est = Estimator("paper-cnn", targets=TARGETS, epochs=3, threads=1, verbose=False, channels=4, fc_width=8)
@@ -335,7 +335,7 @@ def test_int8_predictions_agree_with_fp32_and_the_recorded_differences(int8_bund
 
 
 def test_int8_default_follows_the_accuracy_rule(int8_bundle, tmp_path):
-    from gaitforce.bundle import quantize_bundle
+    from gaitforce.learn.quantize import quantize_bundle
 
     est, path, _ = int8_bundle
     b = _copy(path, tmp_path)
@@ -363,7 +363,7 @@ def test_int8_model_is_checked_like_fp32(int8_bundle, ridge_bundle, tmp_path):
 
     import onnx
 
-    from gaitforce.bundle import quantize_bundle
+    from gaitforce.learn.quantize import quantize_bundle
 
     _, path, _ = int8_bundle
     b = _copy(path, tmp_path)
@@ -523,7 +523,7 @@ def test_body_weight_bundle_json_is_checked(bw_data, tmp_path):
 
 
 def test_body_weight_bundle_quantises_with_calibration_body_weights(bw_data, tmp_path):
-    from gaitforce.bundle import quantize_bundle
+    from gaitforce.learn.quantize import quantize_bundle
 
     train, val = bw_data
     est = Estimator("paper-cnn", targets=TARGETS, epochs=3, threads=1, verbose=False, body_weight_norm=True,
@@ -546,8 +546,8 @@ def test_body_weight_bundle_quantises_with_calibration_body_weights(bw_data, tmp
 
 def test_stream_pipeline_runs_a_body_weight_bundle_at_the_fixed_body_weight(tmp_path):
     """The online pipeline calls the bundle's session itself: with_body_weight feeds the subject's weight."""
-    from gaitforce import features, ingest, synthetic
-    from gaitforce.dataset import ID_COLUMNS
+    from gaitforce.data import features, ingest, synthetic
+    from gaitforce.data.dataset import ID_COLUMNS
     from gaitforce.stream.layout import StreamLayout
     from gaitforce.stream.online import OnlinePipeline
 
@@ -568,9 +568,9 @@ def test_stream_pipeline_runs_a_body_weight_bundle_at_the_fixed_body_weight(tmp_
     pipe.features_log = []
     rows = {t: r.copy() for t, r in ((t, pipe.process(x, t)) for x, t in
                                      zip(StreamLayout.trial_samples(walk), walk.time)) if r is not None}
-    x = np.array([f for _, _, f in pipe.features_log])[:, [cols.index(c) for c in bundle.columns]]
+    x = np.array([f for _, _, f, *_ in pipe.features_log])[:, [cols.index(c) for c in bundle.columns]]
     want = bundle.predict_features(x, body_weight=bw)[:, 0]
-    got = [rows[t][0] if side == "right" else rows[t][1] for t, side, _ in pipe.features_log]
+    got = [rows[t][0] if side == "right" else rows[t][1] for t, side, *_ in pipe.features_log]
     assert len(got) > 50 and np.isfinite(want).all()
     np.testing.assert_allclose(got, want, rtol=1e-5)
     # and the weight matters: at another body weight the same features give other forces

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from gaitforce import Event, Subject, Trial
-from gaitforce.errors import GaitforceError, InputFileError, MissingChannelError, UnitError
+from gaitforce.errors import (
+    GaitforceError,
+    InputFileError,
+    MissingChannelError,
+    UnitError,
+)
 from gaitforce.io.c3d import read_c3d, write_c3d
 
 RATE, PER_FRAME, N = 100.0, 10, 20

@@ -11,9 +11,10 @@ import pytest
 
 from gaitforce import demo
 from gaitforce.cli import main
+from gaitforce.data.ingest import IngestSettings, build_dataset
+from gaitforce.data.synthetic import generate_cohort, write_cohort
 from gaitforce.errors import GaitforceError
-from gaitforce.ingest import IngestSettings, build_dataset
-from gaitforce.synthetic import generate_cohort, write_cohort
+from gaitforce.physics.merge import merge_labels
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +50,25 @@ def test_merge_labels_matches_frames_and_rejects_wrong_counts(cohort):
     n0 = int((ds.frames.stance_id == ids[0]).sum())
     good = pd.DataFrame({"frame": np.arange(n0), "time": 0.0, "knee_medial": 10.0 * np.arange(n0)})
     bad = pd.DataFrame({"frame": np.arange(3), "time": 0.0, "knee_medial": 1.0})
-    failures: list[str] = []
-    out = demo.merge_labels(ds, {ids[0]: good, ids[1]: bad}, failures)
-    assert out.stance_ids == [ids[0]]
-    np.testing.assert_array_equal(out.frames["knee_medial"].to_numpy(), 10.0 * np.arange(n0))
-    assert out.targets["knee_medial"] == "N"
-    assert len(failures) == 1 and ids[1] in failures[0] and "3 frames" in failures[0]
+    failures: list = []
+    out = merge_labels(ds, {ids[0]: good, ids[1]: bad}, failures=failures)
+    assert out.stance_ids == ds.stance_ids  # every row kept; unlabelled stances have NaN targets
+    got = out.frames.loc[out.frames.stance_id == ids[0], "knee_medial"].to_numpy()
+    np.testing.assert_array_equal(got, 10.0 * np.arange(n0))
+    assert out.frames.loc[out.frames.stance_id != ids[0], "knee_medial"].isna().all()
+    assert out.targets["knee_medial"] == "N" and out.manifest["physics"]["labelled_stances"] == 1
+    assert len(failures) == 1 and failures[0].source == ids[1] and "3 frames" in failures[0].line()
     with pytest.raises(GaitforceError):
-        demo.merge_labels(ds, {ids[1]: bad}, [])
+        merge_labels(ds, {ids[1]: bad})
+    # a target the dataset holds is kept and the physics value goes beside it, unless replace
+    measured = ds.frames.assign(knee_medial=1.0)
+    from gaitforce.data.dataset import Dataset
+
+    own = Dataset(measured, {**ds.manifest, "targets": {**ds.targets, "knee_medial": "N"}})
+    kept = merge_labels(own, {ids[0]: good})
+    assert (kept.frames["knee_medial"] == 1.0).all() and "physics_knee_medial" in kept.targets
+    replaced = merge_labels(own, {ids[0]: good}, replace=True)
+    assert "physics_knee_medial" not in replaced.frames and replaced.manifest["physics"]["replaced"] == ["knee_medial"]
 
 
 def test_grf_standin_is_resultant(cohort):
@@ -107,12 +119,13 @@ def test_tiny_demo_writes_report(tmp_path):
     csvs = sorted((res.out / "predictions").glob("*.csv"))
     assert csvs
     for csv in csvs:
-        stem, k = csv.stem.rsplit("_stance", 1)
-        pred = pd.read_csv(csv)[res.target].to_numpy()
+        table = pd.read_csv(csv)
+        sid = table["stance_id"].iloc[0]
+        pred = table[res.target].to_numpy()
         assert np.isfinite(pred).all()
         if skip_physics:  # the stand-in is not stored in a dataset folder
             continue
         ref = pd.read_parquet(res.out / "dataset-labelled" / "frames.parquet")
-        ref = ref.loc[ref.stance_id == f"{stem}#{k}", res.target].to_numpy()
+        ref = ref.loc[ref.stance_id == sid, res.target].to_numpy()
         rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
-        assert rmse == pytest.approx(per.loc[f"{stem}#{k}", "rmse"], rel=1e-4)
+        assert rmse == pytest.approx(per.loc[sid, "rmse"], rel=1e-4)

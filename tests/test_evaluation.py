@@ -1,4 +1,4 @@
-"""Splitters and metrics of gaitforce.evaluation, against hand-computed answers and properties."""
+"""Splitters and metrics of gaitforce.evaluate, against hand-computed answers and properties."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gaitforce import evaluation as ev
+from gaitforce import evaluate as ev
+from gaitforce.cli import evaluate as cmd
 from gaitforce.cli import main
-from gaitforce.commands import evaluate as cmd
-from gaitforce.dataset import Dataset
+from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
 
 
@@ -438,9 +438,9 @@ def test_bundle_mode_scores_every_stance(dataset, tmp_path, monkeypatch):
         def predict_features(self, x):
             return np.c_[x, np.ones(len(x))] @ est.coef_
 
-    module = types.ModuleType("gaitforce.bundle")
+    module = types.ModuleType("gaitforce.learn.bundle")
     module.load_bundle = lambda path: FakeBundle()
-    monkeypatch.setitem(sys.modules, "gaitforce.bundle", module)
+    monkeypatch.setitem(sys.modules, "gaitforce.learn.bundle", module)
     out = tmp_path / "rep"
     assert main(["evaluate", str(dataset), "--out", str(out), "--bundle", str(tmp_path / "b")]) == 0
     per = pd.read_csv(out / "per_trial.csv")
@@ -456,9 +456,9 @@ def test_bundle_mode_refuses_a_bundle_in_other_units(dataset, tmp_path, monkeypa
         def predict_features(self, x):
             return np.ones((len(x), 1))
 
-    module = types.ModuleType("gaitforce.bundle")
+    module = types.ModuleType("gaitforce.learn.bundle")
     module.load_bundle = lambda path: FakeBundle()
-    monkeypatch.setitem(sys.modules, "gaitforce.bundle", module)
+    monkeypatch.setitem(sys.modules, "gaitforce.learn.bundle", module)
     assert main(["evaluate", str(dataset), "--out", str(tmp_path / "rep"), "--bundle", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other units" in err[0] and "knee_medial (BW vs N)" in err[0]
@@ -467,7 +467,7 @@ def test_bundle_mode_refuses_a_bundle_in_other_units(dataset, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_real_estimator_ridge_recovers_the_linear_answer(dataset, tmp_path):
-    pytest.importorskip("gaitforce.training")
+    pytest.importorskip("gaitforce.learn.training")
     out = tmp_path / "rep"
     assert main(["evaluate", str(dataset), "--out", str(out), "--models", "ridge", "--splits", "subject-naive",
                  "--threads", "1", "--device", "cpu"]) == 0
@@ -477,7 +477,7 @@ def test_real_estimator_ridge_recovers_the_linear_answer(dataset, tmp_path):
 
 @pytest.mark.slow
 def test_real_bundle_round_trip(dataset, tmp_path):
-    training = pytest.importorskip("gaitforce.training")
+    training = pytest.importorskip("gaitforce.learn.training")
     ds = Dataset.load(dataset)
     ids = ds.stance_ids
     est = training.Estimator("ridge", verbose=False, threads=1, device="cpu").fit(ds.subset(ids[:16]))

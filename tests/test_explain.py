@@ -1,4 +1,4 @@
-"""gaitforce.explain: the seed's gradient x SD map and the integrated-gradients map against analytic answers.
+"""gaitforce.learn.explain: the seed's gradient x SD map and the integrated-gradients map against analytic answers.
 
 The synthetic stances have features linear in stance %, so resampling is exact and every expected map is a
 closed form: for y = w.x both maps are w_f * SD_f(p); for y = sum a_f x_f^2 the gradient map is
@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from gaitforce import explain as ex
-from gaitforce.bundle import load_bundle
 from gaitforce.cli import main
-from gaitforce.dataset import Dataset
+from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
-from gaitforce.training import Estimator
+from gaitforce.learn import explain as ex
+from gaitforce.learn.bundle import load_bundle
+from gaitforce.learn.training import Estimator
 
 COLUMNS = ["hip_flex", "knee_add", "knee_flex", "grf_x", "grf_y", "grf_z"]
 FRAMES = (11, 17, 23, 31, 41, 26)

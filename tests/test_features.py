@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from gaitforce import features as F
+from gaitforce.data import features as F
 from gaitforce.errors import InputFileError, MissingChannelError
 from gaitforce.trial import Trial
 

@@ -10,10 +10,15 @@ import pandas as pd
 import pytest
 
 from gaitforce.cli import main
-from gaitforce.dataset import ID_COLUMNS, Dataset
+from gaitforce.data.dataset import ID_COLUMNS, Dataset
+from gaitforce.data.features import FEATURE_SETS
+from gaitforce.data.ingest import (
+    IngestSettings,
+    build_dataset,
+    expand_paths,
+    trial_frames,
+)
 from gaitforce.errors import GaitforceError
-from gaitforce.features import FEATURE_SETS
-from gaitforce.ingest import IngestSettings, build_dataset, expand_paths, trial_frames
 from gaitforce.io import read
 
 
@@ -69,7 +74,8 @@ def test_build_dataset_keeps_going_past_a_bad_file(comp, tmp_path):
     assert all(len(s["sha256"]) == 64 for s in m["sources"])
     jw = next(s for s in m["sources"] if "JW" in s["path"])
     assert jw["filled_slots"] == {"foot_med": "centroid(foot: heel, toe, foot_lat)"}
-    assert jw["emg_normalised"] == "file envelope / MVC"
+    assert jw["emg_normalised"] == "file envelope / trial maximum"  # the paper's, the default
+    assert m["emg_normalisation"] == "max"
     x, y, ids = ds.arrays("all", ["knee_medial"])
     assert x.shape[1] == 60 and np.isfinite(x).all()
     # round trip through disk
@@ -140,7 +146,7 @@ def test_end_to_end_train_on_gc_stances_then_predict_a_raw_c3d(comp, gc_dir, og3
     """ingest 4 GC stances -> train a tiny mlp for knee_medial + emg_bic_fem -> predict raw C3Ds (JW og3, and
     og3 written again with a flat biceps femoris channel: a note, never a failure)."""
     from gaitforce.io.c3d import write_c3d
-    from gaitforce.io.opensim import read_sto_table
+    from gaitforce.io.sto import read_sto_table
 
     files = [comp / n for n in ("JW__GC4__jw_ngait_og1.mat", "DM__GC6__DM_ngait_og1.mat",
                                 "SC__GC3__SC_ngait_og5.mat", "PS__GC5__PS_ngait_og_ss1.mat")]
@@ -167,7 +173,7 @@ def test_end_to_end_train_on_gc_stances_then_predict_a_raw_c3d(comp, gc_dir, og3
         assert names == [f"{stem}_stance{k}.{ext}" for k in range(3) for ext in ("csv", "sto")]  # 3 plates, 3 stances
         for k in range(3):
             table = pd.read_csv(out / f"{stem}_stance{k}.csv")
-            expected = ["frame", "time", "stance_pct", "side", "knee_medial", "emg_bic_fem"]
+            expected = ["stance_id", "frame", "time", "stance_pct", "side", "knee_medial", "emg_bic_fem"]
             assert list(table.columns) == expected + (["emg_bic_fem_measured"] if measured_emg else [])
             assert table["stance_pct"].iloc[0] == 0 and table["stance_pct"].iloc[-1] == 100
             assert table["side"].nunique() == 1 and table["side"].iloc[0] in ("left", "right")
@@ -183,9 +189,10 @@ def test_end_to_end_train_on_gc_stances_then_predict_a_raw_c3d(comp, gc_dir, og3
 def test_a_target_missing_from_one_stance_is_still_taken_from_the_next():
     # synthetic walk mirrored so the first stance is left: the right-named signal is renamed by mirror_left in the
     # left stance (absent there) but present in the right stance, whose rows must carry it
-    from gaitforce import preprocess, synthetic
+    from gaitforce.data import synthetic
+    from gaitforce.signal.mirror import mirror
 
-    t = preprocess.mirror(synthetic.generate_trial(seed=0))
+    t = mirror(synthetic.generate_trial(seed=0))
     name = "true_knee_flexion_r"
     t = t.replace(signals={name: t.signals[name]}, units={name: "rad"})
     df = trial_frames(t, targets=[name])
@@ -226,12 +233,12 @@ def test_dataset_manifest_that_is_not_an_object_is_an_input_error(tmp_path):
 
 
 def test_stance_windows_cut_the_raw_trial_where_trial_frames_put_its_stances():
-    from gaitforce.ingest import IngestSettings, stance_windows, trial_frames
-    from gaitforce.synthetic import generate_cohort
+    from gaitforce.data.ingest import IngestSettings, trial_frames, trial_stances
+    from gaitforce.data.synthetic import generate_cohort
 
     trial = generate_cohort(n_subjects=1, trials_per_subject=1, seed=3)[0]
     settings = IngestSettings()
-    windows = stance_windows(trial, settings=settings)
+    windows = [(s.start, s.stop, s.side) for s in trial_stances(trial, settings) if s.accepted]
     frames = trial_frames(trial, settings=settings)
     sizes = frames.groupby("stance_id", sort=False).size().tolist()
     sides = frames.groupby("stance_id", sort=False)["side"].first().tolist()

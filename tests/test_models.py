@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from gaitforce.errors import GaitforceError
-from gaitforce.models import _REGISTRY, create_model, list_models, register_model
-from gaitforce.models.paper_cnn import PaperCNN
+from gaitforce.learn.models import _REGISTRY, create_model, list_models, register_model
+from gaitforce.learn.models.paper_cnn import PaperCNN
 
 
 def test_registry_lists_builtin_models():

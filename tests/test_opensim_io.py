@@ -11,16 +11,10 @@ import pytest
 
 from gaitforce import io as gio
 from gaitforce.errors import GaitforceError, InputFileError, UnitError
-from gaitforce.io.opensim import (
-    column_unit,
-    find_grf_sibling,
-    read_mot,
-    read_sto_table,
-    read_trc,
-    write_mot_grf,
-    write_sto,
-    write_trc,
-)
+from gaitforce.io.columns import column_unit
+from gaitforce.io.sto import read_mot, read_sto_table
+from gaitforce.io.trc import find_grf_sibling, read_trc
+from gaitforce.io.writers import write_mot_grf, write_sto, write_trc
 from gaitforce.trial import Trial
 
 

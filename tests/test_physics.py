@@ -7,7 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaitforce.physics import LabelSettings, cache_key, label_dataset, medial_lateral_split
+from gaitforce.physics import (
+    LabelSettings,
+    cache_key,
+    label_dataset,
+    medial_lateral_split,
+)
 from gaitforce.physics.label import _label_task, _pack
 from gaitforce.physics.landmarks import body_of, find_landmarks, harrington_offset
 from gaitforce.trial import Subject, Trial
@@ -292,7 +297,8 @@ def test_given_kinematics_muscles_track_the_gc5_reference(gc_dir, tmp_path, fetc
     independent Rajagopal SO (r > 0.9 over the trial); a knee sign or a degree/radian slip breaks this."""
     import dataclasses
 
-    from gaitforce.io.opensim import read_sto_table, read_trc
+    from gaitforce.io.sto import read_sto_table
+    from gaitforce.io.trc import read_trc
     from gaitforce.physics.given import RAJAGOPAL_SIGNS, run_given_kinematics
     from gaitforce.physics.landmarks import find_landmarks
     from gaitforce.physics.pipeline import assign_plates
@@ -314,7 +320,7 @@ def test_given_kinematics_muscles_track_the_gc5_reference(gc_dir, tmp_path, fetc
 
 def test_grf_file_zeroes_a_small_force_whose_cop_is_unknown(tmp_path):
     """A C3D frame at 11 N has no CoP (reader threshold 20 N): written as 0 N, not refused nor put at the origin."""
-    from gaitforce.io.opensim import read_mot
+    from gaitforce.io.sto import read_mot
     from gaitforce.physics.files import write_grf
 
     n = 5

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from gaitforce.cli import main
-from gaitforce.dataset import Dataset
-from gaitforce.ingest import build_dataset
+from gaitforce.data.dataset import Dataset
+from gaitforce.data.ingest import build_dataset
+from gaitforce.data.synthetic import generate_cohort, write_cohort
 from gaitforce.physics import TARGETS
-from gaitforce.synthetic import generate_cohort, write_cohort
 
 pytestmark = [pytest.mark.opensim, pytest.mark.slow]
 

@@ -63,8 +63,8 @@ def test_cache_key_follows_the_model():
 def test_landmark_scaling_uses_the_model_geometry():
     """One static trial, two models: the scale factors are the same measured lengths over each model's own
     lengths, so their ratios are the models' length ratios; the ankle landmark sits at the model's ankle."""
+    from gaitforce.data.synthetic import generate_trial
     from gaitforce.physics.landmarks import _pelvis_width, calibrate
-    from gaitforce.synthetic import generate_trial
 
     static = generate_trial(seed=3).to_y_up()
     g, r = spec("gait14dof22musc").geometry, spec("rajagopal2015").geometry
@@ -148,7 +148,8 @@ def test_rajagopal_from_the_reference_ik_tracks_the_reference_so(gc_dir, tmp_pat
     file lacks stay locked, and the knee keeps Rajagopal's sign (flexion positive, no flip)."""
     import dataclasses
 
-    from gaitforce.io.opensim import read_sto_table, read_trc
+    from gaitforce.io.sto import read_sto_table
+    from gaitforce.io.trc import read_trc
     from gaitforce.physics.given import convention_signs, run_given_kinematics
     from gaitforce.physics.landmarks import find_landmarks
     from gaitforce.physics.pipeline import assign_plates
@@ -187,9 +188,9 @@ def _one_leg(trial, side="l"):
 
 
 def test_one_leg_calibration_scales_both_legs_from_the_tracked_one():
+    from gaitforce.data.synthetic import generate_trial
     from gaitforce.errors import MissingChannelError
     from gaitforce.physics.landmarks import calibrate
-    from gaitforce.synthetic import generate_trial
 
     both = generate_trial(seed=5).to_y_up()
     right = _one_leg(both, "l")
@@ -207,9 +208,9 @@ def test_one_leg_calibration_scales_both_legs_from_the_tracked_one():
 
 
 def test_plates_go_only_to_a_tracked_foot():
+    from gaitforce.data.synthetic import generate_trial
     from gaitforce.physics.landmarks import find_landmarks
     from gaitforce.physics.pipeline import assign_plates
-    from gaitforce.synthetic import generate_trial
 
     both = generate_trial(seed=5).to_y_up()
     right = _one_leg(both, "l")

@@ -77,7 +77,7 @@ CASES: list[Case] = [
 
 # -- OpenSim TRC (+ sibling GRF .mot/.sto) cases, from the OpenSim-files helper ---------------------------------
 def _trc_with_grf(path: str) -> Trial:
-    from gaitforce.io.opensim import read_trc
+    from gaitforce.io.trc import read_trc
 
     return read_trc(path, grf="auto")
 
@@ -85,7 +85,7 @@ def _trc_with_grf(path: str) -> Trial:
 def _trc_grf_writer(path, trial: Trial) -> None:
     from pathlib import Path
 
-    from gaitforce.io.opensim import write_mot_grf, write_trc
+    from gaitforce.io.writers import write_mot_grf, write_trc
 
     write_trc(path, trial)
     write_mot_grf(Path(path).with_name(Path(path).stem + "_grf.mot"), trial)

@@ -1,4 +1,4 @@
-"""gaitforce.report: the files a report is made of, and what the figures pick."""
+"""gaitforce.evaluate.report: the files a report is made of, and what the figures pick."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gaitforce import evaluation as ev
-from gaitforce import report
+from gaitforce import evaluate as ev
 from gaitforce.errors import GaitforceError
+from gaitforce.evaluate import report
 
 
 def fake_results(n_stances=5, frames=51):

@@ -8,34 +8,23 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
+from builders import MAP, make_bundle
 
-from gaitforce import cli, features, ingest, synthetic
-from gaitforce.bundle import load_bundle, save_bundle
-from gaitforce.dataset import ID_COLUMNS, Dataset
+from gaitforce import cli
+from gaitforce.data import features, ingest, synthetic
 from gaitforce.errors import MissingChannelError
-from gaitforce.preprocess import CausalLowpass
+from gaitforce.learn.bundle import load_bundle
+from gaitforce.signal.filters import CausalLowpass
 from gaitforce.stream.filter import StreamFilter
 from gaitforce.stream.layout import Channel, StreamLayout
-from gaitforce.stream.online import (FLAG_DROPPED, FLAG_NO_PREDICTION, FLAG_OCCLUDED, FLAG_RESTART,
-                                     OnlinePipeline, OnlineSettings)
-
-MAP = "plug-in-gait"
-
-
-def make_bundle(path, feature_set="all"):
-    """A ridge bundle on 2 synthetic walks (target: a known linear mix of features)."""
-    settings = ingest.IngestSettings(marker_map=MAP, targets=("knee_medial",))
-    trials = synthetic.generate_cohort(n_subjects=2, trials_per_subject=1, seed=0)
-    frames = pd.concat([ingest.trial_frames(t, settings=settings) for t in trials], ignore_index=True)
-    frames["knee_medial"] = 2.0 * frames["grf_y"] + 500.0 * frames["knee_lat_x"]
-    cols = features.feature_columns()
-    manifest = {"features": cols, "feature_sets": features.feature_sets_manifest(), "targets": {"knee_medial": "N"},
-                "settings": settings.to_dict(), "sources": []}
-    ds = Dataset(frames[ID_COLUMNS + cols + ["knee_medial"]], manifest)
-    from gaitforce.training import Estimator
-
-    est = Estimator("ridge", feature_set=feature_set, targets=("knee_medial",), threads=1, verbose=False).fit(ds)
-    return save_bundle(est, path, dataset_manifest=manifest)
+from gaitforce.stream.online import (
+    FLAG_DROPPED,
+    FLAG_NO_PREDICTION,
+    FLAG_OCCLUDED,
+    FLAG_RESTART,
+    OnlinePipeline,
+    OnlineSettings,
+)
 
 
 @pytest.fixture(scope="session")
@@ -104,12 +93,11 @@ def test_layout_round_trips_through_lsl_metadata_with_units_and_up_axis(walk):
 # -- online == offline ------------------------------------------------------------------------------------
 def _offline_with_times(trial, settings):
     off = ingest.trial_frames(trial, settings=settings)
-    pre, detect = ingest._preprocess(trial, settings)
-    stances = ingest._stances(pre, settings, detect)
     off["t"] = np.nan
-    for k, st in enumerate(stances):
-        rows = off.stance_id.str.endswith(f"#{k}")
-        off.loc[rows, "t"] = trial.time[st.meta["frame_offset"] + off.loc[rows, "frame"].to_numpy()]
+    for s in ingest.trial_stances(trial, settings):
+        if s.accepted:
+            rows = off.stance_id == s.id
+            off.loc[rows, "t"] = trial.time[s.start + off.loc[rows, "frame"].to_numpy()]
     return off
 
 
@@ -125,7 +113,7 @@ def test_online_features_equal_offline_features_within_the_stated_mismatch(bundl
     pipe.features_log = []
     run_offline(pipe, trial)
     cols = features.feature_columns()[:60]
-    on = pd.DataFrame([{"t": t, "side": s, **dict(zip(cols, f[:60]))} for t, s, f in pipe.features_log])
+    on = pd.DataFrame([{"t": t, "side": s, **dict(zip(cols, f[:60]))} for t, s, f, *_ in pipe.features_log])
     both = off.merge(on, on=["t", "side"], suffixes=("", "_on"))
     assert len(both) == len(off) == len(on) and set(off.side) == {"right", "left"}
     # origin fixed at >= 80 N as offline: frames from then on are compared
@@ -150,7 +138,7 @@ def test_causal_ingest_matches_online_features_with_the_filter_on(bundle, subjec
                           settings=OnlineSettings.from_bundle(bundle, lowpass_cutoff=10.0))
     pipe.features_log = []
     run_offline(pipe, trial)
-    on = pd.DataFrame([{"t": t, "side": s, **dict(zip(cols, f[:60]))} for t, s, f in pipe.features_log])
+    on = pd.DataFrame([{"t": t, "side": s, **dict(zip(cols, f[:60]))} for t, s, f, *_ in pipe.features_log])
     diffs = {}
     for causal in (True, False):
         settings = ingest.IngestSettings(marker_map=MAP, lowpass_cutoff=10.0, lowpass_causal=causal)
@@ -166,7 +154,12 @@ def test_causal_ingest_matches_online_features_with_the_filter_on(bundle, subjec
 def test_causal_lowpass_is_the_stream_filter_and_lags():
     """preprocess.lowpass_causal equals CausalLowpass run frame by frame (markers), restarts the CoP at each
     loaded run, and delays a 1 Hz sine by about the filter's group delay (~42 ms at 10 Hz, order 4)."""
-    from gaitforce.preprocess import COP_LOAD_THRESHOLD, CausalLowpass, lowpass, lowpass_causal
+    from gaitforce.signal.filters import (
+        COP_LOAD_THRESHOLD,
+        CausalLowpass,
+        lowpass,
+        lowpass_causal,
+    )
     from gaitforce.trial import Trial
 
     rate, n = 100.0, 300
@@ -203,10 +196,10 @@ def test_online_predictions_follow_the_bundle_on_the_same_features(bundle, walk)
     pipe = OnlinePipeline(bundle, StreamLayout.for_trial(walk), rate=walk.rate)
     pipe.features_log = []
     rows = run_offline(pipe, walk)
-    x = np.array([f for _, _, f in pipe.features_log])[:, [features.feature_columns().index(c) for c in bundle.columns]]
+    x = np.array([f for _, _, f, *_ in pipe.features_log])[:, [features.feature_columns().index(c) for c in bundle.columns]]
     want = bundle.predict_features(x)[:, 0]
-    got = [r[0] if s == "right" else r[1] for r, (t, s, _) in zip(
-        [rows[list(walk.time).index(t)] for t, _, _ in pipe.features_log], pipe.features_log)]
+    got = [r[0] if s == "right" else r[1] for r, (t, s, *_) in zip(
+        [rows[list(walk.time).index(t)] for t, *_ in pipe.features_log], pipe.features_log)]
     np.testing.assert_allclose(got, want, rtol=1e-5)
     swing = [r for r in rows if np.isnan(r[2]) and np.isnan(r[3])]
     assert swing and all(np.isnan(r[:2]).all() for r in swing)  # no force without a stance
@@ -355,7 +348,7 @@ def test_cli_replays_a_file_and_reports_a_mismatching_stream_in_one_line(bundle_
 def test_stream_names_the_lag_of_a_zero_lag_bundle_once():
     """The CLI's note: a bundle trained on zero-lag features, streamed through the causal 10 Hz filter, lags by
     the filter's group delay (~2.6 / (2 pi 10 Hz) = 41 ms for order 4); a causal-trained bundle gets no note."""
-    from gaitforce.commands.stream import lag_note
+    from gaitforce.cli.stream import lag_note
 
     note = lag_note({"lowpass_cutoff": 10.0, "lowpass_order": 4}, 10.0)
     assert "~41 ms" in note or "~42 ms" in note

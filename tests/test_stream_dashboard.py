@@ -11,9 +11,9 @@ import uuid
 
 import numpy as np
 import pytest
+from builders import make_bundle
 
-from gaitforce import synthetic
-from tests.test_stream import make_bundle  # noqa: F401 - shared bundle builder
+from gaitforce.data import synthetic
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -52,7 +52,7 @@ def _painted(driver, canvas_id):
 
 
 def test_page_draws_live_force_curves_and_latency(browser, tmp_path):
-    from gaitforce.bundle import load_bundle
+    from gaitforce.learn.bundle import load_bundle
     from gaitforce.stream.dashboard import Dashboard
     from gaitforce.stream.runner import StreamRunner
     from gaitforce.stream.sources import ReplaySource, open_inlet

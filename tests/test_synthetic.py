@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from gaitforce import synthetic as syn
+from gaitforce.data import synthetic as syn
 from gaitforce.errors import GaitforceError
 
 

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from gaitforce.dataset import Dataset
+from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
-from gaitforce.models import create_model
-from gaitforce.training import Estimator
+from gaitforce.learn.models import create_model
+from gaitforce.learn.training import Estimator
 
 
 def test_tcn_output_sees_only_its_receptive_field_of_past_frames():

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from gaitforce import cli
-from gaitforce.dataset import Dataset
+from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
-from gaitforce.sweep import sweep
-from gaitforce.training import Estimator
+from gaitforce.learn.sweep import sweep
+from gaitforce.learn.training import Estimator
 
 ROWS = 4  # a small (4, 3) image, like the angles+GRF feature set
 
@@ -206,7 +206,7 @@ def test_cli_train_user_errors_exit_2(tmp_path, capsys):
 
 
 def test_held_out_metrics_all_frames_figures_equal_score():
-    from gaitforce.commands.train import held_out_metrics
+    from gaitforce.cli.train import held_out_metrics
 
     train, test = make_dataset(6), make_dataset(3, seed=1)
     test.frames.loc[5, "knee_lateral"] = np.nan  # a missing reference frame is left out of both
@@ -272,7 +272,7 @@ def bw_dataset(n_stances=20, *, seed=0) -> Dataset:
 
 
 def test_sweep_score_is_in_the_targets_units_also_with_body_weight_norm():
-    from gaitforce.sweep import validation_score
+    from gaitforce.learn.sweep import validation_score
 
     train, val = bw_dataset(10), bw_dataset(4, seed=1)
     targets = ("knee_medial", "knee_lateral")
@@ -299,7 +299,7 @@ def test_cli_train_body_weight_norm_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     # evaluate --bundle feeds the dataset's mass: its predictions are the bundle's at mass x 9.81
     assert cli.main(["evaluate", str(ds_dir), "--bundle", str(tmp_path / "b"), "--out", str(tmp_path / "ev")]) == 0
-    from gaitforce.bundle import load_bundle
+    from gaitforce.learn.bundle import load_bundle
 
     bundle, ds = load_bundle(tmp_path / "b"), Dataset.load(ds_dir)
     preds = pd.read_csv(tmp_path / "ev" / "predictions.csv.gz")
@@ -327,8 +327,8 @@ def test_cli_train_body_weight_norm_end_to_end(tmp_path, capsys):
 
 
 def test_predict_takes_the_mass_from_the_option_or_the_file(tmp_path):
-    from gaitforce.bundle import load_bundle
-    from gaitforce.commands.predict import _body_mass, check_mass
+    from gaitforce.learn.predict import _body_mass, check_mass
+    from gaitforce.learn.bundle import load_bundle
 
     train = bw_dataset(6)
     path = Estimator("ridge", body_weight_norm=True, **FAST).fit(train).save(tmp_path / "b")

@@ -1,11 +1,11 @@
 """gaitforce: internal forces of the body from motion capture, in milliseconds.
 
 The central type is :class:`gaitforce.Trial`; readers in :mod:`gaitforce.io` return it, preprocessing steps
-in :mod:`gaitforce.preprocess` take and return it.
+in :mod:`gaitforce.signal` take and return it.
 """
 
-from .errors import GaitforceError
-from .trial import Event, Subject, Trial
+from gaitforce.errors import GaitforceError
+from gaitforce.trial import Event, Subject, Trial
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """The whole chain on one command: data -> ingest -> label -> train -> evaluate -> predict -> a report folder.
 
-With no data given, :func:`run_demo` makes a small **synthetic** virtual cohort (:mod:`gaitforce.synthetic`),
+With no data given, :func:`run_demo` makes a small **synthetic** virtual cohort (:mod:`gaitforce.data.synthetic`),
 writes it as C3D files (so the readers are exercised), ingests them, labels every stance with the OpenSim
 physics pipeline (:func:`gaitforce.physics.label_dataset`, on Dask), trains the paper-style CNN and the ridge
 baseline on a subject-naive split, scores both on the held-out subject, saves the CNN as a bundle and runs it
@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .dataset import Dataset
-from .errors import GaitforceError
+from gaitforce.data.dataset import Dataset
+from gaitforce.errors import GaitforceError
 
 #: The target the demo learns; the no-physics stand-in (see :func:`grf_standin`).
 TARGET = "knee_medial"
@@ -39,7 +39,7 @@ STANDIN_TARGET = "grf_resultant_standin"
 MARKER = ".gaitforce-demo"
 SYNTHETIC_NOTE = (
     "**These data are synthetic.** The trials come from gaitforce's own virtual-cohort generator "
-    "(`gaitforce.synthetic`), not from people, and the reference targets are computed from those trials "
+    "(`gaitforce.data.synthetic`), not from people, and the reference targets are computed from those trials "
     "(how: next paragraph). Nothing here is a finding about human gait or a validation of the surrogate "
     "against measured forces; it shows that the whole chain runs and how fast."
 )
@@ -106,7 +106,7 @@ class _Stages:
 # ---------------------------------------------------------------------------------------------------------
 def make_cohort(folder: Path, s: DemoSettings) -> list[Path]:
     """The synthetic cohort written as C3D files (+ cohort.json); returns the C3D paths."""
-    from .synthetic import generate_cohort, write_cohort
+    from gaitforce.data.synthetic import generate_cohort, write_cohort
 
     trials = generate_cohort(n_subjects=s.n_subjects, trials_per_subject=s.trials_per_subject, seed=s.seed)
     written = write_cohort(folder, trials, fmt="c3d")
@@ -114,7 +114,7 @@ def make_cohort(folder: Path, s: DemoSettings) -> list[Path]:
 
 
 def ingest(paths, out: Path) -> tuple[Dataset, list]:
-    from .ingest import build_dataset
+    from gaitforce.data.ingest import build_dataset
 
     ds, failures = build_dataset(paths, progress=True)
     ds.save(out)
@@ -127,7 +127,7 @@ def physics_available() -> str | None:
         import opensim  # noqa: F401
     except ImportError:
         return "the opensim package is not installed (pip install -e .[physics])"
-    from .physics.model import model_file
+    from gaitforce.physics.model import model_file
 
     try:
         model_file(download=False)
@@ -136,63 +136,37 @@ def physics_available() -> str | None:
     return None
 
 
-def stance_windows(path: Path, settings) -> dict[str, "object"]:
-    """``{stance_id: Trial}`` of one file, cut to the frames the dataset holds for each stance (ingest rule)
-    from the unfiltered Y-up trial, every plate kept, ``meta['side']`` set."""
-    from .ingest import stance_windows as ingest_stance_windows
-    from .ingest import trial_id
-    from .io import read
+def stance_windows(path: Path, settings, key: str | None = None) -> dict[str, "object"]:
+    """``{stance_id: Trial}`` of one file (trial ``key``, default its name), cut to the frames the dataset
+    holds for each stance (ingest rule) from the unfiltered Y-up trial, every plate kept, ``meta['side']`` set."""
+    from gaitforce.physics.stances import label_stances, read_for_labelling
 
-    raw = read(path).to_y_up()
-    windows = ingest_stance_windows(raw, settings=settings)
-    tid = trial_id(raw)
-    out = {}
-    for k, (start, stop, side) in enumerate(windows):
-        part = raw.slice_frames(start, stop, note=f"demo: dataset stance {k}")
-        out[f"{tid}#{k}"] = part.replace(meta={**part.meta, "side": side})
-    return out
+    stances, _ = label_stances(read_for_labelling(path), settings, key=key or Path(path).name, path=path)
+    return stances
 
 
 def label(ds: Dataset, out: Path, s: DemoSettings) -> tuple[Dataset, list[str]]:
-    """The dataset with the physics targets added (rows of failed stances dropped), and the failures."""
-    from .ingest import IngestSettings
-    from .physics import label_dataset
+    """The dataset with the physics targets added (stances without labels dropped), and the failures."""
+    from gaitforce.data.ingest import IngestSettings
+    from gaitforce.physics import label_dataset
+    from gaitforce.physics.merge import merge_labels
 
     settings = IngestSettings.from_dict(ds.manifest["settings"])
     stances, failures = {}, []
     for src in ds.manifest.get("sources", []):
         try:
-            stances.update(stance_windows(Path(src["path"]), settings))
+            stances.update(stance_windows(Path(src["path"]), settings, src.get("trial")))
         except GaitforceError as err:
-            failures.append(err.with_source(src["path"]).line())
+            failures.append(err.with_source(src["path"]))
     wanted = set(ds.stance_ids)
-    failures += [f"{sid}: no stance window found for physics labelling" for sid in sorted(wanted - set(stances))]
+    failures += [GaitforceError("no stance window found for physics labelling", source=sid)
+                 for sid in sorted(wanted - set(stances))]
     stances = {k: v for k, v in stances.items() if k in wanted}
     labels, failed = label_dataset(stances, out_dir=out, n_workers=s.workers, progress=True)
-    failures += [f.line() for f in failed]
-    return merge_labels(ds, labels, failures), failures
-
-
-def merge_labels(ds: Dataset, labels: dict[str, pd.DataFrame], failures: list[str]) -> Dataset:
-    """Add the label columns (matched on stance_id + frame) to the dataset; a stance whose frame count
-    differs from the dataset's is a failure, and stances without labels are dropped."""
-    counts = ds.frames.groupby("stance_id").size()
-    parts = []
-    for sid, table in labels.items():
-        if len(table) != counts.get(sid, -1):
-            failures.append(f"{sid}: labelled {len(table)} frames, the dataset has {counts.get(sid, 0)}")
-            continue
-        parts.append(table.drop(columns=["time"]).assign(stance_id=sid))
-    if not parts:
-        raise GaitforceError("the physics stage labelled no stance: " + "; ".join(failures[:3]))
-    table = pd.concat(parts, ignore_index=True)
-    targets = [c for c in table.columns if c not in ("stance_id", "frame")]
-    frames = ds.frames.drop(columns=[c for c in targets if c in ds.frames])
-    frames = frames.merge(table, on=["stance_id", "frame"], how="inner")
-    manifest = json.loads(json.dumps(ds.manifest, default=str))
-    manifest["targets"] = {**manifest.get("targets", {}), **{t: "N" for t in targets}}
-    manifest["physics"] = {"labelled_stances": int(table["stance_id"].nunique()), "failures": failures}
-    return Dataset(frames=frames, manifest=manifest)
+    failures += failed
+    merged = merge_labels(ds, labels, replace=True, failures=failures)
+    done = [sid for sid in merged.stance_ids if sid in labels and not any(f.source == sid for f in failures)]
+    return merged.subset(done), [f.line() for f in failures]
 
 
 def grf_standin(ds: Dataset) -> Dataset:
@@ -206,7 +180,7 @@ def grf_standin(ds: Dataset) -> Dataset:
 
 def train(ds: Dataset, split: dict, s: DemoSettings, target: str, bundle_dir: Path):
     """The network and the ridge baseline on the split's train set (validation for early stopping)."""
-    from .training import Estimator
+    from gaitforce.learn.training import Estimator
 
     train_ds, val_ds = ds.subset(split["train"]), ds.subset(split["val"])
     models, seconds = {}, {}
@@ -225,8 +199,8 @@ def train(ds: Dataset, split: dict, s: DemoSettings, target: str, bundle_dir: Pa
 
 def evaluate(ds: Dataset, split: dict, models: dict, target: str, out: Path, *, title: str, note: str):
     """Per-stance metrics of every model on the test subjects, and the evaluation report of the network."""
-    from . import evaluation as ev
-    from .report import markdown_table, write_report
+    from gaitforce import evaluate as ev
+    from gaitforce.evaluate.report import markdown_table, write_report
 
     test = ds.subset(split["test"])
     stances = test.stances()
@@ -254,19 +228,20 @@ def evaluate(ds: Dataset, split: dict, models: dict, target: str, out: Path, *, 
 
 def predict_held_out(bundle_dir: Path, path: Path, ds: Dataset, target: str, out: Path) -> pd.DataFrame:
     """Run the bundle on one file as ``gaitforce predict`` does; per stance, RMSE against the dataset's labels."""
-    from .bundle import load_bundle
-    from .commands.predict import predict_file
-    from .ingest import IngestSettings
+    from gaitforce.data.ingest import IngestSettings
+    from gaitforce.learn.bundle import load_bundle
+    from gaitforce.learn.predict import predict_file
 
     bundle = load_bundle(bundle_dir, intra_op_num_threads=1)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    written = predict_file(bundle, path, out, IngestSettings.from_dict(bundle.ingest_settings or {}))
+    key = next((s.get("trial") for s in ds.manifest.get("sources", []) if Path(s["path"]) == Path(path)), None)
+    written = predict_file(bundle, path, out, IngestSettings.from_dict(bundle.ingest_settings or {}), key=key)
     seconds = time.perf_counter() - t0
     rows = []
     for csv in sorted(p for p in written if p.suffix == ".csv"):
         pred = pd.read_csv(csv)
-        sid = f"{csv.stem.rsplit('_stance', 1)[0]}#{csv.stem.rsplit('_stance', 1)[1]}"
+        sid = str(pred["stance_id"].iloc[0])
         ref = ds.frames.loc[ds.frames.stance_id == sid, ["frame", target]]
         both = pred[["frame", target]].merge(ref, on="frame", suffixes=("_pred", "_ref"))
         err = both[f"{target}_pred"] - both[f"{target}_ref"]
@@ -284,7 +259,7 @@ def predict_held_out(bundle_dir: Path, path: Path, ds: Dataset, target: str, out
 # ---------------------------------------------------------------------------------------------------------
 def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], None] = _say) -> DemoResult:
     """Run the whole chain into folder ``out`` (see the module doc); returns what was made and the timings."""
-    from .evaluation import subject_naive_split
+    from gaitforce.evaluate.splits import subject_naive_split
 
     s = settings or DemoSettings()
     out = Path(out)
@@ -340,7 +315,7 @@ def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], 
                                           note=data_note + " " + label_note)
 
     test_trials = ds.frames.loc[ds.frames.stance_id.isin(split["test"]), "trial"].unique()
-    sources = {Path(src["path"]).stem: Path(src["path"]) for src in ds.manifest.get("sources", [])}
+    sources = {src.get("trial", Path(src["path"]).name): Path(src["path"]) for src in ds.manifest.get("sources", [])}
     held_out = sources[test_trials[0]]
     pred_table = stages.run("predict", predict_held_out, out / "bundle", held_out, ds, target, out / "predictions")
 
@@ -364,7 +339,7 @@ def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], 
 
 def write_index(result: DemoResult, timings: dict, info: dict, table: pd.DataFrame, pred_table: pd.DataFrame,
                 data_note: str, label_note: str) -> Path:
-    from .report import markdown_table
+    from gaitforce.evaluate.report import markdown_table
 
     out = result.out
     rel = lambda p: Path(p).resolve().relative_to(out.resolve()).as_posix() if str(Path(p).resolve()).startswith(  # noqa: E731

@@ -42,7 +42,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .errors import GaitforceError, MissingChannelError, UnitError
+from gaitforce.constants import body_weight
+from gaitforce.errors import GaitforceError, MissingChannelError, UnitError
 
 SIDES = ("right", "left")
 
@@ -75,7 +76,7 @@ class Subject:
     @property
     def weight(self) -> float | None:
         """Body weight in N (mass x 9.81), or None."""
-        return None if self.mass is None else self.mass * 9.81
+        return body_weight(self.mass)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import importlib
 import os
 from pathlib import Path
 
-from ..errors import GaitforceError, InputFileError
-from ..trial import Trial
+from gaitforce.errors import GaitforceError, InputFileError
+from gaitforce.trial import Trial
 
 #: extension -> "module:function" of the reader, imported on first use.
 READERS = {

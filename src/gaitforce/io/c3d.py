@@ -40,12 +40,17 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from .units import LENGTH_UNITS
-from ..errors import GaitforceError, InputFileError, MissingChannelError, UnitError
-from ..trial import Event, Subject, Trial
+from gaitforce.constants import COP_THRESHOLD_N
+from gaitforce.errors import (
+    GaitforceError,
+    InputFileError,
+    MissingChannelError,
+    UnitError,
+)
+from gaitforce.io.units import LENGTH_UNITS
+from gaitforce.trial import Event, Subject, Trial
 
 #: Vertical force (N) below which a plate counts as unloaded: its CoP is NaN and it does not vote on signs/axes.
-COP_THRESHOLD_N = 20.0
 
 FORCE_UNITS = {"n": 1.0, "kn": 1e3, "lbf": 4.4482216152605}
 VOLT_UNITS = {"v": 1.0, "mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "microv": 1e-6}

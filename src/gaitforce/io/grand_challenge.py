@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from ..errors import InputFileError, MissingChannelError
-from ..trial import Event, Subject, Trial
+from gaitforce.errors import InputFileError, MissingChannelError
+from gaitforce.trial import Event, Subject, Trial
 
 #: Vertical GRF (N) at or below which the CoP stored in the file is a placeholder (set to NaN).
 COP_MIN_FORCE = 1.0

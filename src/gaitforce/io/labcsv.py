@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import InputFileError
-from ..trial import Trial
+from gaitforce.errors import InputFileError
+from gaitforce.trial import Trial
 
 LBF_TO_N = 4.448
 MEDIAL_WEIGHTS = {"AM": 0.9871, "PM": 0.9683, "AL": 0.0387, "PL": 0.0211}

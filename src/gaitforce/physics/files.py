@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io.opensim import write_mot_grf
-from ..io.opensim import write_sto as _write_sto
-from ..io.opensim import write_trc as _write_trc
-from ..trial import Trial
-
+from gaitforce.io.writers import write_mot_grf
+from gaitforce.io.writers import write_sto as _write_sto
+from gaitforce.io.writers import write_trc as _write_trc
+from gaitforce.trial import Trial
 
 #: A force below this with an unknown CoP is treated as an unloaded plate (the largest reader CoP threshold, C3D's).
 UNLOADED_N = 20.0

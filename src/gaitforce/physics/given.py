@@ -27,12 +27,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import GaitforceError
-from ..trial import Trial
-from . import files
-from .model import spec
-from .pipeline import quiet_stdout, read_sto, run_id, static_optimisation_and_reaction, write_external_loads
-from .settings import LabelSettings
+from gaitforce.errors import GaitforceError
+from gaitforce.physics import files
+from gaitforce.physics.model import spec
+from gaitforce.physics.pipeline import (
+    quiet_stdout,
+    read_sto,
+    run_id,
+    static_optimisation_and_reaction,
+    write_external_loads,
+)
+from gaitforce.physics.settings import LabelSettings
+from gaitforce.trial import Trial
 
 #: Sign per coordinate when kinematics from Rajagopal 2015 (knee flexion positive there) drive gait14dof22musc.
 RAJAGOPAL_SIGNS = {"knee_angle_r": -1.0, "knee_angle_l": -1.0}
@@ -51,7 +57,7 @@ def mass_scaled_model(mass: float, settings: LabelSettings, *, locked=(), height
     """The generic model with its segment masses scaled to ``mass`` kg, ready for ID/SO/JR; sizes unchanged, or,
     with ``height`` (m), every body scaled by height / the generic model's height. The coordinates ``locked``
     stay locked at the model's default values, every other one is free."""
-    from .pipeline import finish_model, scaled_generic_model
+    from gaitforce.physics.pipeline import finish_model, scaled_generic_model
 
     if mass is None or not np.isfinite(mass) or mass <= 0:
         raise GaitforceError(f"a positive subject mass is needed, not {mass!r}")
@@ -82,7 +88,7 @@ def model_coordinates(table: pd.DataFrame, names, *, in_degrees: bool, signs: di
 def run_given_kinematics(coordinates: pd.DataFrame, loads: Trial, plates: dict[int, str], work: Path,
                          settings: LabelSettings, *, in_degrees: bool = True, signs: dict | None = None):
     """ID -> SO -> JR of the mass-scaled model (``loads.subject.mass``) driven by ``coordinates`` (a table with
-    ``time`` and coordinate columns, e.g. :func:`gaitforce.io.opensim.read_sto_table` of an IK ``.mot``), the
+    ``time`` and coordinate columns, e.g. :func:`gaitforce.io.sto.read_sto_table` of an IK ``.mot``), the
     ground reactions of ``loads`` applied to the calcaneus ``plates`` names (plate index -> 'r'/'l').
     Returns the result tables (``ik`` = the coordinates used, ``id``, ``so``, ``jr``) and seconds per stage."""
     work = Path(work).resolve()

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import GaitforceError
-from ..trial import Trial
-from .model import spec
-from .settings import LabelSettings
-from .split import medial_lateral_split
+from gaitforce.errors import GaitforceError
+from gaitforce.physics.model import spec
+from gaitforce.physics.settings import LabelSettings
+from gaitforce.physics.split import medial_lateral_split
+from gaitforce.trial import Trial
 
 #: The targets every labelled trial gets (N), besides ``muscle_<name>`` per-muscle forces.
 TARGETS = ("knee_medial", "knee_lateral", "knee_total", "glut_max", "glut_med", "quadriceps", "hamstrings")
@@ -90,7 +90,7 @@ def label_trial(trial: Trial, *, settings: LabelSettings | None = None, static: 
     ``work_dir`` keeps the OpenSim files (inputs, results, setup XML); by default a temporary folder is used
     and removed unless ``settings.keep_files``.
     """
-    from .pipeline import run_trial
+    from gaitforce.physics.pipeline import run_trial
 
     settings = settings or LabelSettings()
     side = stance_side(trial, settings)
@@ -121,7 +121,7 @@ def _pack(trial: Trial) -> dict:
 
 
 def _unpack(data: dict) -> Trial:
-    from ..trial import Subject
+    from gaitforce.trial import Subject
 
     return Trial(**{**data, "subject": Subject(**data["subject"])})
 
@@ -169,7 +169,9 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
 
     settings = settings or LabelSettings()
     if not isinstance(trials, dict):
-        trials = {f"{Path(t.source).stem or 'trial'}#{i}": t for i, t in enumerate(trials)}
+        from gaitforce.signal.stances import trial_key
+
+        trials = {f"{trial_key(t.source)}#{i}": t for i, t in enumerate(trials)}
     out_dir = Path(out_dir)
     cache = out_dir / "cache"
     cache.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import MissingChannelError
-from ..trial import Trial
+from gaitforce.errors import MissingChannelError
+from gaitforce.trial import Trial
 
 ALIASES = {
     "asis": ("asis", "asi"),
@@ -99,7 +99,7 @@ def calibrate(trial: Trial, geometry=None) -> Calibration:
     """Scale factors and marker set for ``trial`` (Y-up, m), for a model of ``geometry`` (a
     :class:`gaitforce.physics.model.Geometry`; default the default model's)."""
     if geometry is None:
-        from .model import spec
+        from gaitforce.physics.model import spec
 
         geometry = spec().geometry
     model_hjc, model_femur = np.array(geometry.hip_centre, dtype=float), geometry.femur_length

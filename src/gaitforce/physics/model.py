@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import GaitforceError
+from gaitforce.errors import GaitforceError
 
 MODEL_NAME = "gait14dof22musc"  # the default model
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import GaitforceError
-from ..trial import Trial
-from . import files
-from .landmarks import Calibration, calibrate, find_landmarks
-from .model import centre_lumped_heads, generic_model, spec
-from .settings import LabelSettings
+from gaitforce.errors import GaitforceError
+from gaitforce.physics import files
+from gaitforce.physics.landmarks import Calibration, calibrate, find_landmarks
+from gaitforce.physics.model import centre_lumped_heads, generic_model, spec
+from gaitforce.physics.settings import LabelSettings
+from gaitforce.trial import Trial
 
 
 def read_sto(path) -> pd.DataFrame:
@@ -210,7 +210,7 @@ def register_markers(model, static: Trial, trial: Trial, cal: Calibration, setti
     its body (see :func:`landmarks.body_of`) where the static trial shows it. Markers take the trial's names."""
     import opensim as osim
 
-    from .landmarks import body_of, norm_name
+    from gaitforce.physics.landmarks import body_of, norm_name
 
     landmarks = list(cal.markers)
     frame = _mean_frame(static, landmarks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .split import DEFAULT_INTERCONDYLAR_DISTANCE
+from gaitforce.physics.split import DEFAULT_INTERCONDYLAR_DISTANCE
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class LabelSettings:
     def __post_init__(self):
         if self.side not in ("stance", "right", "left"):
             raise ValueError(f"side must be 'stance', 'right' or 'left', not {self.side!r}")
-        from .model import MODELS
+        from gaitforce.physics.model import MODELS
 
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, not {self.model!r}")

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GaitforceError
-from ..trial import Trial
+from gaitforce.errors import GaitforceError
+from gaitforce.trial import Trial
 
 _DM_GC6 = re.compile(r"^DM__GC6__DM_ngait_(og\d+)\.mat$", re.IGNORECASE)
 _PELVIS = (("R_ASIS", "R_Asis"), ("L_ASIS", "L_Asis"), ("SACRUM", "Sacral"))
@@ -44,7 +44,7 @@ class RawSource:
 
 def raw_source(path, mat_trial: Trial) -> RawSource | None:
     """The raw recording behind Grand Challenge file ``path`` (already read as ``mat_trial``), or None."""
-    from .. import io
+    from gaitforce import io
 
     path = Path(path)
     m = _DM_GC6.match(path.name)

@@ -7,7 +7,7 @@
 - :mod:`.dashboard`: the local web page with live force curves and latency (Starlette + WebSocket).
 """
 
-from .layout import StreamLayout
-from .online import FLAGS, OnlinePipeline, OnlineSettings
+from gaitforce.stream.layout import StreamLayout
+from gaitforce.stream.online import FLAGS, OnlinePipeline, OnlineSettings
 
 __all__ = ["StreamLayout", "OnlinePipeline", "OnlineSettings", "FLAGS"]

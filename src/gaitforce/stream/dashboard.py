@@ -12,7 +12,7 @@ import threading
 import time
 from importlib import resources
 
-from ..errors import GaitforceError
+from gaitforce.errors import GaitforceError
 
 
 def _clean(row):

@@ -1,5 +1,5 @@
 """A per-frame causal Butterworth for the hot path: the design and the rules of
-:class:`gaitforce.preprocess.CausalLowpass` (SciPy ``butter`` second-order sections, state initialised at a
+:class:`gaitforce.signal.filters.CausalLowpass` (SciPy ``butter`` second-order sections, state initialised at a
 channel's first finite sample by ``sosfilt_zi``, NaN holds the last output and leaves the state untouched),
 with the second-order-section recursion written out in preallocated NumPy arrays: ``scipy.signal.sosfilt``
 costs ~90 us per call on a 1-row block, this ~15 us. Channels can be restarted one by one (:meth:`restart`),
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
-from ..preprocess import CausalLowpass
+from gaitforce.signal.filters import CausalLowpass
 
 
 class StreamFilter:

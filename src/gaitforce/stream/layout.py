@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import GaitforceError, MissingChannelError
-from ..trial import Z_UP_TO_Y_UP, Trial
+from gaitforce.errors import GaitforceError, MissingChannelError
+from gaitforce.trial import Z_UP_TO_Y_UP, Trial
 
 KINDS = ("Position", "Force", "CoP", "Moment")
 _PLATE_COMPONENTS = {"Force": ("Fx", "Fy", "Fz"), "CoP": ("COPx", "COPy", "COPz"), "Moment": ("Tx", "Ty", "Tz")}

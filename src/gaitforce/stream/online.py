@@ -4,17 +4,17 @@ Per frame (:meth:`OnlinePipeline.process`):
 
 1. units and axes: the :class:`~gaitforce.stream.layout.StreamLayout` turns the raw sample into markers,
    forces, CoP and free moments in SI units, Y-up;
-2. causal filtering: :class:`gaitforce.preprocess.CausalLowpass` with the bundle's ingest settings (cutoff and
+2. causal filtering: :class:`gaitforce.signal.filters.CausalLowpass` with the bundle's ingest settings (cutoff and
    order; ``lowpass_cutoff=None`` in the bundle turns it off). Markers and forces share one filter (free
    moments are no feature and are not read); each plate's CoP has its own, restarted at each heel strike and fed only while that plate carries
-   more than :data:`gaitforce.preprocess.COP_LOAD_THRESHOLD` N, as offline. An occluded marker (NaN) holds its
+   more than :data:`gaitforce.signal.filters.COP_LOAD_THRESHOLD` N, as offline. An occluded marker (NaN) holds its
    last filtered value (filter off: its last value) and the frame is flagged ``OCCLUDED``;
 3. online stance detection, per plate, on the raw vertical force: heel strike when it rises above the bundle's
    ``stance_threshold``, toe off when it falls back. A plate already loaded when the stream (re)starts is
    ignored until it unloads (its heel strike was not seen: offline rejects such a stance too);
 4. the stance frame, built from what is known at heel strike (see "Mismatch" below); the 18 marker slots come
    from the bundle's marker map, resolved once at start into a (18, M) weight matrix per side
-   (:func:`gaitforce.features.resolve_slots` applied to unit vectors: the map is linear in the markers);
+   (:func:`gaitforce.data.features.resolve_slots` applied to unit vectors: the map is linear in the markers);
 5. the bundle's feature columns, and one ONNX Runtime call per frame for the limbs in stance (session opened
    once, 1 intra-op thread).
 
@@ -22,7 +22,7 @@ Output row (:attr:`OnlinePipeline.output_names`): ``<target>_right``.., ``<targe
 ``stance_time_left`` (s since heel strike; NaN in swing), ``flags`` (bit mask, :data:`FLAGS`) and ``latency_ms``
 (filled by the runner). A limb in swing has NaN forces.
 
-Mismatch with the offline features (``gaitforce.ingest.trial_frames``), stated:
+Mismatch with the offline features (``gaitforce.data.ingest.trial_frames``), stated:
 
 - filter: the causal Butterworth lags (group delay ~ 2.6 / (2 pi cutoff) at low frequency: ~42 ms at 10 Hz,
   order 4) where the offline filter is zero-lag; it is the largest difference, and none for a bundle trained
@@ -49,11 +49,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import features, preprocess
-from ..errors import GaitforceError, MissingChannelError
-from ..trial import SIDES, Trial
-from .filter import HoldLast, StreamFilter
-from .layout import StreamLayout
+from gaitforce import constants as C
+from gaitforce.data import features
+from gaitforce.errors import GaitforceError, MissingChannelError
+from gaitforce.signal.filters import COP_LOAD_THRESHOLD
+from gaitforce.stream.filter import HoldLast, StreamFilter
+from gaitforce.stream.layout import StreamLayout
+from gaitforce.trial import SIDES, Trial
 
 FLAG_OCCLUDED = 1  #: a marker the slots use was not seen this frame (held)
 FLAG_DROPPED = 2  #: samples were missing before this one (timestamp gap)
@@ -66,8 +68,6 @@ FLAGS = {"occluded": FLAG_OCCLUDED, "dropped": FLAG_DROPPED, "restart": FLAG_RES
          "provisional": FLAG_PROVISIONAL, "no_prediction": FLAG_NO_PREDICTION,
          "no_direction": FLAG_NO_DIRECTION, "late": FLAG_LATE}
 FOOT = [features.SLOTS.index(s) for s in features.FOOT_SLOTS]
-_UP = np.array([0.0, 1.0, 0.0])
-_MIRROR = np.diag([1.0, 1.0, -1.0])
 
 
 @dataclass
@@ -76,9 +76,10 @@ class OnlineSettings:
 
     lowpass_cutoff: float | None = 10.0
     lowpass_order: int = 4
-    stance_threshold: float = 20.0
-    origin_force: float = features.ORIGIN_MIN_FORCE
-    max_dropout: float = 0.02
+    stance_threshold: float = C.STANCE_THRESHOLD_N
+    origin_force: float = C.ORIGIN_MIN_FORCE_N
+    max_dropout: float = C.MAX_DROPOUT_S
+    foot_on_plate: float = C.FOOT_ON_PLATE_M
     direction_window: float = 1.0
     restart_gap: float = 0.5
     marker_map: object = "auto"
@@ -86,7 +87,7 @@ class OnlineSettings:
     @classmethod
     def from_bundle(cls, bundle, **overrides) -> "OnlineSettings":
         ing = bundle.ingest_settings or {}
-        keys = ("lowpass_cutoff", "lowpass_order", "stance_threshold", "marker_map")
+        keys = ("lowpass_cutoff", "lowpass_order", "stance_threshold", "max_dropout", "foot_on_plate", "marker_map")
         return cls(**{**{k: ing[k] for k in keys if k in ing}, **overrides})
 
 
@@ -104,7 +105,7 @@ class _Stance:
 def slot_weights(marker_names, marker_map, *, source: str = "") -> dict[str, np.ndarray]:
     """{side: (18, M) weights} so that ``W @ markers`` gives the slot positions, as ``resolve_slots`` would.
 
-    Found by applying :func:`gaitforce.features.resolve_slots` to M frames of unit vectors (the marker map is
+    Found by applying :func:`gaitforce.data.features.resolve_slots` to M frames of unit vectors (the marker map is
     linear in the marker positions). Raises :class:`MissingChannelError` if a segment has no marker."""
     m = len(marker_names)
     eye = np.zeros((max(m, 2), m, 3))
@@ -138,7 +139,7 @@ class OnlinePipeline:
             raise MissingChannelError(f"the bundle's input columns {unknown[:4]} are no gaitforce features",
                                       source=str(bundle.path))
         self._col_idx = np.array([known.index(c) for c in bundle.columns], dtype=np.intp)
-        self._need_angles = bool((self._col_idx >= 60).any())
+        self._need_angles = bool(np.isin(bundle.columns, features.ANGLES).any())
         try:
             self._w = slot_weights(layout.marker_names, s.marker_map, source=layout.source)
         except MissingChannelError as err:
@@ -175,7 +176,8 @@ class OnlinePipeline:
         self.n_restarts = 0
         self.n_frames = 0
         self.n_stances = 0
-        self.features_log: list | None = None  # set to a list to record (timestamp, side, features) per frame
+        # set to a list to record (timestamp, side, features, stance rotation, stance origin, plate) per frame
+        self.features_log: list | None = None
         self.reset()
 
     # -- state ------------------------------------------------------------------------------------------
@@ -228,7 +230,7 @@ class OnlinePipeline:
         s = self.settings
         cop_raw = self._cop_raw
         cop_raw[:] = c
-        cop_raw[~(fv_raw > preprocess.COP_LOAD_THRESHOLD)] = np.nan
+        cop_raw[~(fv_raw > COP_LOAD_THRESHOLD)] = np.nan
         loaded = fv_raw > s.stance_threshold
         if self._fresh:
             self._blocked = fv_raw > 2.0 * s.stance_threshold
@@ -337,7 +339,7 @@ class OnlinePipeline:
             d = np.hypot(feet[:, 0] - cop[0], feet[:, 2] - cop[2])
             if np.isfinite(d).any() and np.nanmin(d) < dist:
                 best, dist = side, float(np.nanmin(d))
-        return best if dist < 0.5 else None
+        return best if dist < self.settings.foot_on_plate else None
 
     def _slots(self, side: str, mf: np.ndarray) -> np.ndarray:
         """(18, 3) slot positions; a slot using a marker not seen yet (NaN) is NaN, the others are not."""
@@ -350,20 +352,13 @@ class OnlinePipeline:
 
     def _features(self, st: _Stance, mf: np.ndarray, ff: np.ndarray, cop: np.ndarray) -> np.ndarray:
         if st.rot.ndim == 1:  # direction only: build mirror + alignment now that the side is known
-            mirror = _MIRROR if st.side == "left" else np.eye(3)
-            d = mirror @ st.rot
-            st.rot = np.array([d, _UP, np.cross(d, _UP)]) @ mirror
-        a = st.rot
+            st.rot = features.stance_rotation(st.rot, st.side)
         origin = st.origin if st.origin is not None else cop
         feat = self._feat
-        slots = (self._slots(st.side, mf) - origin) @ a.T
-        feat[:54] = slots.reshape(-1)
-        feat[54:57] = a @ ff[st.plate]
-        feat[57:60] = a @ (cop - origin)
-        if self._need_angles:
-            ang = features.joint_angles(slots[None])
-            feat[60:69] = [ang[n][0] for n in features.ANGLES]
+        features.frame_features(self._slots(st.side, mf)[None], ff[st.plate][None], cop[None], st.rot, origin,
+                                angles=self._need_angles, out=feat[None])
         x = feat[self._col_idx]
         if self.features_log is not None:
-            self.features_log.append((self._last_ts, st.side, feat.copy()))
+            self.features_log.append((self._last_ts, st.side, feat.copy(), st.rot.copy(), np.array(origin, float),
+                                      st.plate))
         return x

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GaitforceError
-from .online import FLAG_LATE, FLAGS, OnlinePipeline, OnlineSettings
-from .layout import StreamLayout
-from .sources import _pylsl
+from gaitforce.errors import GaitforceError
+from gaitforce.stream.layout import StreamLayout
+from gaitforce.stream.online import FLAG_LATE, FLAGS, OnlinePipeline, OnlineSettings
+from gaitforce.stream.sources import _pylsl
 
 RESULT_TYPE = "Forces"
 

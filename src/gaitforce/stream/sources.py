@@ -11,9 +11,9 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import GaitforceError, InputFileError
-from ..trial import Trial
-from .layout import StreamLayout
+from gaitforce.errors import GaitforceError, InputFileError
+from gaitforce.stream.layout import StreamLayout
+from gaitforce.trial import Trial
 
 STREAM_TYPE = "Mocap"
 

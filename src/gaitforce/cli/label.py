@@ -1,0 +1,108 @@
+"""``gaitforce label DATASET_OR_FILES... --out DIR``: per-frame internal forces from OpenSim (see
+:mod:`gaitforce.physics`) for every stance phase, in parallel on Dask, resumable through a per-trial cache."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from gaitforce.errors import GaitforceError, InputFileError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "label",
+        help="compute physics targets (knee contact, muscle forces) with OpenSim for trials or a dataset",
+        description="Scale a musculoskeletal model, then inverse kinematics, inverse dynamics, static "
+        "optimisation and the knee joint reaction for every stance phase. Files (or folders of them) give "
+        "DIR/labels.parquet; a dataset folder (frames.parquet + manifest.json) gives a copy of the dataset in "
+        "DIR with the targets added. Results are cached in DIR/cache: a rerun redoes only unfinished stances. "
+        "Stances that fail are listed at the end (exit 1).",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a dataset folder, or trial files / folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--static", metavar="FILE", help="static (standing) trial of the subject, for scaling")
+    p.add_argument("--subject", metavar="ID", help="subject of every file (TRC/MOT files name none)")
+    p.add_argument("--mass", type=float, metavar="KG", help="subject mass where the files carry none")
+    p.add_argument("--height", type=float, metavar="M", help="subject height where the files carry none")
+    p.add_argument("--subjects", metavar="CSV", help="subjects file (file_or_glob,subject,mass_kg,height_m); "
+                   "default: subjects.csv in the folders given")
+    p.add_argument("--side", choices=("stance", "right", "left"), default="stance", help="knee to label")
+    p.add_argument("--model", choices=("gait14dof22musc", "rajagopal2015"), default="gait14dof22musc",
+                   help="musculoskeletal model: gait14dof22musc (11 lumped muscles a leg, fast) or rajagopal2015 "
+                        "(40 muscles a leg with the separate vasti, hamstrings, gastrocnemius heads and TFL; ~10x "
+                        "slower SO)")
+    p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
+    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from gaitforce.data.ingest import IngestSettings, expand_paths, trial_keys
+    from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
+    from gaitforce.physics import LabelSettings, label_dataset
+    from gaitforce.physics.merge import merge_labels
+    from gaitforce.physics.stances import label_stances, read_for_labelling
+
+    settings = LabelSettings(side=args.side, model=args.model)
+    out = Path(args.out)
+    dataset = None
+    first = Path(args.paths[0])
+    if len(args.paths) == 1 and (first / "manifest.json").exists():
+        from gaitforce.data.dataset import Dataset
+
+        dataset = Dataset.load(first)
+        files = [Path(s["path"]) for s in dataset.manifest.get("sources", [])]
+        ingest = IngestSettings.from_dict(dataset.manifest.get("settings", {}))
+        keys = {Path(s["path"]): s.get("trial") or Path(s["path"]).name for s in dataset.manifest.get("sources", [])}
+    else:
+        files = expand_paths(args.paths)
+        ingest, keys = IngestSettings(), trial_keys(files)
+    if not files:
+        raise InputFileError("no trial files to label", source=args.paths[0])
+    tables = (read_subjects(args.subjects),) if args.subjects else tuple(find_sidecars(args.paths))
+    subjects = SubjectInfo(subject=args.subject, mass=args.mass, height=args.height, tables=tables)
+    static = read_for_labelling(Path(args.static), subjects) if args.static else None
+    stances, statics, failures = {}, {}, []
+    for path in files:
+        try:
+            trial = read_for_labelling(path, subjects)
+            found, source_static = label_stances(trial, ingest, key=keys[path], path=path)
+            if not found:
+                raise GaitforceError("no usable stance phase found")
+            stances.update(found)
+            statics.update({name: static or source_static for name in found})
+        except GaitforceError as err:
+            failures.append(err.with_source(path))
+    if not stances:
+        for err in failures:
+            print(f"  {err.line()}", file=sys.stderr)
+        raise GaitforceError(f"nothing to label: none of {len(files)} file(s) gave a stance")
+    stats: dict = {}
+    labels, failed = label_dataset(stances, out_dir=out, settings=settings, static=statics, stats=stats,
+                                   scheduler=args.scheduler, n_workers=args.workers, progress=not args.no_progress)
+    print(f"{len(stats['cached'])} stance(s) from the cache, {len(stats['computed'])} computed")
+    failures += failed
+    if labels:
+        if dataset is None:
+            table = pd.concat([df.assign(stance_id=name, trial=name.rsplit("#", 1)[0]) for name, df in labels.items()],
+                              ignore_index=True)
+            table.to_parquet(out / "labels.parquet", index=False)
+            print(f"wrote {out / 'labels.parquet'}: {len(labels)} stances, {len(table)} frames")
+        else:
+            merged = merge_labels(dataset, labels, failures=failures)
+            kept = merged.manifest["physics"]["kept_own"]
+            if kept:
+                print(f"kept the dataset's own {', '.join(kept)}; physics values as physics_<name>")
+            merged.save(out)
+            print(f"wrote {out}: dataset with {len(merged.manifest['physics']['targets'])} physics targets on "
+                  f"{merged.manifest['physics']['labelled_stances']} stances")
+    if failures:
+        print(f"{len(failures)} stance(s)/file(s) failed:", file=sys.stderr)
+        for err in failures:
+            print(f"  {err.line()}", file=sys.stderr)
+        return 1 if labels else 2
+    return 0

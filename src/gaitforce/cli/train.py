@@ -1,0 +1,221 @@
+"""``gaitforce train DATASET --out BUNDLE``: train a surrogate on a dataset and write a model bundle.
+
+The stances are split by subject (``subject-naive``: no subject in two sets), by stance (``subject-exposed``)
+or not at all (``none``: every stance trains, no early stopping, no held-out metrics), with the split rules of
+:mod:`gaitforce.evaluate`. The network trains on the train set with early stopping on the validation set
+(``--sweep N`` first runs an N-trial random search and keeps the best), then is scored per stance on the
+validation and test sets; those metrics are printed and written into the bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gaitforce.data.dataset import Dataset
+from gaitforce.errors import GaitforceError
+
+SPLITS = ("subject-naive", "subject-exposed", "none")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a surrogate network on a dataset and write a model bundle (ONNX + JSON)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("dataset", metavar="DATASET", help="dataset folder (frames.parquet + manifest.json)")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to write")
+    p.add_argument("--model", default="paper-cnn", help="architecture: paper-cnn, ridge, mlp, tcn, or any registered with gaitforce.learn.models.register_model")
+    p.add_argument("--feature-set", default="all", help="feature set of the dataset")
+    p.add_argument("--target", nargs="+", default=["knee_medial"], metavar="NAME", help="target column(s)")
+    p.add_argument("--one-net-per-target", action="store_true", help="a network per target, not one for all")
+    p.add_argument("--split", choices=SPLITS, default="subject-naive", help="how stances are held out")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/val/test split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the network's weights, shuffling and sweep")
+    p.add_argument("--sweep", type=int, default=0, metavar="N", help="random-search N hyperparameter settings first")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: 200)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a model or training hyperparameter, e.g. conv_layers=3, channels=32, lr=3e-4 (repeatable)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: at most 4)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="also write the network statically quantised to int8 (model.int8.onnx, calibrated on "
+                        "training + validation frames); it becomes the bundle's default when its predictions on the test "
+                        "frames (else validation) agree with fp32 within the rule in docs/surrogate.md")
+    p.set_defaults(func=run)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def check_out_folder(path) -> Path:
+    """``--out`` as a folder to write into; a path that exists and is not a folder is a user error, caught
+    before any work (not as a traceback after an hour of training)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GaitforceError("--out must be a folder, and this is a file", source=path)
+    return path
+
+
+def split_dataset(ds: Dataset, scheme: str, *, seed: int) -> dict[str, list]:
+    """{"train", "val", "test": stance ids} by the evaluation module's rules (``none``: all train)."""
+    if scheme == "none":
+        return {"train": ds.stance_ids, "val": [], "test": []}
+    from gaitforce import evaluate as ev
+
+    fn = {"subject-naive": ev.subject_naive_split, "subject-exposed": ev.subject_exposed_split}[scheme]
+    return {k: list(v) for k, v in fn(ds.stances(), seed=seed).items()}
+
+
+def held_out_metrics(est, ds: Dataset) -> dict:
+    """Per-target mean/std over stances of RMSE, %BW RMSE, r and peak error, plus the all-frames RMSE."""
+    from gaitforce import evaluate as ev
+
+    pred = est.predict(ds)
+    true = ds.frames[list(est.targets)].to_numpy(np.float64)
+    stances = ds.stances()
+    per = ev.per_trial_metrics(true, pred, ds.frames["stance_id"].to_numpy(), body_weight=ev.body_weights(stances),
+                               target_names=list(est.targets), units=dict(zip(est.targets, est.target_units_)))
+    summary = ev.summarise(per, formatted=False).set_index("target")
+    out = {}
+    for j, t in enumerate(est.targets):
+        row = summary.loc[t].to_dict()
+        out[t] = {k: (None if not np.isfinite(v) else float(v)) if isinstance(v, float) else v for k, v in row.items()}
+        out[t]["n"] = int(row.get("n", 0))
+        ok = np.isfinite(true[:, j]) & np.isfinite(pred[:, j])  # the all-frames figures of Estimator.score
+        err = pred[ok, j] - true[ok, j]
+        out[t].update(frame_rmse=float(np.sqrt(np.mean(err**2))) if ok.any() else float("nan"),
+                      frame_r=ev.pearson_r(true[:, j], pred[:, j]), unit=est.target_units_[j])
+    return out
+
+
+def _print_metrics(name: str, metrics: dict) -> None:
+    from gaitforce.evaluate.tables import decimals
+
+    for t, m in metrics.items():
+        unit = m.get("unit", "")
+        ud = decimals(unit)
+
+        def f(key, dec):
+            mean, sd = m.get(f"{key}_mean"), m.get(f"{key}_std")
+            return "-" if mean is None else f"{mean:.{dec}f} ({(sd or 0.0):.{dec}f})"
+
+        print(f"{name:5s} {t}: RMSE {f('rmse', ud)} {unit}, {f('rmse_pct_bw', 1)} %BW, r {f('r', 2)}, "
+              f"peak error {f('peak_error', ud)} {unit} over {m.get('n', '?')} stances "
+              f"(all frames: RMSE {m['frame_rmse']:.3g} {unit})")
+
+
+def parse_params(items: list[str]) -> dict:
+    """``["conv_layers=3", "lr=3e-4", "alpha=null"]`` -> {"conv_layers": 3, "lr": 0.0003, "alpha": None}
+    (values are JSON where they parse as JSON, else strings)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise GaitforceError(f"--param needs NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name.strip()] = value
+    return out
+
+
+def _quantize(out, est, train: Dataset, val: Dataset | None, held: Dataset | None, held_name: str,
+              metrics: dict) -> None:
+    """Add the int8 model to bundle ``out``, calibrated on the training and validation frames (what the model
+    was fitted on; never the test frames), and print its agreement with fp32 on the held-out frames."""
+    from gaitforce.learn.bundle import body_weight_of_mass
+    from gaitforce.learn.quantize import quantize_bundle
+
+    rmse = {t: m["frame_rmse"] for t, m in metrics.get(held_name, {}).items()} if held is not None else None
+    fitted_on = [train] if val is None else [train, val]
+    calibration = np.concatenate([est.features_of(d) for d in fitted_on])
+    bw = {}
+    if est.body_weight_norm:  # the graph's second input: each frame's body weight from the dataset's mass
+        bw["calibration_body_weight"] = np.concatenate([body_weight_of_mass(d.frames["mass"]) for d in fitted_on])
+        if held is not None:
+            bw["held_out_body_weight"] = body_weight_of_mass(held.frames["mass"])
+    try:
+        entry = quantize_bundle(out, calibration, held_out=None if held is None else est.features_of(held),
+                                held_out_name=held_name, test_rmse=rmse, seed=est.seed, make_default="if-accurate",
+                                **bw)
+    except GaitforceError as err:  # the fp32 bundle is written and valid: say why there is no int8 model
+        _log(f"train: no int8 model: {err}")
+        return
+    agree = entry["agreement"]
+    for t, a in agree["targets"].items():
+        rel = (f" = {100 * a['rms_diff_over_rmse']:.1f} % / {100 * a['max_diff_over_rmse']:.1f} % of the fp32 "
+               f"{agree['on']} RMSE ({'as accurate' if a['as_accurate'] else 'NOT as accurate'})"
+               if "as_accurate" in a else " (no held-out set: no verdict)")
+        _log(f"int8 vs fp32 on {agree['frames']} {agree['on']} frames, {t}: RMS {a['rms_diff']:.3g} {a['unit']}, "
+             f"max {a['max_abs_diff']:.3g} {a['unit']}{rel}")
+    default = json.loads((out / "bundle.json").read_text()).get("default_precision", "fp32")
+    _log(f"int8 model written (calibrated on {entry['calibration']['frames']} training + validation frames); "
+         f"the bundle's default precision is {default}")
+
+
+def run(args) -> int:
+    from gaitforce.learn.training import Estimator
+
+    check_out_folder(args.out)
+    ds = Dataset.load(args.dataset)
+    ds.feature_columns(args.feature_set)  # unknown feature set -> one-line error now
+    missing = [t for t in args.target if t not in ds.targets]
+    if missing:
+        raise GaitforceError(f"dataset has no target {missing} (has: {', '.join(ds.targets) or 'none'})",
+                             source=ds.path)
+    split = split_dataset(ds, args.split, seed=args.split_seed)
+    train, val = ds.subset(split["train"]), ds.subset(split["val"]) if split["val"] else None
+    test = ds.subset(split["test"]) if split["test"] else None
+    _log(f"train: {args.split} split: {len(split['train'])}/{len(split['val'])}/{len(split['test'])} stances "
+         f"(train/val/test), {len(train)} training frames")
+    kw = dict(feature_set=args.feature_set, targets=tuple(args.target), multi_target=not args.one_net_per_target,
+              seed=args.seed, device=args.device, threads=args.threads, verbose=not args.quiet)
+    if args.epochs is not None:
+        kw["epochs"] = args.epochs
+    params = parse_params(args.param)
+    clash = sorted(set(params) & set(kw))
+    if clash:
+        raise GaitforceError(f"--param {clash} duplicates an option of its own; use that option")
+    kw.update(params)
+    t0 = time.perf_counter()
+    sweep_info = None
+    if args.sweep:
+        from gaitforce.learn.sweep import sweep
+
+        if val is None:
+            raise GaitforceError("--sweep needs a validation set: use --split subject-naive or subject-exposed")
+        sweep_kw = {k: v for k, v in kw.items() if k != "seed"}
+        res = sweep(train, val, model=args.model, n_trials=args.sweep, seed=args.seed, progress=_log,
+                    **{**sweep_kw, "verbose": False})
+        est = res.best_estimator
+        sweep_info = {"n_trials": args.sweep, "best_params": res.best_params, "best_value": res.best_value,
+                      "trials": res.trials.to_dict(orient="records")}
+        _log(f"train: best of {args.sweep} settings: {res.best_params} (validation score {res.best_value:.4f})")
+    else:
+        est = Estimator(args.model, **kw).fit(train, val)
+    seconds = time.perf_counter() - t0
+    metrics: dict = {"split": args.split, "split_seed": args.split_seed, "stances": split,
+                     "train_seconds": round(seconds, 1)}
+    if sweep_info:
+        metrics["sweep"] = sweep_info
+    for name, part in (("val", val), ("test", test)):
+        if part is not None:
+            metrics[name] = held_out_metrics(est, part)
+            _print_metrics(name, metrics[name])
+    out = est.save(args.out, metrics=metrics, dataset_manifest=ds.manifest)
+    if args.quantize:
+        # validation frames calibrate too unless they are the only held-out frames to check on
+        _quantize(out, est, train, val if test is not None else None, test if test is not None else val, "test" if test is not None else "val",
+                  metrics)
+    print(f"wrote {out}: {args.model} for {', '.join(est.targets)} on {args.feature_set} features "
+          f"({len(train)} frames, {seconds:.1f} s)")
+    return 0

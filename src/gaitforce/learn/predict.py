@@ -1,0 +1,109 @@
+"""Prediction of trial files with a model bundle: features cut exactly as the bundle's training data were
+(:func:`gaitforce.data.ingest.trial_frames` with the bundle's ingest settings), one STO and one CSV per stance."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gaitforce.errors import GaitforceError
+
+
+def stance_tables(bundle, frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """{stance_id: per-frame table of predictions (+ measured targets)} for the frames of one trial."""
+    pred = bundle.predict_frames(frames)
+    out = {}
+    for sid, idx in frames.groupby("stance_id", sort=False).groups.items():
+        rows = frames.loc[idx]
+        table = rows[["stance_id", "frame", "time", "stance_pct", "side"]].reset_index(drop=True)
+        for t in bundle.targets:
+            table[t] = pred.loc[idx, t].to_numpy(np.float64)
+        for t in bundle.targets:
+            if t in rows:
+                table[f"{t}_measured"] = rows[t].to_numpy(np.float64)
+        out[sid] = table
+    return out
+
+
+def _note(msg: str) -> None:
+    print(f"gaitforce: note: {msg}", file=sys.stderr)
+
+
+def _note_rate(bundle, trial, path, note=_note) -> None:
+    """A note (not an error) when the trial's frame rate is none the model was trained on (within 2 %)."""
+    rates = bundle.spec.get("training_data", {}).get("sample_rates") or []
+    rates = [r for r in rates if isinstance(r, (int, float)) and r > 0]
+    if not rates or trial.n_frames < 2:
+        return
+    if all(abs(trial.rate - r) > 0.02 * r for r in rates):
+        note(f"{path}: {trial.rate:.0f} Hz, the model was trained on {', '.join(f'{r:g}' for r in rates)} Hz data")
+
+
+def check_mass(mass, *, option: str = "--mass") -> float | None:
+    """A ``--mass KG`` value: None, or a plausible positive mass (the rule of :class:`gaitforce.trial.Subject`)."""
+    if mass is None:
+        return None
+    if not (np.isfinite(mass) and 0 < mass < 500):
+        raise GaitforceError(f"{option} {mass:g}: a subject mass in kg must be above 0 and below 500")
+    return float(mass)
+
+
+def _body_mass(bundle, frames: pd.DataFrame, path, mass: float | None) -> None:
+    """Set ``frames["mass"]`` for a bundle that needs the body weight: ``mass`` when given, else the file's."""
+    if not bundle.needs_body_weight:
+        return
+    if mass is not None:
+        frames["mass"] = mass
+    elif not np.isfinite(frames["mass"].to_numpy(np.float64)).all():
+        raise GaitforceError("the model was trained on body-weight-normalised data and the file records no subject "
+                             "mass: give --mass KG", source=path)
+
+
+def output_stem(trial_key: str, k: int) -> str:
+    """``<trial key without suffix, folders joined by __>_stance<k>``: ``s1/walk.c3d`` -> ``s1__walk_stance0``."""
+    return f"{Path(trial_key).with_suffix('').as_posix().replace('/', '__')}_stance{k}"
+
+
+def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | None = None,
+                 mass: float | None = None, key: str | None = None, subjects=None, note=_note) -> list[Path]:
+    """Predict every stance of one file; returns the files written (STO, CSV per stance).
+
+    Stance ids (the CSV's ``stance_id`` column) are ``key`` (default: the file's name; a batch passes
+    :func:`gaitforce.data.ingest.trial_keys`) and the stance index, as ingest names them; ``subjects``
+    (:class:`gaitforce.data.subjects.SubjectInfo`) names the subject and mass where the file does not.
+
+    ``taken``: {output file: the input file it came from} of the files already written in this batch; a file
+    whose outputs would overwrite another's (the same trial name in two folders, ``w.c3d`` beside ``w.trc``)
+    fails instead, and its own outputs are added to ``taken``."""
+    from gaitforce.data.ingest import trial_frames
+    from gaitforce.io import read
+    from gaitforce.io.writers import write_sto
+
+    trial = read(path)
+    if subjects is not None:
+        trial = subjects.apply(trial, path)
+    _note_rate(bundle, trial, path, note)
+    frames = trial_frames(trial, settings=settings, targets=bundle.targets, key=key or Path(path).name)
+    _body_mass(bundle, frames, path, mass)
+    for n in frames.attrs.get("target_notes", []):
+        note(f"{path}: {n} (no measured value in the CSV)")
+    tables = stance_tables(bundle, frames)
+    stems = [output_stem(frames.loc[frames.stance_id == sid, "trial"].iloc[0], k) for k, sid in enumerate(tables)]
+    taken = {} if taken is None else taken
+    clash = next((out_dir / f"{stem}.csv" for stem in stems if out_dir / f"{stem}.csv" in taken), None)
+    if clash is not None:
+        raise GaitforceError(f"its output {clash.name} would overwrite that of {taken[clash]} (same trial name); "
+                             f"rename one or predict them into separate --out folders", source=path)
+    written = []
+    for stem, (sid, table) in zip(stems, tables.items()):
+        sto = table[["time", *bundle.targets]]
+        written.append(write_sto(out_dir / f"{stem}.sto", sto, name=f"gaitforce predictions {sid}"))
+        table.to_csv(out_dir / f"{stem}.csv", index=False)
+        written.append(out_dir / f"{stem}.csv")
+    taken.update({f: path for f in written})
+    return written
+
+

@@ -1,0 +1,28 @@
+"""Builders shared by several test modules (importable under both `pytest` and `python -m pytest`: pytest puts
+this folder on sys.path for its test modules)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from gaitforce.data import features, ingest, synthetic
+from gaitforce.data.dataset import ID_COLUMNS, Dataset
+from gaitforce.learn.export import save_bundle
+
+MAP = "plug-in-gait"
+
+
+def make_bundle(path, feature_set="all"):
+    """A ridge bundle on 2 synthetic walks (target: a known linear mix of features)."""
+    settings = ingest.IngestSettings(marker_map=MAP, targets=("knee_medial",))
+    trials = synthetic.generate_cohort(n_subjects=2, trials_per_subject=1, seed=0)
+    frames = pd.concat([ingest.trial_frames(t, settings=settings) for t in trials], ignore_index=True)
+    frames["knee_medial"] = 2.0 * frames["grf_y"] + 500.0 * frames["knee_lat_x"]
+    cols = features.feature_columns()
+    manifest = {"features": cols, "feature_sets": features.feature_sets_manifest(), "targets": {"knee_medial": "N"},
+                "settings": settings.to_dict(), "sources": []}
+    ds = Dataset(frames[ID_COLUMNS + cols + ["knee_medial"]], manifest)
+    from gaitforce.learn.training import Estimator
+
+    est = Estimator("ridge", feature_set=feature_set, targets=("knee_medial",), threads=1, verbose=False).fit(ds)
+    return save_bundle(est, path, dataset_manifest=manifest)
