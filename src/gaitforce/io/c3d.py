@@ -311,6 +311,16 @@ def _plate_factors(k: int, kind: int, unit_of, length: float, path) -> tuple[flo
     return f_factor, m_factor, note
 
 
+def _no_sensor_offsets(params, i: int) -> bool:
+    """True when a type-3 (Kistler) plate's ORIGIN gives its sensors no offset (a = b = 0): ezc3d's moments are
+    then zero and its CoP sits at the plate centre whatever the load (c3d.org sample15)."""
+    origin = np.asarray(_values(params, "FORCE_PLATFORM", "ORIGIN", []) or [], dtype=float)
+    if origin.size < 3 * (i + 1):
+        return True
+    a, b = origin.reshape(-1, 3)[i][:2]
+    return abs(a) < 1e-9 and abs(b) < 1e-9
+
+
 def _plates(c3d, n: int, rate: float, length: float, threshold: float, path):
     """Per-frame GRF (on the body), CoP and free moment of every plate, the up axis, notes for the history and
     the reason the plates could not be read (None if read)."""
@@ -337,7 +347,7 @@ def _plates(c3d, n: int, rate: float, length: float, threshold: float, path):
         return (*none, "FORCE_PLATFORM:CHANNEL is missing or unreadable")
     kinds = [int(t) for t in _values(params, "FORCE_PLATFORM", "TYPE", []) or []]
 
-    raw_f, raw_cop, raw_tz, names, notes = [], [], [], [], []
+    raw_f, raw_cop, raw_tz, names, notes, unknown_cop = [], [], [], [], [], []
     stop = min(n * per_frame, n_analog)
     for i, pf in enumerate(platforms):
         kind = kinds[i] if i < len(kinds) else 2
@@ -347,7 +357,11 @@ def _plates(c3d, n: int, rate: float, length: float, threshold: float, path):
         if note:
             notes.append(note)
         raw_f.append(np.asarray(pf["force"], dtype=float)[:, :stop] * f_factor)
-        raw_cop.append(np.asarray(pf["center_of_pressure"], dtype=float)[:, :stop] * length)
+        cop_i = np.asarray(pf["center_of_pressure"], dtype=float)[:, :stop] * length
+        if kind == 3 and _no_sensor_offsets(params, i):
+            notes.append(f"FP{i + 1}: type-3 plate without sensor offsets (FORCE_PLATFORM:ORIGIN a = b = 0): CoP unknown")
+            unknown_cop.append(i)
+        raw_cop.append(cop_i)
         raw_tz.append(np.asarray(pf["Tz"], dtype=float)[:, :stop] * m_factor)
         names.append(f"FP{i + 1}")
     if stop < n * per_frame:  # the last frame's window runs past the data: repeat the last sample
@@ -367,10 +381,10 @@ def _plates(c3d, n: int, rate: float, length: float, threshold: float, path):
             raise InputFileError("the plates' largest force is along X; an X-up lab is not supported", source=path)
         up = "zy"[vertical == 1]
     signs = []
-    for p in range(len(names)):
-        fv = raw_f[p, vertical, loaded[p]]
-        sign = -1.0 if fv.size and np.median(fv) < 0 else 1.0
-        signs.append(sign)
+    for p in range(len(names)):  # the sign under real load, not of an unloaded plate's offset (sample02 FP2: -12 N)
+        fv = np.nan_to_num(raw_f[p, vertical])
+        big = np.abs(fv) > max(threshold, 0.2 * np.abs(fv).max())
+        signs.append(-1.0 if fv[big].sum() < 0 else 1.0)
     flipped = [names[p] for p, s in enumerate(signs) if s < 0]
     notes.append(
         f"force plates: vertical axis {'xyz'[vertical].upper()}; "
@@ -385,6 +399,7 @@ def _plates(c3d, n: int, rate: float, length: float, threshold: float, path):
     moment = _frame_mean(np.nan_to_num(tz), per_frame)
     cop = _frame_mean(cop_src, per_frame, weights)
     cop[(forces[:, vertical, :] < threshold)[:, None, :].repeat(3, axis=1)] = np.nan
+    cop[unknown_cop] = np.nan
     peak = np.nanmax(np.abs(forces)) if np.isfinite(forces).any() else 0.0
     if peak > MAX_PLATE_FORCE_N:
         raise UnitError(
