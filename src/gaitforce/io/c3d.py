@@ -4,31 +4,38 @@ Rules this reader applies (each one is stated so a lab can check it against its 
 
 - **Time**: frame ``i`` is at ``(first_frame + i) / rate`` s, with ``first_frame`` the header's 0-based first
   frame (``TRIAL:ACTUAL_START_FIELD - 1`` in Vicon files), so times and the EVENT group share one clock.
-- **Markers**: scaled from ``POINT:UNITS`` (mm, cm, m) to m. A sample whose residual is negative, or whose three
+- **Markers**: scaled from ``POINT:UNITS`` (mm, cm, m in any spelling, e.g. ``mete``; none: mm if a coordinate
+  exceeds 20) to m. When ``POINT:LABELS`` lists more names than there are points, the first names label the points. A sample whose residual is negative, or whose three
   coordinates are exactly zero, is NaN. Model outputs named in ``POINT:ANGLES/FORCES/MOMENTS/POWERS/SCALARS/
   REACTIONS`` and unlabelled trajectories (``*12``) are skipped. With ``SUBJECTS:USES_PREFIXES`` the prefix of the
   subject who owns most markers is removed from their labels (``JW:RHeel`` -> ``RHeel``).
 - **Force plates**: every platform type ezc3d supports (1-4). ezc3d returns each plate's wrench rotated into the lab
   frame; plates differ in whether that is the force *on the plate* (the usual case: negate it) or already the
   reaction. Because the ground can only push, the sign of each plate is set so that its vertical force under load
-  is upward (stated in the trial's history). The free moment is ezc3d's ``Tz`` with the same sign. Units come from
-  the plate channels' ``ANALOG:UNITS`` (else ezc3d's units) and are converted to N, N m, m. CoP is NaN where the
-  vertical force is below ``cop_threshold`` (20 N).
+  is upward (samples above 20% of the plate's peak vote; stated in the trial's history). The free moment is ezc3d's
+  ``Tz`` with the same sign. Units come from the plate channels' ``ANALOG:UNITS`` when they are a force/moment unit;
+  raw channels (V, ADC, none) are calibrated by ezc3d (SCALE, OFFSET, CAL_MATRIX) into N and N x the length unit.
+  CoP is NaN where the vertical force is below ``cop_threshold`` (20 N), and for type-3 plates without sensor
+  offsets. Plates without analog frames are dropped with the reason in ``meta['plate_error']``; above 25 kN a plate
+  is a :class:`UnitError`.
 - **Resampling to frames**: analog data are averaged over a window of ``2 * (n // 2) + 1`` analog samples centred on
   each frame's synchronous sample (``n`` analog samples per frame) -- an anti-aliasing box filter without lag.
   CoP is averaged weighted by the vertical force.
 - **Vertical axis**: the lab axis carrying the largest summed |force| of all plates while loaded; without plates or
   load, Z. ``y_up=True`` turns a Z-up trial into the canonical frame with :meth:`Trial.to_y_up`.
 - **EMG**: every analog channel that is not a force-plate channel, has a voltage unit (V, mV, uV) and is not a known
-  non-EMG channel (load cell, goniometer, sync, 'dud', 'Pin 7' ...), or exactly the ``emg=`` names. Kept at the
+  non-EMG channel (load cell, goniometer, sync, 'dud', 'Pin 7', 'CH13' ...) nor a force/moment/CoP channel by name
+  (:func:`is_force_channel`), or exactly the ``emg=`` names. Kept at the
   analog rate in volts.
 - **Events**: ``EVENT`` group, ``Foot Strike`` -> ``heel_strike``, ``Foot Off`` -> ``toe_off``, context
-  Right/Left -> side; other events are listed in ``meta['other_events']``.
+  Right/Left -> side; other events are listed in ``meta['other_events']``. ``EVENT:TIMES`` is (2, n), minutes and
+  seconds; a flat copy holds (minutes, seconds) pairs.
 - **Subject**: name from ``SUBJECTS:NAMES``; mass (kg) and height from ``PROCESSING`` (Bodymass, Height) or
   ``SUBJECTS`` (MASS, HEIGHT); a height above 300 is read as mm, above 3 as cm. Implausible values are dropped and
   noted in ``meta['subject_dropped']``.
-- **Damage**: a non-C3D, corrupt or truncated file (fewer frames than the header declares) raises
-  :class:`InputFileError`.
+- **Damage**: an empty, non-C3D, SGI/MIPS, corrupt or truncated file (fewer frames than the header declares) raises
+  :class:`InputFileError`; a file with no markers, plates or EMG to read a :class:`MissingChannelError`. Every
+  failure is one line naming the file.
 """
 
 from __future__ import annotations
