@@ -222,3 +222,234 @@ def test_read_dispatch_names_source(tmp_path):
     with pytest.raises(GaitforceError) as err:
         read(bad)
     assert err.value.source == str(bad)
+
+
+# -- files labs write: each failure class seen in other labs' C3Ds (tests/test_c3d_corpus.py reads the real ones) --
+def _set_point_count(path, n_points):
+    """Patch a written C3D so that it stores ``n_points`` points while POINT:LABELS keeps all its names, as in
+    c3d.org sample01 (48 labels, 26 points). ezc3d refuses to write such a file, so the header word and POINT:USED
+    are rewritten in place; with identical points per frame the shorter frame stride reads the same values."""
+    data = bytearray(path.read_bytes())
+    data[2:4] = int(n_points).to_bytes(2, "little")
+    start = (data[0] - 1) * 512
+    pos, point_group = start + 4, None
+    while pos < len(data) - 2:
+        nchar, gid = int.from_bytes(data[pos:pos + 1], "little", signed=True), int.from_bytes(data[pos + 1:pos + 2], "little", signed=True)
+        if nchar == 0:
+            break
+        name = bytes(data[pos + 2:pos + 2 + abs(nchar)]).upper()
+        offset_at = pos + 2 + abs(nchar)
+        offset = int.from_bytes(data[offset_at:offset_at + 2], "little", signed=True)
+        if gid < 0 and name == b"POINT":
+            point_group = -gid
+        elif point_group is not None and gid == point_group and name == b"USED":
+            kind, ndims = int.from_bytes(data[offset_at + 2:offset_at + 3], "little", signed=True), data[offset_at + 3]
+            assert kind == 2 and ndims == 0
+            data[offset_at + 4:offset_at + 6] = int(n_points).to_bytes(2, "little")
+            path.write_bytes(bytes(data))
+            return path
+        if offset == 0:
+            break
+        pos = offset_at + offset
+    raise AssertionError("POINT:USED not found")
+
+
+def test_more_labels_than_points_uses_the_first_labels(tmp_path):
+    c = ezc3d.c3d()
+    c["parameters"]["POINT"]["RATE"]["value"] = [RATE]
+    c["parameters"]["POINT"]["UNITS"]["value"] = ["mm"]
+    c["parameters"]["POINT"]["LABELS"]["value"] = ("A", "B", "C", "D")
+    pts = np.ones((4, 4, N))
+    pts[:3] = np.array([100.0, 200.0, 900.0])[:, None, None]
+    pts[3] = 0.0
+    c["data"]["points"] = pts
+    c["data"]["meta_points"]["residuals"] = np.zeros((1, 4, N))
+    c.write(str(tmp_path / "labels.c3d"))
+    path = _set_point_count(tmp_path / "labels.c3d", 2)
+    assert ezc3d.c3d(str(path))["data"]["points"].shape[1] == 2  # the situation of sample01: 4 labels, 2 points
+    trial = read_c3d(path, y_up=False)
+    assert trial.marker_names == ("A", "B")
+    assert np.allclose(trial.marker("B"), [0.1, 0.2, 0.9])
+    assert any("4 names for 2 points" in h for h in trial.history)
+
+
+def _event_file(path, times, n_frames=300):
+    c = ezc3d.c3d()
+    c["parameters"]["POINT"]["RATE"]["value"] = [RATE]
+    c["parameters"]["POINT"]["UNITS"]["value"] = ["mm"]
+    c["parameters"]["POINT"]["LABELS"]["value"] = ("A",)
+    c["data"]["points"] = np.ones((4, 1, n_frames))
+    c.add_parameter("EVENT", "USED", [2])
+    c.add_parameter("EVENT", "LABELS", ["Foot Strike", "Foot Off"])
+    c.add_parameter("EVENT", "CONTEXTS", ["Right", "Left"])
+    c.add_parameter("EVENT", "TIMES", times)
+    c.write(str(path))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["pairs", "2xn"])
+def test_event_times_flat_or_2xn_give_the_same_events(tmp_path, layout):
+    # the C3D stores (minutes, seconds) per event; a flat copy interleaves them. Read row-major, the flat
+    # [0, 1.57, 0, 2.2] put events at 94 s in a 3 s trial.
+    times = np.array([0.0, 1.57, 0.0, 2.2]) if layout == "pairs" else np.array([[0.0, 0.0], [1.57, 2.2]])
+    path = _event_file(tmp_path / "ev.c3d", times)
+    if layout == "pairs":
+        assert np.asarray(ezc3d.c3d(str(path))["parameters"]["EVENT"]["TIMES"]["value"]).ndim == 1
+    trial = read_c3d(path)
+    assert [(e.name, e.side, round(e.time, 4)) for e in trial.events] == [
+        ("heel_strike", "right", 1.57), ("toe_off", "left", 2.2)]
+    assert all(trial.time[0] <= e.time <= trial.time[-1] for e in trial.events)
+
+
+def _plate_without_analogs(path, with_markers=True):
+    c = ezc3d.c3d()
+    c["parameters"]["POINT"]["RATE"]["value"] = [RATE]
+    c["parameters"]["POINT"]["UNITS"]["value"] = ["mm"]
+    if with_markers:
+        c["parameters"]["POINT"]["LABELS"]["value"] = ("A",)
+        c["data"]["points"] = np.ones((4, 1, N)) * 500.0
+    else:
+        c["data"]["points"] = np.ones((4, 0, N))
+    for name, value in [("USED", [1]), ("TYPE", [1]), ("ZERO", [1, 0]), ("CHANNEL", np.arange(1, 7)[:, None])]:
+        c.add_parameter("FORCE_PLATFORM", name, np.asarray(value, float))
+        c["parameters"]["FORCE_PLATFORM"][name]["value"] = np.asarray(value, dtype=np.int64)
+        c["parameters"]["FORCE_PLATFORM"][name]["type"] = 2
+    c.add_parameter("FORCE_PLATFORM", "CORNERS", CORNERS_MM.T[:, :, None])
+    c.add_parameter("FORCE_PLATFORM", "ORIGIN", np.zeros((3, 1)))
+    c.write(str(path))
+    return path
+
+
+def test_plates_without_analog_frames_give_the_markers_alone(tmp_path):
+    # c3d.org sample28, 561xxa01: FORCE_PLATFORM declares plates, the file holds no analog samples
+    path = _plate_without_analogs(tmp_path / "noanalog.c3d")
+    trial = read_c3d(path, y_up=False)
+    assert trial.marker_names == ("A",) and trial.n_frames == N
+    assert trial.plate_names == () and trial.forces.shape == (N, 0, 3) and trial.cop.shape == (N, 0, 3)
+    assert "no analog frames" in trial.meta["plate_error"]
+    assert any("force plates not read" in h for h in trial.history)
+    assert "no analog frames" in trial.summary()  # gaitforce inspect says why there are no plates
+
+
+def test_plates_without_analog_frames_and_no_markers_is_one_clear_error(tmp_path):
+    path = _plate_without_analogs(tmp_path / "nothing.c3d", with_markers=False)
+    with pytest.raises(MissingChannelError) as err:
+        read_c3d(path)
+    line = str(err.value)
+    assert "\n" not in line and "nothing.c3d" in line and "no analog frames" in line
+
+
+def _calibrated_plate(path, unit, kind=4):
+    """The fixture's plate stored as raw channels in ``unit`` plus a (non-symmetric) calibration matrix:
+    CAL @ channels = the type-2 wrench in N and N mm."""
+    make_c3d(path)
+    c = ezc3d.c3d(str(path))
+    rng = np.random.default_rng(3)
+    cal = np.diag([2.0, 3.0, 4.0, 500.0, 600.0, 700.0]) + rng.normal(0.0, 0.3, (6, 6))
+    analogs = c["data"]["analogs"].copy()
+    analogs[0, :6] = np.linalg.solve(cal, plate_channels())
+    c["data"]["analogs"] = analogs
+    c["parameters"]["FORCE_PLATFORM"]["TYPE"]["value"] = np.array([kind])
+    c.add_parameter("FORCE_PLATFORM", "CAL_MATRIX", cal[:, :, None])
+    c["parameters"]["ANALOG"]["UNITS"]["value"] = tuple([unit] * 6 + ["V", "V"])
+    c.write(str(path))
+    return path
+
+
+@pytest.mark.parametrize("unit", ["V", "ADC", ""])
+def test_plate_channels_in_volts_with_calibration_matrix(tmp_path, unit):
+    # channels in V/ADC are raw: ezc3d's platform extraction applies CAL_MATRIX and gives N and N mm
+    trial = read_c3d(_calibrated_plate(tmp_path / "cal.c3d", unit), y_up=False)
+    inner = slice(LOADED.start + 1, LOADED.stop - 1)
+    assert np.allclose(trial.forces[inner, 0], GRF, atol=0.05)
+    assert np.allclose(trial.cop[inner, 0], COP_M, atol=1e-3)
+    assert np.allclose(trial.free_moment[inner, 0], [0, 0, TZ], atol=0.05)
+    assert any("calibrated output taken as N" in h for h in trial.history)
+    assert trial.emg_names == ("vasmed",)
+    platform = ezc3d.c3d(str(tmp_path / "cal.c3d"), extract_forceplat_data=True)["data"]["platform"][0]
+    assert np.nanmax(trial.forces[:, 0, 2]) == pytest.approx(np.abs(platform["force"][2]).max(), rel=1e-3)
+
+
+def test_unit_spellings_of_old_files(tmp_path):
+    # c3d.org sample15 writes 'mete' (4-character units); sample01 'nt' / 'ntmm'; others 'Newtons'
+    path = make_c3d(tmp_path / "spell.c3d", units="m", plate=False)
+    c = ezc3d.c3d(str(path))
+    c["parameters"]["POINT"]["UNITS"]["value"] = ["mete"]
+    c.write(str(path))
+    assert np.allclose(read_c3d(path, y_up=False).marker("A"), [0.1, 0.2, 1.0])
+    path = make_c3d(tmp_path / "nt.c3d")
+    c = ezc3d.c3d(str(path))
+    c["parameters"]["ANALOG"]["UNITS"]["value"] = tuple(["nt"] * 3 + ["ntmm"] * 3 + ["V", "V"])
+    c.write(str(path))
+    trial = read_c3d(path, y_up=False)
+    assert np.allclose(trial.forces[10, 0], GRF, atol=1e-3)
+    c["parameters"]["POINT"]["UNITS"]["value"] = ["furlong"]
+    c.write(str(path))
+    with pytest.raises(UnitError, match="furlong"):
+        read_c3d(path)
+
+
+def test_unit_factors():
+    from gaitforce.io.units import force_factor, length_factor, moment_factor, volt_factor
+
+    assert [length_factor(u) for u in ("mm", "Millimeters", "mete", "m", "cm", "centim", "met", "", "V")] == [
+        1e-3, 1e-3, 1.0, 1.0, 1e-2, 1e-2, None, None, None]
+    assert [force_factor(u) for u in ("N", "nt", "Newtons", "kN", "V", "ADC")] == [1.0, 1.0, 1.0, 1e3, None, None]
+    assert force_factor("lbf") == pytest.approx(4.4482216)
+    for unit, want in [("Nmm", (1e-3, 1e-3)), ("N.mm", (1e-3, 1e-3)), ("ntmm", (1e-3, 1e-3)), ("N-M", (1.0, 1.0)),
+                       ("Newton meters", (1.0, 1.0)), ("Nmete", (1.0, 1.0)), ("kN m", (1e3, 1.0))]:
+        assert moment_factor(unit) == pytest.approx(want), unit
+    assert moment_factor("V") is None and moment_factor("Newtons") is None
+    assert volt_factor("Volts") == 1.0 and volt_factor("mV") == 1e-3 and volt_factor("N") is None
+
+
+def test_force_channel_names_are_never_emg(tmp_path):
+    # Qualisys and other systems name plate channels that FORCE_PLATFORM may not list, in volts
+    force_like = ["FP1_FX", "PF2-FX", "TAPIS FZ1", "F1X1", "Force.Fz3", "CoPx", "Moment.Mz1"]
+    c = ezc3d.c3d()
+    c["parameters"]["POINT"]["RATE"]["value"] = [RATE]
+    c["parameters"]["POINT"]["LABELS"]["value"] = ("A",)
+    c["data"]["points"] = np.ones((4, 1, N))
+    labels = force_like + ["R_TA", "CH3", "vasmed"]
+    c["parameters"]["ANALOG"]["RATE"]["value"] = [RATE * PER_FRAME]
+    c["parameters"]["ANALOG"]["LABELS"]["value"] = tuple(labels)
+    c["parameters"]["ANALOG"]["UNITS"]["value"] = tuple(["V"] * len(labels))
+    c["data"]["analogs"] = np.ones((1, len(labels), N * PER_FRAME)) * 1e-3
+    c.write(str(tmp_path / "q.c3d"))
+    trial = read_c3d(tmp_path / "q.c3d")
+    assert trial.emg_names == ("R_TA", "vasmed")  # generic CHn channels are not EMG either
+    from gaitforce.io.c3d import is_force_channel
+
+    assert all(is_force_channel(name) for name in force_like)
+    assert not any(is_force_channel(name) for name in ("R_TA", "EMG1", "vasmed", "L.Gastroc", "RTRE", "Pin 7"))
+
+
+def test_plate_sign_not_fooled_by_an_unloaded_offset(tmp_path):
+    # c3d.org sample02 FP2: a -12 N Fz offset plus shear offsets exceeds 20 N for most of the trial, while the
+    # stance is short; the sign must follow the stance.
+    path = make_c3d(tmp_path / "off.c3d")
+    c = ezc3d.c3d(str(path))
+    analogs = c["data"]["analogs"].copy()
+    offset = np.array([15.0, -15.0, -14.0])  # plate axes (z down): -14 N reads as +14 N up, against the load
+    stance = np.zeros(N * PER_FRAME, bool)
+    stance[10 * PER_FRAME: LOADED.stop * PER_FRAME] = True  # a short stance: frames 10-14 of 20
+    analogs[0, :6, ~stance] = 0.0
+    for k in range(3):
+        analogs[0, k, ~stance] += offset[k]
+    c["data"]["analogs"] = analogs
+    c.write(str(path))
+    trial = read_c3d(path, y_up=False)
+    assert np.allclose(trial.forces[12, 0], GRF, atol=1e-3)
+
+
+def test_empty_and_tiny_files_one_line(tmp_path):
+    empty = tmp_path / "Empty.c3d"
+    empty.write_bytes(b"")
+    with pytest.raises(InputFileError, match="empty file") as err:
+        read_c3d(empty)
+    assert "\n" not in str(err.value) and "Empty.c3d" in str(err.value)
+    tiny = tmp_path / "tiny.c3d"
+    tiny.write_bytes(b"\x02P" + b"\x00" * 100)
+    with pytest.raises(InputFileError) as err:
+        read_c3d(tiny)
+    assert "\n" not in str(err.value) and "ignoreBadFormatting" not in str(err.value)

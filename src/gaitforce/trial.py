@@ -337,8 +337,9 @@ class Trial:
             for i, name in enumerate(self.plate_names):
                 f = self.forces[:, i, :]
                 lines.append(f"plate:    {name}: peak |F| {np.nanmax(np.linalg.norm(f, axis=1)):.0f} N")
-        else:
-            lines.append("plates:   none")
+        else:  # a reader that dropped the file's plates says why in meta['plate_error']
+            why = self.meta.get("plate_error")
+            lines.append("plates:   none" + (f" (not read: {why})" if why else ""))
         if self.emg_names:
             lines.append(f"emg:      {len(self.emg_names)} channels at {self.emg_rate or 0:.0f} Hz: {', '.join(self.emg_names)}")
         for key, value in self.signals.items():

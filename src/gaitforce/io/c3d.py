@@ -4,31 +4,38 @@ Rules this reader applies (each one is stated so a lab can check it against its 
 
 - **Time**: frame ``i`` is at ``(first_frame + i) / rate`` s, with ``first_frame`` the header's 0-based first
   frame (``TRIAL:ACTUAL_START_FIELD - 1`` in Vicon files), so times and the EVENT group share one clock.
-- **Markers**: scaled from ``POINT:UNITS`` (mm, cm, m) to m. A sample whose residual is negative, or whose three
+- **Markers**: scaled from ``POINT:UNITS`` (mm, cm, m in any spelling, e.g. ``mete``; none: mm if a coordinate
+  exceeds 20) to m. When ``POINT:LABELS`` lists more names than there are points, the first names label the points. A sample whose residual is negative, or whose three
   coordinates are exactly zero, is NaN. Model outputs named in ``POINT:ANGLES/FORCES/MOMENTS/POWERS/SCALARS/
   REACTIONS`` and unlabelled trajectories (``*12``) are skipped. With ``SUBJECTS:USES_PREFIXES`` the prefix of the
   subject who owns most markers is removed from their labels (``JW:RHeel`` -> ``RHeel``).
 - **Force plates**: every platform type ezc3d supports (1-4). ezc3d returns each plate's wrench rotated into the lab
   frame; plates differ in whether that is the force *on the plate* (the usual case: negate it) or already the
   reaction. Because the ground can only push, the sign of each plate is set so that its vertical force under load
-  is upward (stated in the trial's history). The free moment is ezc3d's ``Tz`` with the same sign. Units come from
-  the plate channels' ``ANALOG:UNITS`` (else ezc3d's units) and are converted to N, N m, m. CoP is NaN where the
-  vertical force is below ``cop_threshold`` (20 N).
+  is upward (samples above 20% of the plate's peak vote; stated in the trial's history). The free moment is ezc3d's
+  ``Tz`` with the same sign. Units come from the plate channels' ``ANALOG:UNITS`` when they are a force/moment unit;
+  raw channels (V, ADC, none) are calibrated by ezc3d (SCALE, OFFSET, CAL_MATRIX) into N and N x the length unit.
+  CoP is NaN where the vertical force is below ``cop_threshold`` (20 N), and for type-3 plates without sensor
+  offsets. Plates without analog frames are dropped with the reason in ``meta['plate_error']``; above 25 kN a plate
+  is a :class:`UnitError`.
 - **Resampling to frames**: analog data are averaged over a window of ``2 * (n // 2) + 1`` analog samples centred on
   each frame's synchronous sample (``n`` analog samples per frame) -- an anti-aliasing box filter without lag.
   CoP is averaged weighted by the vertical force.
 - **Vertical axis**: the lab axis carrying the largest summed |force| of all plates while loaded; without plates or
   load, Z. ``y_up=True`` turns a Z-up trial into the canonical frame with :meth:`Trial.to_y_up`.
 - **EMG**: every analog channel that is not a force-plate channel, has a voltage unit (V, mV, uV) and is not a known
-  non-EMG channel (load cell, goniometer, sync, 'dud', 'Pin 7' ...), or exactly the ``emg=`` names. Kept at the
+  non-EMG channel (load cell, goniometer, sync, 'dud', 'Pin 7', 'CH13' ...) nor a force/moment/CoP channel by name
+  (:func:`is_force_channel`), or exactly the ``emg=`` names. Kept at the
   analog rate in volts.
 - **Events**: ``EVENT`` group, ``Foot Strike`` -> ``heel_strike``, ``Foot Off`` -> ``toe_off``, context
-  Right/Left -> side; other events are listed in ``meta['other_events']``.
+  Right/Left -> side; other events are listed in ``meta['other_events']``. ``EVENT:TIMES`` is (2, n), minutes and
+  seconds; a flat copy holds (minutes, seconds) pairs.
 - **Subject**: name from ``SUBJECTS:NAMES``; mass (kg) and height from ``PROCESSING`` (Bodymass, Height) or
   ``SUBJECTS`` (MASS, HEIGHT); a height above 300 is read as mm, above 3 as cm. Implausible values are dropped and
   noted in ``meta['subject_dropped']``.
-- **Damage**: a non-C3D, corrupt or truncated file (fewer frames than the header declares) raises
-  :class:`InputFileError`.
+- **Damage**: an empty, non-C3D, SGI/MIPS, corrupt or truncated file (fewer frames than the header declares) raises
+  :class:`InputFileError`; a file with no markers, plates or EMG to read a :class:`MissingChannelError`. Every
+  failure is one line naming the file.
 """
 
 from __future__ import annotations
@@ -41,25 +48,22 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from gaitforce.constants import COP_THRESHOLD_N
-from gaitforce.errors import (
-    GaitforceError,
-    InputFileError,
-    MissingChannelError,
-    UnitError,
-)
-from gaitforce.io.units import LENGTH_UNITS
+from gaitforce.errors import GaitforceError, InputFileError, MissingChannelError, UnitError
+from gaitforce.io.units import force_factor, length_factor, moment_factor, volt_factor
 from gaitforce.trial import Event, Subject, Trial
 
-#: Vertical force (N) below which a plate counts as unloaded: its CoP is NaN and it does not vote on signs/axes.
+#: Largest plausible force (N) on one plate; beyond it the plate's units or calibration are wrong.
+MAX_PLATE_FORCE_N = 25_000.0
 
-FORCE_UNITS = {"n": 1.0, "kn": 1e3, "lbf": 4.4482216152605}
-VOLT_UNITS = {"v": 1.0, "mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "microv": 1e-6}
 MODEL_OUTPUT_GROUPS = ("ANGLES", "FORCES", "MOMENTS", "POWERS", "SCALARS", "REACTIONS")
 NON_EMG = re.compile(
-    r"^(pin\s*\d+|dud|sync.*|trigger.*|load\s*cell.*|loadcell.*|gon(iometer)?.*|channel[_\s]*\d+|"
+    r"^(pin\s*\d+|dud|sync.*|trigger.*|load\s*cell.*|loadcell.*|gon(iometer)?.*|ch(annel)?[_\s]*\d+|"
     r"[fm][xyz]\d*|.*force.*|.*moment.*|acc.*|.*accel.*|.*gyro.*|mag[xyz]?\d*|.*magnet.*|.*volt.*|.*battery.*)$",
     re.IGNORECASE,
 )
+#: Words and label parts (split at non-alphanumerics) that make an analog channel a force/moment/CoP channel.
+FORCE_WORDS = re.compile(r"force|moment|torque|\bcop|cent(re|er).?of.?press|plate|platform|tapis|treadmill")
+FORCE_TOKEN = re.compile(r"(fp|pf)?\d*[fmpt]\d*[xyz]\d*|(fp|pf)\d+|cop[xyz]?\d*|[xyz]cop\d*|cp[xyz]\d*")
 EVENT_NAMES = {"foot strike": "heel_strike", "foot off": "toe_off"}
 
 
@@ -93,13 +97,22 @@ def read_c3d(
     time = (first + np.arange(n)) / rate
     history = [f"read_c3d({path.name})"]
 
-    names, markers, subject_name = _markers(c3d, points, path)
-    forces, cop, moment, plate_names, up, notes = _plates(c3d, n, cop_threshold, path)
-    history += notes
+    names, markers, subject_name, length, marker_notes = _markers(c3d, points, path)
+    history += marker_notes
+    if plate_error is None:
+        forces, cop, moment, plate_names, up, notes, plate_error = _plates(c3d, n, rate, length, cop_threshold, path)
+        history += notes
+    else:
+        forces = cop = moment = np.zeros((n, 0, 3))
+        plate_names, up = [], "z"
     if plate_error:
         history.append(f"force plates not read: {plate_error}")
     emg_data, emg_time, emg_names = _emg(c3d, first, rate, emg, path)
-    events, other = _events(params)
+    if not names and not plate_names and not emg_names:
+        what = f"no force data ({plate_error})" if plate_error else "no force plates"
+        raise MissingChannelError(f"nothing to read: no markers, {what}, no EMG", source=path)
+    events, other, event_notes = _events(params)
+    history += event_notes
     subject, dropped = _subject(params, subject_name)
     meta = {"first_frame": first, "c3d_first_time": float(time[0]), "other_events": other}
     if dropped:
@@ -114,7 +127,22 @@ def read_c3d(
         )
     except GaitforceError as err:
         raise err.with_source(path) from None
+    except ValueError as err:  # the file's parts disagree (shapes, times): a damaged or unusual file, not a bug here
+        raise InputFileError(f"inconsistent data: {_one_line(err)}", source=path) from None
     return trial.to_y_up() if y_up else trial
+
+
+#: ezc3d's advice meant for programmers, dropped from the one line a user sees
+_EZC3D_NOISE = re.compile(
+    r"\s*(If you want to ignore this error, set ignoreBadFormatting to true|please open a GitHub issue[^.!]*[.!]?"
+    r"|:?\s*iostream error)\s*",
+    re.IGNORECASE,
+)
+
+
+def _ezc3d_reason(err: Exception) -> str:
+    text = _EZC3D_NOISE.sub(" ", _one_line(err)).strip(" ,:.;")
+    return text or type(err).__name__
 
 
 def _load(path: Path):
@@ -123,15 +151,23 @@ def _load(path: Path):
 
     if not path.is_file():
         raise InputFileError("no such file", source=path)
+    if path.stat().st_size == 0:
+        raise InputFileError("empty file (0 bytes), not a C3D file", source=path)
     try:
         return ezc3d.c3d(str(path), extract_forceplat_data=True), None
     except Exception as err:  # ezc3d raises OSError/RuntimeError/ValueError for damaged files
-        first_error = _one_line(err)
+        first_error = _ezc3d_reason(err)
     try:
         c3d = ezc3d.c3d(str(path))
     except Exception:
-        raise InputFileError(f"not a readable C3D file ({first_error})", source=path) from None
-    return c3d, first_error
+        if "mips" in first_error.lower():
+            raise InputFileError(
+                "SGI/MIPS byte order (processor type 86) is not supported by ezc3d: "
+                "re-save the file in Intel (PC) byte order", source=path) from None
+        if path.stat().st_size < 512:
+            raise InputFileError(f"not a C3D file: only {path.stat().st_size} bytes", source=path) from None
+        raise InputFileError(f"not a readable C3D file, damaged or truncated ({first_error})", source=path) from None
+    return c3d, f"ezc3d cannot analyse them ({first_error})"
 
 
 def _declared_frames(path: Path, params) -> int | None:
@@ -146,7 +182,7 @@ def _declared_frames(path: Path, params) -> int | None:
             head = fh.read(512)
             fh.seek((head[0] - 1) * 512 + 3)
             processor = fh.read(1)[0]
-    except (OSError, IndexError):
+    except (OSError, IndexError, ValueError):
         return None
     order = ">" if processor == 86 else "<"
     first, last = np.frombuffer(head[6:10], dtype=f"{order}u2").astype(int)
@@ -172,28 +208,38 @@ def _values(params, group: str, name: str, default=None):
 
 
 def _length_factor(unit: str, path) -> float:
-    key = unit.strip().lower()
-    if key not in LENGTH_UNITS:
-        raise UnitError(f"unknown length unit {unit!r}", source=path)
-    return LENGTH_UNITS[key]
+    factor = length_factor(unit)
+    if factor is None:
+        raise UnitError(f"unknown length unit {unit!r} in POINT:UNITS", source=path)
+    return factor
 
 
 def _markers(c3d, points: np.ndarray, path):
+    """(names, (T, M, 3) in m, subject name, metres per file length unit, notes) of the labelled markers."""
     params = c3d["parameters"]
+    n_points = points.shape[1]
     labels = [str(s).strip() for s in _values(params, "POINT", "LABELS", [])]
-    labels += [f"_{i}" for i in range(len(labels), points.shape[1])]  # more points than labels: never kept
+    notes = []
+    if len(labels) > n_points:  # POINT:LABELS may list more names than POINT:USED points: the first ones label them
+        notes.append(f"POINT:LABELS lists {len(labels)} names for {n_points} points: the first {n_points} used")
+        labels = labels[:n_points]
+    labels += [f"_{i}" for i in range(len(labels), n_points)]  # more points than labels: never kept
     skip = set()
     for group in MODEL_OUTPUT_GROUPS:
         skip.update(str(s).strip() for s in _values(params, "POINT", group, []) or [])
-    units = _values(params, "POINT", "UNITS")
+    units = [str(u).strip() for u in _values(params, "POINT", "UNITS", []) or []]
     xyz = points[:3].transpose(2, 1, 0).copy()  # (T, M, 3)
-    if units:
-        factor = _length_factor(str(units[0]), path)
+    if units and units[0]:
+        factor = _length_factor(units[0], path)
     else:  # no unit stated: decide from the magnitude, like Trial's own mm check
         finite = xyz[np.isfinite(xyz)]
         factor = 1e-3 if finite.size and np.abs(finite).max() > 20.0 else 1.0
-    residuals = np.asarray(c3d["data"]["meta_points"]["residuals"], dtype=float)[0].T  # (T, M)
-    bad = (residuals < 0) | np.all(xyz == 0.0, axis=2)
+        notes.append(f"POINT:UNITS absent: {'mm' if factor < 1 else 'm'} assumed from the coordinates' magnitude")
+    residuals = np.asarray(c3d["data"]["meta_points"]["residuals"], dtype=float)
+    if residuals.ndim == 3 and residuals.shape[1:] == (n_points, xyz.shape[0]):
+        bad = (residuals[0].T < 0) | np.all(xyz == 0.0, axis=2)
+    else:
+        bad = np.all(xyz == 0.0, axis=2)
     xyz[bad] = np.nan
     xyz *= factor
 
@@ -209,7 +255,7 @@ def _markers(c3d, points: np.ndarray, path):
             continue  # a duplicate label: keep the first
         keep.append(i)
         names.append(name)
-    return names, xyz[:, keep, :], subject
+    return names, xyz[:, keep, :], subject, factor, notes
 
 
 def _subject_prefix(params, labels):
@@ -238,58 +284,99 @@ def _frame_mean(x: np.ndarray, per_frame: int, weights: np.ndarray | None = None
         return num / den
 
 
-def _force_unit(label_unit: str | None, fallback: str, path) -> float:
-    for unit in (label_unit, fallback):
-        if unit and unit.strip().lower() in FORCE_UNITS:
-            return FORCE_UNITS[unit.strip().lower()]
-    raise UnitError(f"force plate force unit {label_unit or fallback!r} is not a force unit", source=path)
+#: channel (0-based, within the plate's FORCE_PLATFORM:CHANNEL column) holding a force and a moment, per type
+_FORCE_CHANNEL = {1: 2, 2: 2, 3: 4, 4: 2}
+_MOMENT_CHANNEL = {1: 5, 2: 5, 4: 5}  # type 3 stores only forces: ezc3d derives moments from the plate geometry
 
 
-def _moment_unit(unit: str, path) -> tuple[float, float]:
-    """(factor to N m, the length factor) of a unit like 'Nmm', 'N.mm', 'N m'."""
-    m = re.fullmatch(r"\s*(n|kn|lbf)[\s.*·]*(mm|cm|m)\s*", unit.lower())
-    if not m:
-        raise UnitError(f"force plate moment unit {unit!r} is not understood", source=path)
-    return FORCE_UNITS[m.group(1)] * LENGTH_UNITS[m.group(2)], LENGTH_UNITS[m.group(2)]
+def _plate_factors(k: int, kind: int, unit_of, length: float, path) -> tuple[float, float, str | None]:
+    """(N per force unit, N m per moment unit, a note) of plate ``k`` of type ``kind``.
+
+    A channel unit that is a force (N, nt, Newtons, kN, lbf) or a moment (Nmm, N.mm, ntmm, N-m...) is used as
+    stated. Any other unit (V, mV, ADC, counts, none) means the channels are raw: ezc3d's calibration (SCALE,
+    OFFSET, CAL_MATRIX) gives its output in N and N times the file's length unit, which is then used.
+    """
+    f_unit = unit_of(_FORCE_CHANNEL.get(kind, 2))
+    f_factor = force_factor(f_unit) if f_unit else None
+    note = None
+    if f_factor is None:
+        note = f"FP{k + 1}: channels in {f_unit or 'no unit'!r}, ezc3d's calibrated output taken as N"
+        f_factor = 1.0
+    m_unit = unit_of(_MOMENT_CHANNEL[kind]) if kind in _MOMENT_CHANNEL else None
+    parsed = moment_factor(m_unit) if m_unit else None
+    if parsed is None:
+        return f_factor, f_factor * length, note
+    m_factor, m_length = parsed
+    if kind in (2, 4) and abs(m_length - length) > 1e-12:
+        raise UnitError(
+            f"plate {k + 1}: moments in {m_unit!r} but positions in {'m' if length == 1 else 'mm' if length == 1e-3 else 'cm'}; "
+            "ezc3d's CoP would be wrong by a power of ten",
+            source=path,
+        )
+    return f_factor, m_factor, note
 
 
-def _plates(c3d, n: int, threshold: float, path):
-    """Per-frame GRF (on the body), CoP and free moment of every plate, the up axis and notes for the history."""
+def _no_sensor_offsets(params, i: int) -> bool:
+    """True when a type-3 (Kistler) plate's ORIGIN gives its sensors no offset (a = b = 0): ezc3d's moments are
+    then zero and its CoP sits at the plate centre whatever the load (c3d.org sample15)."""
+    origin = np.asarray(_values(params, "FORCE_PLATFORM", "ORIGIN", []) or [], dtype=float)
+    if origin.size < 3 * (i + 1):
+        return True
+    a, b = origin.reshape(-1, 3)[i][:2]
+    return abs(a) < 1e-9 and abs(b) < 1e-9
+
+
+def _plates(c3d, n: int, rate: float, length: float, threshold: float, path):
+    """Per-frame GRF (on the body), CoP and free moment of every plate, the up axis, notes for the history and
+    the reason the plates could not be read (None if read)."""
     params = c3d["parameters"]
     platforms = c3d["data"].get("platform", []) if hasattr(c3d["data"], "get") else []
     empty = np.zeros((n, 0, 3))
+    none = (empty, empty, empty, [], "z", [])
     if not platforms:
-        return empty, empty, empty, [], "z", []
-    analog_units = [str(s).strip() for s in _values(params, "ANALOG", "UNITS", [])]
-    channels = np.asarray(params["FORCE_PLATFORM"]["CHANNEL"]["value"])
-    n_analog = platforms[0]["force"].shape[1]
-    per_frame = max(1, n_analog // n)
-    position_factor = _length_factor(platforms[0]["unit_position"], path)
+        return (*none, None)
+    n_analog = min(np.asarray(pf["force"]).shape[-1] for pf in platforms)
+    if n_analog == 0:
+        return (*none, f"{len(platforms)} plate(s) declared but no analog frames")
+    a_rate = float(c3d["header"]["analogs"]["frame_rate"] or 0.0)
+    per_frame = int(round(a_rate / rate)) if a_rate > 0 else n_analog // n
+    if per_frame < 1:
+        return (*none, f"analog rate {a_rate:g} Hz is below the frame rate {rate:g} Hz")
+    if n_analog < (n - 1) * per_frame + 1:
+        return (*none, f"plate data cover {n_analog} analog samples, {n} frames need {n * per_frame}")
+    analog_units = [str(s).strip() for s in _values(params, "ANALOG", "UNITS", []) or []]
+    try:
+        channels = np.asarray(params["FORCE_PLATFORM"]["CHANNEL"]["value"], dtype=int)
+        channels = channels.reshape(channels.shape[0], -1)  # (channels per plate, plates)
+    except (KeyError, TypeError, ValueError):
+        return (*none, "FORCE_PLATFORM:CHANNEL is missing or unreadable")
+    kinds = [int(t) for t in _values(params, "FORCE_PLATFORM", "TYPE", []) or []]
 
-    raw_f, raw_cop, raw_tz, names = [], [], [], []
+    raw_f, raw_cop, raw_tz, names, notes, unknown_cop = [], [], [], [], [], []
+    stop = min(n * per_frame, n_analog)
     for i, pf in enumerate(platforms):
-        chans = channels[:, i] - 1 if channels.ndim == 2 else channels - 1
-        unit_of = lambda k: analog_units[chans[k]] if chans[k] < len(analog_units) else None  # noqa: E731
-        f_factor = _force_unit(unit_of(2), pf["unit_force"], path)
-        m_factor, m_length = _moment_unit(unit_of(5) or pf["unit_moment"], path)
-        if abs(m_length - position_factor) > 1e-12 and len(chans) == 6 and int(
-            np.asarray(params["FORCE_PLATFORM"]["TYPE"]["value"]).reshape(-1)[i]
-        ) in (2, 4):
-            raise UnitError(
-                f"plate {i + 1}: moments in {unit_of(5)!r} but positions in {pf['unit_position']!r}; "
-                "ezc3d's CoP would be wrong by a power of ten",
-                source=path,
-            )
-        raw_f.append(np.asarray(pf["force"], dtype=float)[:, : n * per_frame] * f_factor)
-        raw_cop.append(np.asarray(pf["center_of_pressure"], dtype=float)[:, : n * per_frame] * position_factor)
-        raw_tz.append(np.asarray(pf["Tz"], dtype=float)[:, : n * per_frame] * m_factor)
+        kind = kinds[i] if i < len(kinds) else 2
+        chans = channels[:, i] - 1 if i < channels.shape[1] else np.full(channels.shape[0], -1)
+        unit_of = lambda k: analog_units[chans[k]] if 0 <= k < len(chans) and 0 <= chans[k] < len(analog_units) else None  # noqa: E731,B023
+        f_factor, m_factor, note = _plate_factors(i, kind, unit_of, length, path)
+        if note:
+            notes.append(note)
+        raw_f.append(np.asarray(pf["force"], dtype=float)[:, :stop] * f_factor)
+        cop_i = np.asarray(pf["center_of_pressure"], dtype=float)[:, :stop] * length
+        if kind == 3 and _no_sensor_offsets(params, i):
+            notes.append(f"FP{i + 1}: type-3 plate without sensor offsets (FORCE_PLATFORM:ORIGIN a = b = 0): CoP unknown")
+            unknown_cop.append(i)
+        raw_cop.append(cop_i)
+        raw_tz.append(np.asarray(pf["Tz"], dtype=float)[:, :stop] * m_factor)
         names.append(f"FP{i + 1}")
+    if stop < n * per_frame:  # the last frame's window runs past the data: repeat the last sample
+        pad = lambda a: np.concatenate([a, np.repeat(a[:, -1:], n * per_frame - stop, axis=1)], axis=1)  # noqa: E731
+        raw_f, raw_cop, raw_tz = [pad(a) for a in raw_f], [pad(a) for a in raw_cop], [pad(a) for a in raw_tz]
     raw_f = np.stack(raw_f)  # (P, 3, S)
     raw_cop, raw_tz = np.stack(raw_cop), np.stack(raw_tz)
 
     loaded = np.linalg.norm(raw_f, axis=1) > threshold  # (P, S)
     load_per_axis = np.array([np.abs(raw_f[:, k, :])[loaded].sum() for k in range(3)])
-    notes = []
     if load_per_axis.sum() == 0:
         vertical, up = 2, "z"
         notes.append("no plate loaded: Z taken as vertical")
@@ -299,10 +386,10 @@ def _plates(c3d, n: int, threshold: float, path):
             raise InputFileError("the plates' largest force is along X; an X-up lab is not supported", source=path)
         up = "zy"[vertical == 1]
     signs = []
-    for p in range(len(names)):
-        fv = raw_f[p, vertical, loaded[p]]
-        sign = -1.0 if fv.size and np.median(fv) < 0 else 1.0
-        signs.append(sign)
+    for p in range(len(names)):  # the sign under real load, not of an unloaded plate's offset (sample02 FP2: -12 N)
+        fv = np.nan_to_num(raw_f[p, vertical])
+        big = np.abs(fv) > max(threshold, 0.2 * np.abs(fv).max())
+        signs.append(-1.0 if fv[big].sum() < 0 else 1.0)
     flipped = [names[p] for p, s in enumerate(signs) if s < 0]
     notes.append(
         f"force plates: vertical axis {'xyz'[vertical].upper()}; "
@@ -317,8 +404,25 @@ def _plates(c3d, n: int, threshold: float, path):
     moment = _frame_mean(np.nan_to_num(tz), per_frame)
     cop = _frame_mean(cop_src, per_frame, weights)
     cop[(forces[:, vertical, :] < threshold)[:, None, :].repeat(3, axis=1)] = np.nan
+    cop[unknown_cop] = np.nan
+    peak = np.nanmax(np.abs(forces)) if np.isfinite(forces).any() else 0.0
+    if peak > MAX_PLATE_FORCE_N:
+        raise UnitError(
+            f"plate forces reach {peak:.3g} N (> {MAX_PLATE_FORCE_N:.0f} N): the plate units or calibration are wrong",
+            source=path,
+        )
     to_tp3 = lambda a: a.transpose(2, 0, 1)[:n]  # noqa: E731 - (P, 3, T) -> (T, P, 3)
-    return to_tp3(forces), to_tp3(cop), to_tp3(moment), names, up, notes
+    return to_tp3(forces), to_tp3(cop), to_tp3(moment), names, up, notes, None
+
+
+def is_force_channel(label: str) -> bool:
+    """True for an analog label that names a force, moment or CoP channel in any lab's spelling: ``Fz1``,
+    ``F1X1`` (CODA), ``FP1_FX``, ``PF2-FX``, ``TAPIS FZ1`` (Qualisys), ``Force.Fx1``, ``Moment.Mz``, ``CoPx``,
+    ``Px1`` / ``Tz1`` (type-1 plates). Such a channel is never EMG."""
+    low = str(label).strip().lower()
+    if FORCE_WORDS.search(low):
+        return True
+    return any(FORCE_TOKEN.fullmatch(tok) for tok in re.split(r"[^a-z0-9]+", low) if tok)
 
 
 def _emg(c3d, first: int, rate: float, wanted, path):
@@ -329,12 +433,16 @@ def _emg(c3d, first: int, rate: float, wanted, path):
             raise MissingChannelError(f"no analog channels; EMG {wanted} not found", source=path)
         return None, None, ()
     analogs = analogs[0]
-    labels = [str(s).strip() for s in _values(params, "ANALOG", "LABELS", [])]
-    units = [str(s).strip() for s in _values(params, "ANALOG", "UNITS", [])] or [""] * len(labels)
-    a_rate = float(c3d["header"]["analogs"]["frame_rate"]) or rate * max(1, analogs.shape[1] // max(1, c3d["data"]["points"].shape[2]))
+    labels = [str(s).strip() for s in _values(params, "ANALOG", "LABELS", []) or []][: analogs.shape[0]]
+    units = [str(s).strip() for s in _values(params, "ANALOG", "UNITS", []) or []]
+    units += [""] * (len(labels) - len(units))
+    n_frames = max(1, c3d["data"]["points"].shape[2])
+    a_rate = float(c3d["header"]["analogs"]["frame_rate"]) or rate * max(1, analogs.shape[1] // n_frames)
     plate_channels = set()
     if "FORCE_PLATFORM" in params and "CHANNEL" in params["FORCE_PLATFORM"]:
-        plate_channels = {int(c) - 1 for c in np.asarray(params["FORCE_PLATFORM"]["CHANNEL"]["value"]).reshape(-1) if c > 0}
+        plate_channels = {
+            int(c) - 1 for c in np.asarray(params["FORCE_PLATFORM"]["CHANNEL"]["value"]).reshape(-1) if c > 0
+        }
     if wanted is not None:
         missing = [w for w in wanted if w not in labels]
         if missing:
@@ -343,26 +451,56 @@ def _emg(c3d, first: int, rate: float, wanted, path):
     else:
         idx = [
             i for i, lab in enumerate(labels)
-            if i not in plate_channels and i < len(units) and units[i].lower() in VOLT_UNITS and not NON_EMG.match(lab)
+            if i not in plate_channels and volt_factor(units[i]) is not None
+            and not NON_EMG.match(lab) and not is_force_channel(lab)
         ]
     if not idx:
         return None, None, ()
-    scale = np.array([VOLT_UNITS.get(units[i].lower(), 1.0) if i < len(units) else 1.0 for i in idx])
+    scale = np.array([volt_factor(units[i]) or 1.0 for i in idx])
     data = analogs[idx].T * scale
     emg_time = first / rate + np.arange(data.shape[0]) / a_rate
     return data, emg_time, tuple(labels[i] for i in idx)
+
+
+def _event_times(value, used: int):
+    """EVENT:TIMES as (2, n): minutes row, seconds row. The C3D stores a 2 x n array with the first index
+    fastest, so a flat copy interleaves (minutes, seconds) pairs; a (n, 2) copy is transposed; a flat array of
+    one value per event holds seconds."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 2 and arr.shape[0] == 2:
+        return arr
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        return arr.T
+    flat = arr.reshape(-1)
+    if flat.size == used and flat.size % 2:
+        return np.vstack([np.zeros(flat.size), flat])
+    flat = flat[: flat.size - flat.size % 2]
+    pairs = flat.reshape(-1, 2).T
+    whole = lambda m: bool(m.size) and np.all(np.isfinite(m)) and np.all(m >= 0) and np.allclose(m, np.round(m))  # noqa: E731
+    if whole(pairs[0]):
+        return pairs
+    rows = flat.reshape(2, -1)
+    return rows if whole(rows[0]) else pairs
 
 
 def _events(params):
     labels = _values(params, "EVENT", "LABELS", []) or []
     contexts = _values(params, "EVENT", "CONTEXTS", []) or []
     used = int((_values(params, "EVENT", "USED", [0]) or [0])[0])
-    events, other = [], []
+    events, other, notes = [], [], []
     if not used:
-        return events, other
-    times = np.asarray(params["EVENT"]["TIMES"]["value"], dtype=float).reshape(2, -1)
+        return events, other, notes
+    try:
+        raw = params["EVENT"]["TIMES"]["value"]
+    except (KeyError, TypeError):
+        return events, other, ["EVENT:USED without EVENT:TIMES: events not read"]
+    times = _event_times(raw, used)
+    if np.asarray(raw).ndim != 2:
+        notes.append("EVENT:TIMES stored flat: read as (minutes, seconds) pairs")
     for k in range(min(used, len(labels), times.shape[1])):
         t = 60.0 * times[0, k] + times[1, k]
+        if not np.isfinite(t):
+            continue
         label = str(labels[k]).strip()
         side = str(contexts[k]).strip().lower() if k < len(contexts) else ""
         name = EVENT_NAMES.get(label.lower())
@@ -370,7 +508,7 @@ def _events(params):
             events.append(Event(name, float(t), side))
         else:
             other.append({"label": label, "context": side, "time": float(t)})
-    return events, other
+    return events, other, notes
 
 
 def _first_number(params, candidates):
