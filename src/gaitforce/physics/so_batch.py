@@ -71,15 +71,15 @@ def _ipm(A, b, lower, upper, p, x, y, mu0, tol, max_iter):
     it = 0
     done = np.zeros(T, bool)
     while it < max_iter:
-        sl = np.where(hl, x - lo, 1.0)
-        su = np.where(hu, up - x, 1.0)
+        sl = np.where(hl, np.maximum(x - lo, 1e-14), 1.0)  # a rounding step may land on a bound
+        su = np.where(hu, np.maximum(up - x, 1e-14), 1.0)
         g = p * np.abs(x) ** (p - 1) * np.sign(x)
         H = p * (p - 1) * np.maximum(np.abs(x), X_FLOOR) ** (p - 2)
         rd = g - np.einsum("tmn,tm->tn", A, y) - zl + zu
         rp = np.einsum("tmn,tn->tm", A, x) - b
         mu = ((zl * sl * hl).sum(-1) + (zu * su * hu).sum(-1)) / nb
-        scale = 1.0 + np.abs(g).max(-1)
-        done = (np.abs(rp).max(-1) <= tol) & (np.abs(rd).max(-1) <= 1e-8 * scale) & (mu <= 1e-10)
+        scale = 1.0 + np.maximum(np.abs(g).max(-1), np.abs(zl - zu).max(-1))  # optimality, relative
+        done = (np.abs(rp).max(-1) <= tol) & (np.abs(rd).max(-1) <= 1e-8 * scale) & (mu <= 1e-10 * scale)
         if done.all():
             break
         it += 1
