@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                    help="musculoskeletal model: gait14dof22musc (11 lumped muscles a leg, fast) or rajagopal2015 "
                         "(40 muscles a leg with the separate vasti, hamstrings, gastrocnemius heads and TFL; ~10x "
                         "slower SO)")
+    p.add_argument("--so", choices=("batched", "opensim"), default="batched",
+                   help="static optimisation: batched (all frames of a stance at once, the same problem; default) "
+                        "or opensim (OpenSim's StaticOptimization, the reference, ~8x slower stage)")
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -47,7 +50,7 @@ def run(args) -> int:
     from gaitforce.physics.merge import merge_labels
     from gaitforce.physics.stances import label_stances, read_for_labelling
 
-    settings = LabelSettings(side=args.side, model=args.model)
+    settings = LabelSettings(side=args.side, model=args.model, so=args.so)
     out = Path(args.out)
     dataset = None
     first = Path(args.paths[0])

@@ -359,14 +359,20 @@ def static_optimisation_and_reaction(model, model_path: Path, ext_xml: Path, t0:
     import opensim as osim
 
     tic = _time.perf_counter()
-    so = osim.StaticOptimization()
-    so.setName("so")
-    so.setUseModelForceSet(True)
-    so.setActivationExponent(3)
-    so.setUseMusclePhysiology(settings.muscle_physiology)
-    so.setConvergenceCriterion(1e-4)
-    so.setMaxIterations(200)
-    _analyze(work, "so", model_path, ext_xml, t0, t1, settings, so).run()
+    if settings.so == "batched":  # the same problem, all frames at once (physics/so_batch.py)
+        from gaitforce.physics.so_batch import static_optimisation
+
+        parts = static_optimisation(model_path, ext_xml, t0, t1, work, settings)
+        seconds.update({f"so_{k}": v for k, v in parts.items()})
+    else:
+        so = osim.StaticOptimization()
+        so.setName("so")
+        so.setUseModelForceSet(True)
+        so.setActivationExponent(3)
+        so.setUseMusclePhysiology(settings.muscle_physiology)
+        so.setConvergenceCriterion(1e-4)
+        so.setMaxIterations(200)
+        _analyze(work, "so", model_path, ext_xml, t0, t1, settings, so).run()
     seconds["so"] = _time.perf_counter() - tic
 
     tic = _time.perf_counter()

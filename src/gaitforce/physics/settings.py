@@ -26,6 +26,9 @@ class LabelSettings:
     bounds each muscle by its force-length-velocity capacity; False makes SO minimise sum (F/Fmax)^3 with
     0 <= F <= Fmax;
     ``keep_files``: keep the OpenSim inputs/outputs and setup XML beside the results;
+    ``so``: the static optimisation solver, 'batched' (default: :mod:`gaitforce.physics.so_batch`, all frames of
+    a stance at once, the same problem as OpenSim's) or 'opensim' (OpenSim's ``StaticOptimization``, the
+    reference, ~40-100x slower);
     ``model``: the musculoskeletal model, a name in :data:`gaitforce.physics.model.MODELS` ('gait14dof22musc',
     fast, lumped muscles; 'rajagopal2015', 40 muscles a leg, about 10x slower).
     """
@@ -41,10 +44,13 @@ class LabelSettings:
     muscle_physiology: bool = True
     keep_files: bool = True
     model: str = "gait14dof22musc"
+    so: str = "batched"
 
     def __post_init__(self):
         if self.side not in ("stance", "right", "left"):
             raise ValueError(f"side must be 'stance', 'right' or 'left', not {self.side!r}")
+        if self.so not in ("batched", "opensim"):
+            raise ValueError(f"so must be 'batched' or 'opensim', not {self.so!r}")
         from gaitforce.physics.model import MODELS
 
         if self.model not in MODELS:

@@ -1,0 +1,121 @@
+"""Batched static optimisation (gaitforce.physics.so_batch) against OpenSim's StaticOptimization, same run.
+
+Usage: python benchmarks/so_speed.py [--model rajagopal2015|gait14dof22musc] [--trials og1 og3 og4 og5 og6]
+                                     [--out /tmp/gf-so-speed] [--json FILE]
+
+For each of DM's GC6 stances (raw TRC+GRF with the static trial, cut as the competitions .mat files are, see
+benchmarks/physics_speed.py) it runs the pipeline with OpenSim's SO (scale, IK, ID, SO, JR), then, in a copy of
+that work folder, the batched SO and the same JointReaction on its forces. One process, numpy on one thread.
+Reported per model: frames, OpenSim SO s/frame, ours s/frame for the whole SO stage (an extra ID run, loading
+the model, states, moment arms and capacities from OpenSim, solve, writing) and for the solve alone (frames/s
+of each), the largest muscle activation difference, and the medial-force RMSE between the two (N and % of the
+RMS of OpenSim's medial force), with ``nproc`` and the load average.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="rajagopal2015")
+    ap.add_argument("--trials", nargs="+", default=["og1", "og3", "og4", "og5", "og6"])
+    ap.add_argument("--out", default="/tmp/gf-so-speed")
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args(argv)
+
+    import opensim as osim
+    from physics_speed import dm_stances
+
+    from gaitforce.physics import LabelSettings
+    from gaitforce.physics.label import targets_from_tables
+    from gaitforce.physics.pipeline import (
+        quiet_stdout,
+        read_sto,
+        run_trial,
+        static_optimisation_and_reaction,
+    )
+
+    ref_settings = LabelSettings(model=args.model, so="opensim")
+    ours_settings = LabelSettings(model=args.model, so="batched")
+    stances, statics = dm_stances(args.trials)
+    rows = []
+    for name, trial in stances.items():
+        work = Path(args.out) / args.model / name.replace("#", "_")
+        shutil.rmtree(work, ignore_errors=True)
+        tables, sec = run_trial(trial, work, ref_settings, static=statics[name])
+        ours = work.with_name(work.name + "-batched")
+        shutil.rmtree(ours, ignore_errors=True)
+        shutil.copytree(work, ours)
+        t = tables["ik"]["time"].to_numpy()
+        sec_ours: dict = {}
+        with quiet_stdout(ours / "opensim.log"):
+            model = osim.Model(str(ours / "model_scaled.osim"))
+            model.initSystem()
+            static_optimisation_and_reaction(model, ours / "model_scaled.osim", ours / "external_loads.xml",
+                                             float(t[0]), float(t[-1]), ours, ours_settings, sec_ours)
+        tab_ours = {**tables, "so": read_sto(ours / "so_so_force.sto"),
+                    "jr": read_sto(ours / "jr_jr_ReactionLoads.sto")}
+        side = trial.meta["side"][0]
+        ref_t = targets_from_tables(tables, side, ref_settings)
+        our_t = targets_from_tables(tab_ours, side, ours_settings)
+        a_ref = read_sto(work / "so_so_activation.sto")
+        a_our = read_sto(ours / "so_so_activation.sto")
+        mus = [c for c in a_ref.columns if c != "time" and not c.startswith(("reserve_", "residual_"))]
+        dact = np.abs(a_our[mus].to_numpy() - a_ref[mus].to_numpy())
+        med = our_t["knee_medial"].to_numpy() - ref_t["knee_medial"].to_numpy()
+        rms_ref = float(np.sqrt(np.mean(ref_t["knee_medial"].to_numpy() ** 2)))
+        worst = np.unravel_index(dact.argmax(), dact.shape)
+        rows.append({"stance": name, "frames": len(t), "opensim_so_s": sec["so"], "ours_so_s": sec_ours["so"],
+                     "ours_solve_s": sec_ours["so_solve"],
+                     "ours_extract_s": sum(sec_ours[f"so_{k}"] for k in ("load", "states", "arms", "demand")),
+                     "ours_id_s": sec_ours["so_id"], "iterations": sec_ours["so_iterations"],
+                     "max_activation_diff": float(dact.max()), "worst": [mus[worst[1]], int(worst[0])],
+                     "medial_rmse_n": float(np.sqrt(np.mean(med ** 2))), "medial_rms_ref_n": rms_ref,
+                     "total_rmse_n": float(np.sqrt(np.mean((our_t["knee_total"] - ref_t["knee_total"]) ** 2))),
+                     "jr_s": sec_ours["jr"]})
+        print(json.dumps(rows[-1]), flush=True)
+    frames = sum(r["frames"] for r in rows)
+    tot = {k: sum(r[k] for r in rows) for k in ("opensim_so_s", "ours_so_s", "ours_solve_s", "ours_extract_s",
+                                                 "ours_id_s")}
+    med_rmse = float(np.sqrt(sum(r["medial_rmse_n"] ** 2 * r["frames"] for r in rows) / frames))
+    med_rms = float(np.sqrt(sum(r["medial_rms_ref_n"] ** 2 * r["frames"] for r in rows) / frames))
+    result = {
+        "model": args.model, "stances": len(rows), "frames": frames,
+        "opensim_s_per_frame": tot["opensim_so_s"] / frames,
+        "ours_s_per_frame": tot["ours_so_s"] / frames,
+        "ours_solve_s_per_frame": tot["ours_solve_s"] / frames,
+        "ours_extract_s_per_frame": tot["ours_extract_s"] / frames,
+        "ours_id_s_per_frame": tot["ours_id_s"] / frames,
+        "opensim_frames_per_s": frames / tot["opensim_so_s"],
+        "ours_frames_per_s": frames / tot["ours_so_s"],
+        "ours_solve_frames_per_s": frames / tot["ours_solve_s"],
+        "speedup_whole_stage": tot["opensim_so_s"] / tot["ours_so_s"],
+        "speedup_solve": tot["opensim_so_s"] / tot["ours_solve_s"],
+        "max_activation_diff": max(r["max_activation_diff"] for r in rows),
+        "medial_rmse_n": med_rmse, "medial_rmse_pct": 100 * med_rmse / med_rms,
+        "nproc": os.cpu_count(), "loadavg": list(os.getloadavg()), "per_stance": rows,
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "per_stance"}, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
