@@ -54,6 +54,11 @@ ANK/MED, heel HEE, toe TOE (2nd metatarsal head), and 1st/5th metatarsal heads M
 
 Subjects, trials and everything random come from ``numpy.random.SeedSequence(seed)`` spawned per subject and
 per trial, so subject ``i`` of a cohort is the same whatever ``n_subjects`` is.
+
+Why one module of ~740 lines: it is one generative model (body, walk, pose, ground reaction, closure) whose
+private parts share the same body/walk records and constants; split, each file would import the others'
+internals. The public surface is four functions: :func:`generate_trial`, :func:`generate_cohort`,
+:func:`cohort_table`, :func:`write_cohort`.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ Options beyond the seed:
   (:class:`BodyWeightFolded`), so the bundle maps raw features in N to targets in N like any other.
 - ``input_noise=s``: Gaussian noise of SD ``s`` (in normalised input units) added to each training batch
   (augmentation; 0 = off).
+
+Why one module of ~580 lines: :class:`Estimator` is one contract (fit / predict / score / save, scikit-learn
+style) and most of the module is that class; the folding wrappers and helpers around it exist only for it.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """One trial through OpenSim 4.6: scale -> inverse kinematics -> inverse dynamics -> static optimisation ->
 joint reaction at the knees. Inputs, outputs and the resolved setup XML of every tool are written to ``work``.
+
+Why one module of ~440 lines: it is one tool chain whose steps pass OpenSim objects and work-folder files to
+each other in order; the model registry, landmarks, file writers and the batched SO live in their own modules.
 """
 
 from __future__ import annotations
@@ -393,12 +396,12 @@ def static_optimisation_and_reaction(model, model_path: Path, ext_xml: Path, t0:
 
 
 def run_id(model_path: Path, coordinates: Path, ext_xml: Path, t0: float, t1: float, work: Path,
-           settings: LabelSettings) -> pd.DataFrame:
-    """Inverse dynamics (muscles and actuators excluded) -> generalised forces per coordinate, ``work/id.sto``."""
+           settings: LabelSettings, *, name: str = "id") -> pd.DataFrame:
+    """Inverse dynamics (muscles and actuators excluded) -> generalised forces per coordinate, ``work/<name>.sto``."""
     import opensim as osim
 
     idt = osim.InverseDynamicsTool()
-    idt.setName("id")
+    idt.setName(name)
     idt.setModelFileName(str(model_path))
     idt.setCoordinatesFileName(str(coordinates))
     idt.setExternalLoadsFileName(str(ext_xml))
@@ -410,10 +413,10 @@ def run_id(model_path: Path, coordinates: Path, ext_xml: Path, t0: float, t1: fl
     idt.setStartTime(t0)
     idt.setEndTime(t1)
     idt.setResultsDir(str(work))
-    idt.setOutputGenForceFileName("id.sto")
-    idt.printToXML(str(work / "setup_id.xml"))
-    osim.InverseDynamicsTool(str(work / "setup_id.xml")).run()
-    return read_sto(work / "id.sto")
+    idt.setOutputGenForceFileName(f"{name}.sto")
+    idt.printToXML(str(work / f"setup_{name}.xml"))
+    osim.InverseDynamicsTool(str(work / f"setup_{name}.xml")).run()
+    return read_sto(work / f"{name}.sto")
 
 
 def _actuator_forces(so_file: Path, model, out: Path) -> Path:

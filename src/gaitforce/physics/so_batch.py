@@ -318,24 +318,9 @@ def run_id_for_so(model_path: Path, ext_xml: Path, t0: float, t1: float, dt: flo
     frame more. OpenSim's ID tool reports from one frame before the requested start to one frame before the
     requested end (checked on DM og1: its rows carry the right times, the first lies outside the IK file and
     the last IK frame is missing), so the last frame would otherwise have no demand."""
-    import opensim as osim
+    from gaitforce.physics.pipeline import run_id
 
-    idt = osim.InverseDynamicsTool()
-    idt.setName("id_so")
-    idt.setModelFileName(str(model_path))
-    idt.setCoordinatesFileName(str(work / "ik.mot"))
-    idt.setExternalLoadsFileName(str(ext_xml))
-    idt.setLowpassCutoffFrequency(settings.lowpass_hz)
-    excluded = osim.ArrayStr()
-    excluded.append("Muscles")
-    excluded.append("Actuators")
-    idt.setExcludedForces(excluded)
-    idt.setStartTime(t0)
-    idt.setEndTime(t1 + dt)
-    idt.setResultsDir(str(work))
-    idt.setOutputGenForceFileName("id_so.sto")
-    idt.printToXML(str(work / "setup_id_so.xml"))
-    osim.InverseDynamicsTool(str(work / "setup_id_so.xml")).run()
+    run_id(model_path, work / "ik.mot", ext_xml, t0, t1 + dt, work, settings, name="id_so")
     return work / "id_so.sto"
 
 
