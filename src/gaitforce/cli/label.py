@@ -60,7 +60,11 @@ def run(args) -> int:
         dataset = Dataset.load(first)
         files = [Path(s["path"]) for s in dataset.manifest.get("sources", [])]
         ingest = IngestSettings.from_dict(dataset.manifest.get("settings", {}))
-        keys = {Path(s["path"]): s.get("trial") or Path(s["path"]).name for s in dataset.manifest.get("sources", [])}
+        known = set(map(str, dataset.frames["trial"].unique()))
+        # datasets ingested before stance ids carried the file's suffix used the stem: label those ids as they are
+        keys = {Path(s["path"]): s.get("trial") or (Path(s["path"]).stem if Path(s["path"]).stem in known
+                                                    else Path(s["path"]).name)
+                for s in dataset.manifest.get("sources", [])}
     else:
         files = expand_paths(args.paths)
         ingest, keys = IngestSettings(), trial_keys(files)

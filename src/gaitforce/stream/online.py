@@ -22,7 +22,10 @@ Output row (:attr:`OnlinePipeline.output_names`): ``<target>_right``.., ``<targe
 ``stance_time_left`` (s since heel strike; NaN in swing), ``flags`` (bit mask, :data:`FLAGS`) and ``latency_ms``
 (filled by the runner). A limb in swing has NaN forces.
 
-Mismatch with the offline features (``gaitforce.data.ingest.trial_frames``), stated:
+The features are computed by the offline feature function itself (:func:`gaitforce.data.features.frame_features`,
+with :func:`~gaitforce.data.features.stance_rotation`); with the filter off and the same stance frame they equal
+it to 1e-9 (tested). What differs is only what a causal pipeline cannot know; the mismatch with the offline
+features (``gaitforce.data.ingest.trial_frames``), stated:
 
 - filter: the causal Butterworth lags (group delay ~ 2.6 / (2 pi cutoff) at low frequency: ~42 ms at 10 Hz,
   order 4) where the offline filter is zero-lag; it is the largest difference, and none for a bundle trained
@@ -37,7 +40,8 @@ Mismatch with the offline features (``gaitforce.data.ingest.trial_frames``), sta
   (between the 20 N onset and 80 N: 1-3 frames at 100 Hz) use the current CoP and are flagged ``PROVISIONAL``;
 - gaps: offline fills gaps up to ``max_gap`` by a spline through both sides; online holds the last value;
 - side: offline, the foot marker nearest the mean CoP over the middle third of the stance; online, the side
-  whose foot slots (heel, toe, metatarsals) are nearest the CoP at heel strike;
+  whose foot slots (heel, toe, metatarsals) are nearest the CoP at heel strike (within the bundle's
+  ``foot_on_plate`` distance, as offline);
 - a marker named in the stream but never seen is not filled by its segment's centroid (offline it is): its
   slot stays NaN and the frame has no prediction (``NO_PREDICTION``); stances shorter than ``min_duration``
   are predicted (offline drops them: their length is unknown until toe off).
