@@ -12,8 +12,8 @@ from gaitforce.learn.export import save_bundle
 MAP = "plug-in-gait"
 
 
-def make_bundle(path, feature_set="all"):
-    """A ridge bundle on 2 synthetic walks (target: a known linear mix of features)."""
+def linear_dataset() -> Dataset:
+    """2 synthetic walks with a knee_medial target that is a known linear mix of features."""
     settings = ingest.IngestSettings(marker_map=MAP, targets=("knee_medial",))
     trials = synthetic.generate_cohort(n_subjects=2, trials_per_subject=1, seed=0)
     frames = pd.concat([ingest.trial_frames(t, settings=settings) for t in trials], ignore_index=True)
@@ -21,8 +21,13 @@ def make_bundle(path, feature_set="all"):
     cols = features.feature_columns()
     manifest = {"features": cols, "feature_sets": features.feature_sets_manifest(), "targets": {"knee_medial": "N"},
                 "settings": settings.to_dict(), "sources": []}
-    ds = Dataset(frames[ID_COLUMNS + cols + ["knee_medial"]], manifest)
+    return Dataset(frames[ID_COLUMNS + cols + ["knee_medial"]], manifest)
+
+
+def make_bundle(path, feature_set="all"):
+    """A ridge bundle on :func:`linear_dataset`."""
     from gaitforce.learn.training import Estimator
 
+    ds = linear_dataset()
     est = Estimator("ridge", feature_set=feature_set, targets=("knee_medial",), threads=1, verbose=False).fit(ds)
-    return save_bundle(est, path, dataset_manifest=manifest)
+    return save_bundle(est, path, dataset_manifest=ds.manifest)

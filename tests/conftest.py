@@ -22,3 +22,16 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def gc_dir(shared_data) -> Path:
     return shared_data / "grand-challenge"
+
+
+@pytest.fixture
+def fetched_model():
+    """Skip (not fail, not download) where OpenSim or the fetched model is absent: scripts/fetch-model.sh."""
+    pytest.importorskip("opensim")
+    from gaitforce.errors import GaitforceError
+    from gaitforce.physics.model import model_file
+
+    try:
+        return model_file(download=False)
+    except GaitforceError as err:
+        pytest.skip(str(err))

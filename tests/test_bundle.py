@@ -546,19 +546,14 @@ def test_body_weight_bundle_quantises_with_calibration_body_weights(bw_data, tmp
 
 def test_stream_pipeline_runs_a_body_weight_bundle_at_the_fixed_body_weight(tmp_path):
     """The online pipeline calls the bundle's session itself: with_body_weight feeds the subject's weight."""
-    from gaitforce.data import features, ingest, synthetic
-    from gaitforce.data.dataset import ID_COLUMNS
+    from builders import linear_dataset
+
+    from gaitforce.data import features, synthetic
     from gaitforce.stream.layout import StreamLayout
     from gaitforce.stream.online import OnlinePipeline
 
-    settings = ingest.IngestSettings(marker_map="plug-in-gait", targets=("knee_medial",))
-    trials = synthetic.generate_cohort(n_subjects=2, trials_per_subject=1, seed=0)
-    frames = pd.concat([ingest.trial_frames(t, settings=settings) for t in trials], ignore_index=True)
-    frames["knee_medial"] = 2.0 * frames["grf_y"] + 500.0 * frames["knee_lat_x"]
+    ds = linear_dataset()
     cols = features.feature_columns()
-    manifest = {"features": cols, "feature_sets": features.feature_sets_manifest(), "targets": {"knee_medial": "N"},
-                "settings": settings.to_dict(), "sources": []}
-    ds = Dataset(frames[ID_COLUMNS + cols + ["knee_medial"]], manifest)
     assert ds.frames["mass"].notna().all()
     est = Estimator("ridge", targets=("knee_medial",), threads=1, verbose=False, body_weight_norm=True).fit(ds)
     bundle = load_bundle(est.save(tmp_path / "b"))

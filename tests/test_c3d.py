@@ -390,7 +390,12 @@ def test_unit_spellings_of_old_files(tmp_path):
 
 
 def test_unit_factors():
-    from gaitforce.io.units import force_factor, length_factor, moment_factor, volt_factor
+    from gaitforce.io.units import (
+        force_factor,
+        length_factor,
+        moment_factor,
+        volt_factor,
+    )
 
     assert [length_factor(u) for u in ("mm", "Millimeters", "mete", "m", "cm", "centim", "met", "", "V")] == [
         1e-3, 1e-3, 1.0, 1.0, 1e-2, 1e-2, None, None, None]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import SHARED
+
 from gaitforce import Trial
 from gaitforce.errors import GaitforceError, InputFileError
 from gaitforce.io import read

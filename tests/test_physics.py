@@ -92,18 +92,6 @@ def test_failing_trial_is_reported_not_raised(tmp_path):
     assert not (tmp_path / "x.parquet").exists()
 
 
-@pytest.fixture
-def fetched_model():
-    """Skip (not fail, not download) where OpenSim or the fetched model is absent: scripts/fetch-model.sh."""
-    pytest.importorskip("opensim")
-    from gaitforce.errors import GaitforceError
-    from gaitforce.physics.model import model_file
-
-    try:
-        return model_file(download=False)
-    except GaitforceError as err:
-        pytest.skip(str(err))
-
 
 @pytest.mark.opensim
 def test_lumped_heads_moved_to_their_midline_only_sideways(fetched_model):

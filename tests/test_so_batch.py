@@ -11,19 +11,6 @@ import pytest
 from gaitforce.physics import so_batch
 
 
-@pytest.fixture
-def fetched_model():
-    """Skip (not fail, not download) where OpenSim or the fetched model is absent (as in test_physics.py)."""
-    pytest.importorskip("opensim")
-    from gaitforce.errors import GaitforceError
-    from gaitforce.physics.model import model_file
-
-    try:
-        return model_file(download=False)
-    except GaitforceError as err:
-        pytest.skip(str(err))
-
-
 def _problem(T=6, m=3, nm=8, seed=0):
     """Muscles (0.01..1, positive or negative moment arms x capacities) plus one unbounded reserve of 1 N m a
     coordinate, and demands a muscle set can mostly meet."""

@@ -327,8 +327,8 @@ def test_cli_train_body_weight_norm_end_to_end(tmp_path, capsys):
 
 
 def test_predict_takes_the_mass_from_the_option_or_the_file(tmp_path):
-    from gaitforce.learn.predict import _body_mass, check_mass
     from gaitforce.learn.bundle import load_bundle
+    from gaitforce.learn.predict import _body_mass, check_mass
 
     train = bw_dataset(6)
     path = Estimator("ridge", body_weight_norm=True, **FAST).fit(train).save(tmp_path / "b")
