@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--target", default=None, help="which model output (default: knee_medial, else the first)")
     p.add_argument("--stances", nargs="+", default=None, metavar="ID",
                    help="explain only these stance ids (default: every stance of the dataset)")
-    p.add_argument("--points", type=int, default=POINTS, help=f"stance points (default {POINTS}: 0..100 %%)")
+    p.add_argument("--points", type=int, default=POINTS, help=f"stance points (default: {POINTS}, i.e. 0..100 %%)")
     p.add_argument("--fd-step", type=float, default=FD_STEP,
                    help=f"finite-difference step as a fraction of each feature's SD (default {FD_STEP:g})")
     p.add_argument("--ig-steps", type=int, default=IG_STEPS, help=f"integrated-gradients steps (default {IG_STEPS})")
