@@ -630,14 +630,18 @@ def groups_table(maps) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def plot_stability(reference: Explanation, maps, path, *, title: str | None = None, dpi: int = 110) -> Path:
+def plot_stability(reference: Explanation, maps, path, *, title: str | None = None, dpi: int = 110,
+                   top: int | None = 20) -> Path:
     """The reference sensitivity map beside the same map per group (subject or network seed), one panel each,
     every panel on its own symmetric colour scale (its peak in the panel title): signs and ranks are what is
-    compared, and a subject's within-subject SD makes its map smaller than the pooled one."""
+    compared, and a subject's within-subject SD makes its map smaller than the pooled one. With more than
+    ``top`` inputs only the ``top`` largest of the reference map (by mean |sensitivity|) are drawn."""
     from gaitforce._plot import subplots
 
+    rows = np.argsort(-np.abs(reference.sensitivity).mean(axis=1), kind="stable")
+    rows = np.sort(rows[:top]) if top and len(rows) > top else np.arange(len(reference.features))
     panels = [("all stances", reference)] + [(str(k), v) for k, v in dict(maps).items()]
-    n_f = len(reference.features)
+    n_f = len(rows)
     fig, axes = subplots(1, len(panels), figsize=(2.3 + 2.2 * len(panels), 1.2 + 0.3 * n_f), sharey=True,
                          constrained_layout=True, squeeze=False)
     pct = reference.stance_pct
@@ -645,14 +649,15 @@ def plot_stability(reference: Explanation, maps, path, *, title: str | None = No
     extent = (pct[0] - step / 2, pct[-1] + step / 2, n_f - 0.5, -0.5)
     for ax, (name, ex) in zip(axes[0], panels):
         lim = float(max(np.abs(ex.sensitivity).max(), 1e-12))
-        ax.imshow(ex.sensitivity, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent,
+        ax.imshow(ex.sensitivity[rows], aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent,
                   interpolation="nearest")
         ax.set_title(f"{name}\n(peak {lim:.3g} {ex.unit})".replace(" )", ")"), fontsize=8)
         ax.set_xticks([0, 50, 100])
         ax.set_xlabel("% stance", fontsize=8)
     axes[0][0].set_yticks(np.arange(n_f))
-    axes[0][0].set_yticklabels(reference.labels, fontsize=7)
-    fig.suptitle(title or f"Sensitivity map (gradient x SD) of {reference.target}, pooled and per group; "
+    axes[0][0].set_yticklabels([reference.labels[i] for i in rows], fontsize=7)
+    shown = "" if n_f == len(reference.features) else f" ({n_f} largest of {len(reference.features)} inputs)"
+    fig.suptitle(title or f"Sensitivity map (gradient x SD) of {reference.target}{shown}, pooled and per group; "
                           "red raises, blue lowers", fontsize=10)
     path = Path(path)
     fig.savefig(path, dpi=dpi)
