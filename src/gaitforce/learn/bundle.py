@@ -9,6 +9,10 @@
   so inputs and outputs stay in the dataset's units (``bundle.json``: ``input.body_weight: true``,
   ``input.body_weight_unit: "N"``, ``onnx.body_weight_input``); exported with PyTorch's ``torch.export``-based exporter at opset :data:`OPSET`, all
   weights inside the one file;
+- ``DIR/model.safetensors``: the state of the module the graph was exported from (tensors only, no pickle),
+  its SHA-256 under ``bundle.json``'s ``weights``, so the network can be rebuilt from its registered architecture
+  for exact gradients (:func:`load_weights`, :func:`gaitforce.learn.explain.bundle_module`); optional (older
+  bundles lack it);
 - ``DIR/bundle.json``: everything needed to use the model correctly (see :data:`SCHEMA_VERSION` and
   :func:`validate_spec`): model name and hyperparameters, the input spec (feature set, column order, the
   (rows, 3) image shape, marker map and the dataset's ingest settings), target names + units, frame rate,

@@ -31,13 +31,19 @@ the path-averaged gradient, stances weighted by their squared departure. For a l
 faithful of the two (it integrates over that range instead of probing one point). A feature constant across
 stances at a point (SD = 0) gets 0 there in both maps.
 
-Gradients: a torch model (Estimator, module) uses autograd. A bundle is an ONNX graph with no torch graph, so
-its gradients are **central finite differences** in ONNX Runtime: step ``h_f = fd_step * SD_f`` (``SD_f`` the
-standard deviation of feature ``f`` over all frames explained; 1 if that is 0), divided by the step actually
-taken after rounding the inputs to float32. For IG the ONNX model is wrapped in a
-:class:`torch.autograd.Function` whose backward is that finite-difference Jacobian, so Captum runs unchanged.
-For the ReLU networks used here (piecewise linear) a central difference is the exact gradient wherever no
-kink lies within ``h`` and the average slope across one where it does.
+Gradients: a torch model (Estimator, module) uses autograd. A bundle that holds its network's weights
+(``model.safetensors``, hashed in ``bundle.json``; see :func:`bundle_module`) is rebuilt from its registered
+architecture and also uses autograd (exact), after checking that the rebuilt network reproduces ``model.onnx``.
+A bundle without weights (or ``gradients="fd"``) uses **central finite differences** in ONNX Runtime: step
+``h_f = fd_step * SD_f`` (``SD_f`` the standard deviation of feature ``f`` over all frames explained; 1 if that is
+0), divided by the step actually taken after rounding the inputs to float32. For IG the ONNX model is then wrapped
+in a :class:`torch.autograd.Function` whose backward is that finite-difference Jacobian, so Captum runs unchanged.
+For the ReLU networks used here (piecewise linear) a central difference is the exact gradient wherever no kink
+lies within ``h`` and the average slope across one where it does; the stated tolerance against exact gradients
+(tested): mean difference under 0.5 % and largest under 5 % of the map's peak.
+
+Stability (:func:`explain_by_subject`, :func:`stability`, :func:`plot_stability`): the map per subject (each
+subject's stances alone) or per network (e.g. seeds), and which features keep their sign and rank.
 
 Rules: a stance with a non-finite input at any frame, or with fewer than two frames, is left out and listed
 in ``excluded``; at least two stances must remain. ``target`` names one of the model's outputs (default:
