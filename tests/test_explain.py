@@ -206,6 +206,8 @@ def test_dense_equivalent_of_paper_cnn_is_the_same_function(shape):
         assert (dense(x) - ref).abs().max() < 1e-5 * max(1.0, float(ref.abs().max()))
     net.train()
     assert ex.dense_equivalent(net) is net  # only an eval-mode network has fixed batch-norm statistics
+    wide = create_model("paper-cnn", n_features=60, n_targets=1, input_shape=(20, 3), channels=128).eval()
+    assert ex.dense_equivalent(wide) is wide  # 7680 x 7680 matrices would not pay: the convolutions stay
 
 
 def _copy_bundle(path, tmp_path, name):

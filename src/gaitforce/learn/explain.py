@@ -83,6 +83,8 @@ GRADIENTS = ("auto", "autograd", "fd")
 _CHUNK = 65536
 #: rows per torch call: bounds the memory of a convolutional network's saved activations (~0.5 GB for paper-cnn)
 _TORCH_CHUNK = 8192
+#: largest dense matrix (elements) :func:`dense_equivalent` builds for one convolution block (64 MB of float32)
+_DENSE_MAX = 16 * 2**20
 
 _JOINT_AXES = {"flex": "flexion", "add": "adduction", "rot": "internal rotation"}
 _AXIS_NAMES = {"x": "anterior", "y": "vertical", "z": "lateral"}
@@ -266,13 +268,16 @@ def dense_equivalent(net):
     (19, 3) kernel with "same" padding touches nearly every pixel, so each pad + conv + batch-norm block is an
     affine map ``Linear(C*H*W, C'*H*W)``, found by passing the identity basis through it. One GEMM per block
     instead of a small-image convolution: the same numbers (to float32 rounding) in about a third of the time.
-    Any other network is returned unchanged."""
+    Any other network, or one whose dense matrices would exceed 16 M elements, is returned unchanged."""
     import torch
     from torch import nn
 
     from gaitforce.learn.models.paper_cnn import PaperCNN
 
     if not isinstance(net, PaperCNN) or net.training:
+        return net
+    width = int(np.prod(net.input_shape)) * max([1] + [m.out_channels for m in net.conv if isinstance(m, nn.Conv2d)])
+    if width * width > _DENSE_MAX:  # a wide network: its dense matrices would not pay (nor fit) - keep the convs
         return net
     layers: list = []
     segment: list = []
