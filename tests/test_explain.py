@@ -314,7 +314,7 @@ def test_cli_by_subject_and_compare_write_stability(cnn_bundle, ridge_bundle, tm
     assert set(subj.feature) == set(COLUMNS)
     assert {"rank_subject P0", "rank_subject P2", "sign_kept", "top_in_all"} <= set(subj.columns)
     seeds = pd.read_csv(out / "stability_seeds.csv")
-    assert {"rank_BUNDLE", "rank_ridge"} <= set(seeds.columns)
+    assert {"rank_cnn", "rank_ridge"} <= set(seeds.columns)
     groups = pd.read_csv(out / "groups_subjects.csv")
     assert len(groups) == 3 * len(COLUMNS) * ex.POINTS
     assert (out / "stability_subjects.png").read_bytes()[:4] == b"\x89PNG"

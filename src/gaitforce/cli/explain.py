@@ -91,7 +91,12 @@ def run(args) -> int:
         else:
             print("gaitforce: note: fewer than 2 subjects with 2 stances: no per-subject stability", file=sys.stderr)
     if others:
-        groups["seeds"] = {"BUNDLE": ex, **{f"{Path(o).name or o}": explain(b, ds, **kw) for o, b in others}}
+        # one column per bundle: named by its folder, or by its whole path where two folders share a name
+        names = [Path(p).name or str(p) for p in [args.bundle, *(o for o, _ in others)]]
+        names = [n if names.count(n) == 1 else str(p) for n, p in zip(names, [args.bundle, *(o for o, _ in others)])]
+        if len(set(names)) < len(names):
+            raise GaitforceError("--compare names the same bundle twice", source=args.bundle)
+        groups["seeds"] = {names[0]: ex, **{n: explain(b, ds, **kw) for n, (_, b) in zip(names[1:], others)}}
     for kind, maps in groups.items():
         table = stability(maps)
         out = Path(args.out)
