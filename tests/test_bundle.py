@@ -78,8 +78,13 @@ def test_onnx_predictions_equal_torch(model, data, tmp_path):
 def test_bundle_json_records_what_is_needed(ridge_bundle, data):
     est, path = ridge_bundle
     spec = json.loads((path / "bundle.json").read_text())
-    assert sorted(p.name for p in path.iterdir()) == ["bundle.json", "model.onnx"]
+    assert sorted(p.name for p in path.iterdir()) == ["bundle.json", "model.onnx", "model.safetensors"]
     assert spec["schema_version"] == 1 and spec["format"] == "gaitforce-bundle"
+    # the weights beside the graph (for exact gradients), hashed like it
+    import hashlib
+
+    assert spec["weights"]["format"] == "safetensors" and spec["weights"]["module"] == "FoldedModel"
+    assert spec["weights"]["sha256"] == hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
     assert spec["model"]["name"] == "ridge" and "alphas" in spec["model"]["hyperparameters"]
     assert spec["model"]["training"]["chosen_alpha"] == [est.nets_[0].alpha_]
     inp = spec["input"]
@@ -291,7 +296,8 @@ def test_int8_model_is_written_beside_fp32_and_recorded(int8_bundle, data):
 
     est, path, entry = int8_bundle
     spec = json.loads((path / "bundle.json").read_text())
-    assert sorted(p.name for p in path.iterdir()) == ["bundle.json", "model.int8.onnx", "model.onnx"]
+    assert sorted(p.name for p in path.iterdir()) == ["bundle.json", "model.int8.onnx", "model.onnx",
+                                                      "model.safetensors"]
     assert spec["quantized"]["int8"] == entry and spec["default_precision"] == "fp32"  # make_default=False
     assert entry["sha256"] == hashlib.sha256((path / "model.int8.onnx").read_bytes()).hexdigest()
     assert entry["opset"] == 18 and entry["scheme"]["per_channel"] and entry["scheme"]["format"] == "QDQ"

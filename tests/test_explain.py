@@ -6,6 +6,8 @@ closed form: for y = w.x both maps are w_f * SD_f(p); for y = sum a_f x_f^2 the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -118,7 +120,7 @@ def ridge_bundle(tmp_path_factory):
 
 def test_bundle_finite_differences_give_the_linear_answer(ridge_bundle):
     path, w, ds = ridge_bundle
-    res = ex.explain(load_bundle(path), ds)
+    res = ex.explain(load_bundle(path), ds, gradients="fd")
     expected = (w[None, :] * _grid_features().std(axis=0, ddof=1)).T
     scale = np.abs(expected).max()
     assert res.method["gradient"].startswith("central finite differences")
@@ -138,13 +140,184 @@ def test_finite_difference_bundle_matches_autograd_and_captum_on_the_torch_modul
                     channels=4, fc_width=8).fit(ds)
     bundle = load_bundle(est.save(tmp_path / "cnn", dataset_manifest=ds.manifest))
     a = ex.explain(est, ds, ig_steps=16)
-    b = ex.explain(bundle, ds, ig_steps=16, fd_step=1e-3)
+    b = ex.explain(bundle, ds, ig_steps=16, fd_step=1e-3, gradients="fd")
+    assert b.method["gradient"].startswith("central finite differences")
     for name in ("sensitivity", "integrated"):
         ma, mb = getattr(a, name), getattr(b, name)
         assert np.abs(ma).max() > 0
         # equal up to finite-difference steps that straddle a ReLU kink at a few points
         assert np.abs(ma - mb).mean() < 0.005 * np.abs(ma).max(), name
         assert np.abs(ma - mb).max() < 0.05 * np.abs(ma).max(), name
+
+
+# -- exact gradients from the bundle's weights ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cnn_bundle(tmp_path_factory):
+    """A small paper-cnn on a curved synthetic target, fitted and written as a bundle (with its weights)."""
+    ds = _dataset(target=lambda x: 0.02 * x[:, 4] * (1 + 0.05 * x[:, 1]) + np.tanh(x[:, 0] / 10) * 30)
+    est = Estimator("paper-cnn", feature_set="all", epochs=3, seed=1, verbose=False, threads=1,
+                    channels=4, fc_width=8).fit(ds)
+    return est, est.save(tmp_path_factory.mktemp("b") / "cnn", dataset_manifest=ds.manifest), ds
+
+
+def test_bundle_weights_give_the_estimators_exact_maps_and_agree_with_finite_differences(cnn_bundle):
+    import json
+
+    est, path, ds = cnn_bundle
+    spec = json.loads((path / "bundle.json").read_text())
+    assert spec["weights"]["file"] == "model.safetensors" and len(spec["weights"]["sha256"]) == 64
+    bundle = load_bundle(path)
+    a = ex.explain(est, ds, ig_steps=16)
+    b = ex.explain(bundle, ds, ig_steps=16)
+    f = ex.explain(bundle, ds, ig_steps=16, gradients="fd")
+    assert b.method["gradient"].startswith("autograd on the bundle's weights")
+    for name in ("sensitivity", "integrated", "mean_gradient"):
+        ma, mb, mf = getattr(a, name), getattr(b, name), getattr(f, name)
+        peak = np.abs(ma).max()
+        assert peak > 0
+        # the rebuilt network is the estimator's (float32 rounding only)
+        np.testing.assert_allclose(mb, ma, atol=1e-4 * peak, err_msg=name)
+        if name != "mean_gradient":
+            # the stated tolerance of finite differences against exact gradients (docs/explain.md): mean difference
+            # under 0.5 % and largest under 5 % of the map's peak (a step straddling a ReLU kink at a few points)
+            assert np.abs(mf - mb).mean() < 0.005 * peak, name
+            assert np.abs(mf - mb).max() < 0.05 * peak, name
+
+
+@pytest.mark.parametrize("shape", [(20, 3), (4, 3), (2, 3)])
+def test_dense_equivalent_of_paper_cnn_is_the_same_function(shape):
+    from gaitforce.learn.models import create_model
+
+    torch.manual_seed(0)
+    nf = shape[0] * shape[1]
+    net = create_model("paper-cnn", n_features=nf, n_targets=2, input_shape=shape, conv_layers=2, channels=5)
+    for mod in net.modules():  # batch-norm statistics far from identity, so folding them is really tested
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            mod.running_mean.normal_()
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.normal_()
+            mod.bias.data.normal_()
+    net.eval()
+    dense = ex.dense_equivalent(net)
+    assert dense is not net and not any(isinstance(m, nn.Conv2d) for m in dense.modules())
+    x = torch.randn(300, nf)
+    with torch.no_grad():
+        ref = net(x)
+        assert (dense(x) - ref).abs().max() < 1e-5 * max(1.0, float(ref.abs().max()))
+    net.train()
+    assert ex.dense_equivalent(net) is net  # only an eval-mode network has fixed batch-norm statistics
+    wide = create_model("paper-cnn", n_features=60, n_targets=1, input_shape=(20, 3), channels=128).eval()
+    assert ex.dense_equivalent(wide) is wide  # 7680 x 7680 matrices would not pay: the convolutions stay
+
+
+def _copy_bundle(path, tmp_path, name):
+    import shutil
+
+    return Path(shutil.copytree(path, tmp_path / name))
+
+
+def test_bundle_weights_tampered_missing_or_hostile(cnn_bundle, tmp_path):
+    import hashlib
+    import json
+
+    from gaitforce.learn.bundle import BundleError
+
+    _, path, ds = cnn_bundle
+    # a changed byte: the hash in bundle.json catches it
+    bad = _copy_bundle(path, tmp_path, "flip")
+    data = bytearray((bad / "model.safetensors").read_bytes())
+    data[-3] ^= 0xFF
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="SHA-256"):
+        ex.explain(load_bundle(bad), ds, ig_steps=4)
+    # changed weights with a matching hash: they no longer reproduce model.onnx
+    from safetensors.numpy import load, save
+
+    bad = _copy_bundle(path, tmp_path, "rehash")
+    tensors = load((bad / "model.safetensors").read_bytes())
+    key = next(k for k in tensors if k.endswith("out.weight"))
+    tensors[key] = tensors[key] * 3.0
+    blob = save(tensors)
+    (bad / "model.safetensors").write_bytes(blob)
+    spec = json.loads((bad / "bundle.json").read_text())
+    spec["weights"]["sha256"] = hashlib.sha256(blob).hexdigest()
+    (bad / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match="do not reproduce model.onnx"):
+        ex.explain(load_bundle(bad), ds, ig_steps=4)
+    # a bundle.json naming a huge network: refused by shape before anything is allocated
+    spec["model"]["hyperparameters"]["channels"] = 10**6
+    (bad / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match="do not fit the architecture"):
+        ex.explain(load_bundle(bad), ds, ig_steps=4)
+    # no weights (an older bundle): finite differences, or a clear refusal when autograd is demanded
+    old = _copy_bundle(path, tmp_path, "old")
+    (old / "model.safetensors").unlink()
+    spec = json.loads((old / "bundle.json").read_text())
+    del spec["weights"]
+    (old / "bundle.json").write_text(json.dumps(spec))
+    assert ex.explain(load_bundle(old), ds, ig_steps=4).method["gradient"].startswith("central finite")
+    with pytest.raises(GaitforceError, match="no network weights"):
+        ex.explain(load_bundle(old), ds, ig_steps=4, gradients="autograd")
+    # a weights entry that points outside the bundle folder is refused when bundle.json is read
+    spec["weights"] = {"file": "../x.safetensors", "sha256": "0" * 64, "format": "safetensors"}
+    (old / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match="plain .safetensors file name"):
+        load_bundle(old)
+
+
+# -- stability ---------------------------------------------------------------------------------------------
+def test_stability_names_the_features_that_keep_sign_and_rank():
+    ds = _dataset()
+    sd = _grid_features().std(axis=0, ddof=1).mean(axis=0)  # (F,) mean SD over stance
+    w1 = np.array([1.0, 20.0, -0.5, 0.1, 0.3, -2.0])
+    w2 = w1 * np.array([1, -1, 1, 1, 1, 1])  # knee_add flips sign
+    maps = {"seed 0": ex.explain(ex.TorchModel(_linear(w1), COLUMNS, ["knee_medial"]), ds, ig_steps=4),
+            "seed 1": ex.explain(ex.TorchModel(_linear(w2), COLUMNS, ["knee_medial"]), ds, ig_steps=4)}
+    st = ex.stability(maps, top=2).set_index("feature")
+    expected_rank = np.empty(len(COLUMNS), int)
+    expected_rank[np.argsort(-np.abs(w1 * sd))] = np.arange(1, len(COLUMNS) + 1)
+    assert st.loc[COLUMNS, "rank_seed 0"].tolist() == expected_rank.tolist()
+    assert st.loc[COLUMNS, "rank_seed 1"].tolist() == expected_rank.tolist()
+    assert not st.loc["knee_add", "sign_kept"] and not st.loc["knee_add", "sign_kept_integrated"]
+    assert st.drop(index="knee_add")["sign_kept"].all()
+    top2 = set(np.array(COLUMNS)[expected_rank <= 2])
+    assert set(st.index[st.top_in_all]) == top2
+    np.testing.assert_allclose(st.loc["grf_z", "mean_seed 0"], maps["seed 0"].sensitivity[5].mean())
+    with pytest.raises(GaitforceError, match="at least 2 maps"):
+        ex.stability({"one": maps["seed 0"]})
+
+
+def test_explain_by_subject_uses_each_subjects_stances_alone():
+    ds = _dataset()
+    model = ex.TorchModel(_linear(np.arange(1.0, 7.0)), COLUMNS, ["knee_medial"])
+    maps, skipped = ex.explain_by_subject(model, ds, ig_steps=4)
+    assert sorted(maps) == ["P0", "P1", "P2"] and skipped == {}
+    st = ds.stances()
+    for subject, res in maps.items():
+        assert sorted(res.stance_ids) == sorted(st.loc[st.subject == subject, "stance_id"])
+        # linear model: the map is w times the SD over that subject's stances
+        sub = [int(s[1:]) for s in res.stance_ids]
+        expected = (np.arange(1.0, 7.0)[None, :] * _grid_features()[sub].std(axis=0, ddof=1)).T
+        np.testing.assert_allclose(res.sensitivity, expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_cli_by_subject_and_compare_write_stability(cnn_bundle, ridge_bundle, tmp_path, capsys):
+    _, path, ds = cnn_bundle
+    ridge_path = ridge_bundle[0]
+    ds_dir = ds.save(tmp_path / "ds")
+    out = tmp_path / "out"
+    assert main(["explain", str(path), str(ds_dir), "--out", str(out), "--ig-steps", "4", "--by-subject",
+                 "--compare", str(ridge_path)]) == 0
+    text = capsys.readouterr().out
+    assert "stability over 3 subjects" in text and "stability over 2 seeds" in text
+    subj = pd.read_csv(out / "stability_subjects.csv")
+    assert set(subj.feature) == set(COLUMNS)
+    assert {"rank_subject P0", "rank_subject P2", "sign_kept", "top_in_all"} <= set(subj.columns)
+    seeds = pd.read_csv(out / "stability_seeds.csv")
+    assert {"rank_cnn", "rank_ridge"} <= set(seeds.columns)
+    groups = pd.read_csv(out / "groups_subjects.csv")
+    assert len(groups) == 3 * len(COLUMNS) * ex.POINTS
+    assert (out / "stability_subjects.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # -- rules -------------------------------------------------------------------------------------------------

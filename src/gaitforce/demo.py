@@ -26,11 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import pandas as pd
-
-from gaitforce.data.dataset import Dataset
+from gaitforce._lazy import lazy_attr, lazy_module
 from gaitforce.errors import GaitforceError
+
+# imported on first use: `gaitforce demo --help` reads DemoSettings without numpy or pandas
+np = lazy_module("numpy")
+pd = lazy_module("pandas")
+Dataset = lazy_attr("gaitforce.data.dataset", "Dataset")
 
 #: The target the demo learns; the no-physics stand-in (see :func:`grf_standin`).
 TARGET = "knee_medial"

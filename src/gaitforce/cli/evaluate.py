@@ -21,13 +21,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from gaitforce import evaluate as ev
-from gaitforce.data.dataset import Dataset
+from gaitforce._lazy import lazy_attr, lazy_module
 from gaitforce.errors import GaitforceError
-from gaitforce.evaluate.report import markdown_table, write_report, write_table
+
+# imported on first use, so that `gaitforce evaluate --help` needs neither numpy nor pandas
+np = lazy_module("numpy")
+pd = lazy_module("pandas")
+ev = lazy_module("gaitforce.evaluate")
+Dataset = lazy_attr("gaitforce.data.dataset", "Dataset")
+markdown_table = lazy_attr("gaitforce.evaluate.report", "markdown_table")
+write_report = lazy_attr("gaitforce.evaluate.report", "write_report")
+write_table = lazy_attr("gaitforce.evaluate.report", "write_table")
+#: the split schemes of gaitforce.evaluate.SCHEMES, named here for the help text (a test checks they agree)
+SCHEME_NAMES = ("subject-naive", "subject-exposed", "leave-subject-out", "leave-year-out", "leave-year-out-strict")
 
 BASELINE = "ridge"
 
@@ -44,7 +50,7 @@ def register(subparsers) -> None:
     p.add_argument("--bundle", help="a trained model bundle to evaluate on every stance of DATASET")
     p.add_argument("--models", default="paper-cnn,ridge,mlp", help="comma-separated model names")
     p.add_argument("--splits", default="subject-naive,subject-exposed",
-                   help=f"comma-separated split schemes ({', '.join(ev.SCHEMES)})")
+                   help=f"comma-separated split schemes ({', '.join(SCHEME_NAMES)})")
     p.add_argument("--feature-sets", default="all", help="comma-separated feature sets of the dataset")
     p.add_argument("--target", default=None, help="comma-separated targets (default: all of the dataset's)")
     p.add_argument("--seeds", default="0", help="comma-separated model seeds")

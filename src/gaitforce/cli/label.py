@@ -6,8 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from gaitforce.errors import GaitforceError, InputFileError
 
 
@@ -44,6 +42,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import pandas as pd
+
     from gaitforce.data.ingest import IngestSettings, expand_paths, trial_keys
     from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
     from gaitforce.physics import LabelSettings, label_dataset

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from gaitforce import __version__
@@ -16,15 +17,79 @@ from gaitforce.errors import GaitforceError
 #: Subcommand modules under gaitforce.cli, in the order shown by --help.
 COMMANDS = ["demo", "inspect", "ingest", "label", "train", "evaluate", "predict", "benchmark", "explain", "stream"]
 
+#: Each command's one-line help, as its module's ``register`` gives it (a test checks they agree): ``gaitforce
+#: --help`` lists the commands from here without importing any command module (fast start).
+SUMMARIES = {
+    "demo": "run the whole chain on a synthetic cohort (or --data DIR) and write a report folder",
+    "inspect": "show what motion-capture files or a dataset folder hold",
+    "ingest": "build a dataset of stance phases (features + targets) from trial files or folders",
+    "label": "compute physics targets (knee contact, muscle forces) with OpenSim for trials or a dataset",
+    "train": "train a surrogate network on a dataset and write a model bundle (ONNX + JSON)",
+    "evaluate": "score a bundle on a dataset, or train and compare models on subject splits",
+    "predict": "predict per-frame forces of each stance in trial files with a model bundle",
+    "benchmark": "run a named benchmark (grand-challenge)",
+    "explain": "feature-importance maps over stance (gradient x SD and integrated gradients) for a model bundle",
+    "stream": "stream per-frame forces live on Lab Streaming Layer",
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+_ROLE = re.compile(r":(?:mod|func|class|meth|attr|data|obj|exc):`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+_ANGLE = re.compile(r"<([a-z][a-z0-9_]*)>")
+_DEFAULT = re.compile(r"([(;] ?)default (?=\S)")
+
+
+def plain(text: str) -> str:
+    """Help text without Sphinx markup (``x`` -> x, :mod:`a.b` -> a.b), with one placeholder style (upper case:
+    <trial> -> TRIAL, as argparse writes metavars) and one default style ("(default: X)")."""
+    text = _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text))
+    text = _ANGLE.sub(lambda m: m.group(1).upper(), text)
+    return _DEFAULT.sub(r"\1default: ", text)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """The one help style of every command: plain text (see :func:`plain`), and "(default: X)" added to an
+    option's help only when it has a default worth showing and its help does not already state one."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action) -> str:
+        return plain(super()._expand_help(action))
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or default == []
+                or isinstance(action, (argparse._StoreConstAction, argparse._HelpAction, argparse._VersionAction))
+                or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every subcommand's parser uses :class:`HelpFormatter`, whatever its module asks for."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The parser. ``command``: the one subcommand whose module is imported and registered in full (``"*"``:
+    all of them); the others get a stub with their one-line help, so that ``gaitforce --help`` and
+    ``gaitforce CMD --help`` import only what they show."""
     parser = argparse.ArgumentParser(
-        prog="gaitforce",
+        prog="gaitforce", formatter_class=HelpFormatter,
         description="Internal forces of the body (knee contact, muscle forces, EMG) from motion capture.",
     )
     parser.add_argument("--version", action="version", version=f"gaitforce {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
+        if command != "*" and name != command:
+            sub.add_parser(name, help=SUMMARIES.get(name), add_help=False)
+            continue
         try:
             module = importlib.import_module(f"gaitforce.cli.{name}")
         except ModuleNotFoundError as err:
@@ -35,8 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first argument not starting with '-'), or None."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import sys
 
 from gaitforce.errors import GaitforceError
-from gaitforce.learn.predict import check_mass, predict_file
 
 
 def register(subparsers) -> None:
@@ -43,6 +42,7 @@ def run(args) -> int:
     from gaitforce.cli.train import check_out_folder
     from gaitforce.data.ingest import IngestSettings, expand_paths
     from gaitforce.learn.bundle import load_bundle
+    from gaitforce.learn.predict import check_mass, predict_file
 
     out_dir = check_out_folder(args.out)
     mass = check_mass(args.mass)

@@ -64,7 +64,7 @@ def _group_delay_s(cutoff: float, order: int) -> float:
 def run(args) -> int:
     import os
 
-    from gaitforce.cli.predict import check_mass
+    from gaitforce.learn.predict import check_mass
     from gaitforce.errors import GaitforceError
     from gaitforce.io import read
     from gaitforce.learn.bundle import body_weight_of_mass, load_bundle

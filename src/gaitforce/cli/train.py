@@ -13,11 +13,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
+
+if TYPE_CHECKING:  # numpy/pandas are imported on use: `gaitforce train --help` stays fast
+    from gaitforce.data.dataset import Dataset
 
 SPLITS = ("subject-naive", "subject-exposed", "none")
 
@@ -77,6 +78,8 @@ def split_dataset(ds: Dataset, scheme: str, *, seed: int) -> dict[str, list]:
 
 def held_out_metrics(est, ds: Dataset) -> dict:
     """Per-target mean/std over stances of RMSE, %BW RMSE, r and peak error, plus the all-frames RMSE."""
+    import numpy as np
+
     from gaitforce import evaluate as ev
 
     pred = est.predict(ds)
@@ -132,6 +135,8 @@ def _quantize(out, est, train: Dataset, val: Dataset | None, held: Dataset | Non
               metrics: dict) -> None:
     """Add the int8 model to bundle ``out``, calibrated on the training and validation frames (what the model
     was fitted on; never the test frames), and print its agreement with fp32 on the held-out frames."""
+    import numpy as np
+
     from gaitforce.learn.bundle import body_weight_of_mass
     from gaitforce.learn.quantize import quantize_bundle
 
@@ -163,6 +168,7 @@ def _quantize(out, est, train: Dataset, val: Dataset | None, held: Dataset | Non
 
 
 def run(args) -> int:
+    from gaitforce.data.dataset import Dataset
     from gaitforce.learn.training import Estimator
 
     check_out_folder(args.out)

@@ -9,6 +9,10 @@
   so inputs and outputs stay in the dataset's units (``bundle.json``: ``input.body_weight: true``,
   ``input.body_weight_unit: "N"``, ``onnx.body_weight_input``); exported with PyTorch's ``torch.export``-based exporter at opset :data:`OPSET`, all
   weights inside the one file;
+- ``DIR/model.safetensors``: the state of the module the graph was exported from (tensors only, no pickle),
+  its SHA-256 under ``bundle.json``'s ``weights``, so the network can be rebuilt from its registered architecture
+  for exact gradients (:func:`load_weights`, :func:`gaitforce.learn.explain.bundle_module`); optional (older
+  bundles lack it);
 - ``DIR/bundle.json``: everything needed to use the model correctly (see :data:`SCHEMA_VERSION` and
   :func:`validate_spec`): model name and hyperparameters, the input spec (feature set, column order, the
   (rows, 3) image shape, marker map and the dataset's ingest settings), target names + units, frame rate,
@@ -46,6 +50,9 @@ SCHEMA_VERSION = 1
 FORMAT = "gaitforce-bundle"
 OPSET = 18
 MODEL_FILE = "model.onnx"
+#: the network's weights beside the graph (safetensors: tensors only, no pickle), for exact gradients
+WEIGHTS_FILE = "model.safetensors"
+MAX_WEIGHTS_BYTES = 1 << 30
 INT8_FILE = "model.int8.onnx"
 PRECISIONS = ("fp32", "int8")
 # int8 counts as "as accurate as fp32" for a target when, on held-out frames, the RMS of (int8 - fp32) is at most
@@ -149,6 +156,14 @@ def validate_spec(spec: Any, *, source=None) -> dict:
     _check(bool(needs_bw) == (bw_input is not None),
            "input.body_weight and onnx.body_weight_input must be given together", source)
 
+    weights = _typed(spec, "weights", dict, "bundle", source, optional=True)
+    if weights is not None:
+        wname = _typed(weights, "file", str, "weights", source)
+        _check(re.fullmatch(r"[A-Za-z0-9_.-]+\.safetensors", wname) is not None and ".." not in wname,
+               "weights.file must be a plain .safetensors file name in the bundle folder", source)
+        wsha = _typed(weights, "sha256", str, "weights", source)
+        _check(re.fullmatch(r"[0-9a-f]{64}", wsha) is not None, "weights.sha256 must be 64 hex digits", source)
+        _check(weights.get("format") == "safetensors", "weights.format must be 'safetensors'", source)
     quantized = _typed(spec, "quantized", dict, "bundle", source, optional=True) or {}
     _check(set(quantized) <= {"int8"}, f"quantized holds unknown precisions {sorted(set(quantized) - {'int8'})}",
            source)
@@ -298,6 +313,29 @@ class Bundle:
             body_weight = body_weight_of_mass(frames["mass"].to_numpy(np.float64))
         y = self.predict_features(frames[self.columns].to_numpy(np.float32), body_weight=body_weight)
         return pd.DataFrame(y, columns=self.targets, index=frames.index)
+
+
+def load_weights(bundle: "Bundle") -> dict[str, np.ndarray] | None:
+    """The network's tensors from the bundle's ``model.safetensors`` (``None`` when the bundle has none), after
+    checking its SHA-256 against ``bundle.json``. safetensors holds raw arrays only: nothing is unpickled."""
+    entry = bundle.spec.get("weights")
+    if not entry:
+        return None
+    wpath = bundle.path / entry["file"]
+    if not wpath.is_file():
+        raise BundleError(f"weights file {entry['file']!r} is missing", source=bundle.path)
+    if wpath.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise BundleError(f"weights file is larger than {MAX_WEIGHTS_BYTES >> 20} MiB", source=wpath)
+    data = wpath.read_bytes()
+    if _sha256(data) != entry["sha256"]:
+        raise BundleError("weights file does not match the SHA-256 in bundle.json (changed or damaged)", source=wpath)
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        return load(data)
+    except (SafetensorError, ValueError) as err:
+        raise BundleError(f"weights file is not readable safetensors: {err}", source=wpath) from None
 
 
 def body_weight_of_mass(mass) -> np.ndarray:

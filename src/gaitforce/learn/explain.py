@@ -31,13 +31,19 @@ the path-averaged gradient, stances weighted by their squared departure. For a l
 faithful of the two (it integrates over that range instead of probing one point). A feature constant across
 stances at a point (SD = 0) gets 0 there in both maps.
 
-Gradients: a torch model (Estimator, module) uses autograd. A bundle is an ONNX graph with no torch graph, so
-its gradients are **central finite differences** in ONNX Runtime: step ``h_f = fd_step * SD_f`` (``SD_f`` the
-standard deviation of feature ``f`` over all frames explained; 1 if that is 0), divided by the step actually
-taken after rounding the inputs to float32. For IG the ONNX model is wrapped in a
-:class:`torch.autograd.Function` whose backward is that finite-difference Jacobian, so Captum runs unchanged.
-For the ReLU networks used here (piecewise linear) a central difference is the exact gradient wherever no
-kink lies within ``h`` and the average slope across one where it does.
+Gradients: a torch model (Estimator, module) uses autograd. A bundle that holds its network's weights
+(``model.safetensors``, hashed in ``bundle.json``; see :func:`bundle_module`) is rebuilt from its registered
+architecture and also uses autograd (exact), after checking that the rebuilt network reproduces ``model.onnx``.
+A bundle without weights (or ``gradients="fd"``) uses **central finite differences** in ONNX Runtime: step
+``h_f = fd_step * SD_f`` (``SD_f`` the standard deviation of feature ``f`` over all frames explained; 1 if that is
+0), divided by the step actually taken after rounding the inputs to float32. For IG the ONNX model is then wrapped
+in a :class:`torch.autograd.Function` whose backward is that finite-difference Jacobian, so Captum runs unchanged.
+For the ReLU networks used here (piecewise linear) a central difference is the exact gradient wherever no kink
+lies within ``h`` and the average slope across one where it does; the stated tolerance against exact gradients
+(tested): mean difference under 0.5 % and largest under 5 % of the map's peak.
+
+Stability (:func:`explain_by_subject`, :func:`stability`, :func:`plot_stability`): the map per subject (each
+subject's stances alone) or per network (e.g. seeds), and which features keep their sign and rank.
 
 Rules: a stance with a non-finite input at any frame, or with fewer than two frames, is left out and listed
 in ``excluded``; at least two stances must remain. ``target`` names one of the model's outputs (default:
@@ -72,7 +78,13 @@ IG_STEPS = 50
 EXPECTED_SIGNS: dict[str, dict[str, int]] = {"knee_medial": {"knee_add": +1, "grf_y": +1}}
 #: Stance points where either map is below this fraction of its largest magnitude are ignored by the sign check.
 SIGN_FLOOR = 0.05
+#: how a bundle's gradients are taken (see :func:`as_model`)
+GRADIENTS = ("auto", "autograd", "fd")
 _CHUNK = 65536
+#: rows per torch call: bounds the memory of a convolutional network's saved activations (~0.5 GB for paper-cnn)
+_TORCH_CHUNK = 8192
+#: largest dense matrix (elements) :func:`dense_equivalent` builds for one convolution block (64 MB of float32)
+_DENSE_MAX = 16 * 2**20
 
 _JOINT_AXES = {"flex": "flexion", "add": "adduction", "rot": "internal rotation"}
 _AXIS_NAMES = {"x": "anterior", "y": "vertical", "z": "lateral"}
@@ -115,16 +127,17 @@ class TorchModel:
 
         with torch.no_grad():
             xt = torch.as_tensor(np.asarray(x), dtype=self._dtype())
-            return np.concatenate([self.module(xt[i : i + _CHUNK]).double().numpy()
-                                   for i in range(0, len(xt), _CHUNK)]) if len(xt) else np.zeros((0, len(self.targets)))
+            return np.concatenate([self.module(xt[i : i + _TORCH_CHUNK]).double().numpy()
+                                   for i in range(0, len(xt), _TORCH_CHUNK)]) if len(xt) else \
+                np.zeros((0, len(self.targets)))
 
     def gradient(self, x: np.ndarray, k: int) -> np.ndarray:
         """d y_k / d x for each row: (N, F)."""
         import torch
 
         out = []
-        for i in range(0, len(x), _CHUNK):
-            xt = torch.as_tensor(np.asarray(x[i : i + _CHUNK]), dtype=self._dtype()).requires_grad_(True)
+        for i in range(0, len(x), _TORCH_CHUNK):
+            xt = torch.as_tensor(np.asarray(x[i : i + _TORCH_CHUNK]), dtype=self._dtype()).requires_grad_(True)
             (g,) = torch.autograd.grad(self.module(xt)[:, k].sum(), xt)
             out.append(g.double().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.columns)))
@@ -190,14 +203,136 @@ class OnnxModel:
         return _OnnxFn.apply
 
 
-def as_model(model, *, columns: Sequence[str] | None = None, targets: Sequence[str] | None = None):
-    """A :class:`TorchModel` or :class:`OnnxModel` for a Bundle, a fitted Estimator or a torch module."""
+def bundle_module(bundle, *, check_rows: np.ndarray | None = None):
+    """The bundle's network rebuilt in torch from its registered architecture (``model.name``,
+    ``model.hyperparameters``, ``input.shape``, one net for all targets or one per target) and its
+    ``model.safetensors`` weights: a :class:`~gaitforce.learn.training.FoldedModel` mapping raw features to
+    targets like ``model.onnx``. ``None`` when the bundle holds no weights (older bundles) or needs the body weight.
+
+    The architecture is first built on torch's ``meta`` device (no memory) and every tensor's name and shape
+    compared with the file, so a bundle.json naming a huge network fails before anything is allocated. With
+    ``check_rows`` (N, F), the rebuilt network must reproduce ``model.onnx`` on them to 1e-3 x max(1, |y|)."""
+    import torch
+
+    from gaitforce.learn.bundle import BundleError, load_weights
+    from gaitforce.learn.models import create_model
+    from gaitforce.learn.training import FoldedModel
+
+    if bundle.needs_body_weight:
+        return None
+    tensors = load_weights(bundle)
+    if tensors is None:
+        return None
+    spec = bundle.spec
+    src = bundle.path / spec["weights"]["file"]
+    n_f, n_k = len(bundle.columns), len(bundle.targets)
+    multi = (spec["model"].get("training") or {}).get("multi_target", True)
+    groups = [n_k] if multi is not False else [1] * n_k
+    hyper = dict(spec["model"]["hyperparameters"])
+
+    def build():
+        nets = [create_model(spec["model"]["name"], n_features=n_f, n_targets=g, input_shape=spec["input"]["shape"],
+                             **hyper) for g in groups]
+        return FoldedModel(nets, np.zeros(n_f), np.ones(n_f), np.zeros(n_k), np.ones(n_k))
+
+    try:
+        with torch.device("meta"):
+            shell = build()
+    except GaitforceError as err:
+        raise BundleError(f"cannot rebuild the network from bundle.json: {err}", source=src) from None
+    want = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in tensors.items()}
+    if want != have:
+        diff = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
+        raise BundleError(f"weights do not fit the architecture in bundle.json (e.g. {diff[:3]})", source=src)
+    module = build()
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, strict=True)
+    module = module.float().eval()
+    for i, net in enumerate(module.nets):
+        module.nets[i] = dense_equivalent(net)
+    if check_rows is not None and len(check_rows):
+        x = np.asarray(check_rows, np.float32)
+        with torch.no_grad():
+            y_t = module(torch.from_numpy(x)).double().numpy()
+        y_o = bundle.predict_features(x).astype(np.float64)
+        tol = 1e-3 * max(1.0, float(np.nanmax(np.abs(y_o))))
+        worst = float(np.nanmax(np.abs(y_t - y_o)))
+        if not worst <= tol:
+            raise BundleError(f"the weights do not reproduce model.onnx (largest difference {worst:.3g}, allowed "
+                              f"{tol:.3g})", source=src)
+    return module
+
+
+def dense_equivalent(net):
+    """A paper-cnn (eval mode) as the same function with its convolutions as dense matrices: on a 20 x 3 image a
+    (19, 3) kernel with "same" padding touches nearly every pixel, so each pad + conv + batch-norm block is an
+    affine map ``Linear(C*H*W, C'*H*W)``, found by passing the identity basis through it. One GEMM per block
+    instead of a small-image convolution: the same numbers (to float32 rounding) in about a third of the time.
+    Any other network, or one whose dense matrices would exceed 16 M elements, is returned unchanged."""
+    import torch
+    from torch import nn
+
+    from gaitforce.learn.models.paper_cnn import PaperCNN
+
+    if not isinstance(net, PaperCNN) or net.training:
+        return net
+    width = int(np.prod(net.input_shape)) * max([1] + [m.out_channels for m in net.conv if isinstance(m, nn.Conv2d)])
+    if width * width > _DENSE_MAX:  # a wide network: its dense matrices would not pay (nor fit) - keep the convs
+        return net
+    layers: list = []
+    segment: list = []
+    shape = (1, *net.input_shape)
+
+    def flush():
+        nonlocal segment, shape
+        if not segment:
+            return
+        block = nn.Sequential(*segment).eval()
+        n = int(np.prod(shape))
+        with torch.no_grad():
+            bias = block(torch.zeros((1, *shape)))
+            weight = block(torch.eye(n).reshape((n, *shape))).flatten(1) - bias.flatten(1)
+        lin = nn.Linear(n, weight.shape[1])
+        with torch.no_grad():
+            lin.weight.copy_(weight.T)
+            lin.bias.copy_(bias.flatten())
+        layers.append(lin)
+        shape, segment = tuple(bias.shape[1:]), []
+
+    for mod in net.conv:
+        if isinstance(mod, nn.ReLU):
+            flush()
+            layers.append(nn.ReLU())
+        elif isinstance(mod, (nn.ZeroPad2d, nn.Conv2d, nn.BatchNorm2d)):
+            segment.append(mod)
+        else:
+            return net
+    flush()
+    return nn.Sequential(nn.Flatten(), *layers, *net.fc, net.out).eval()
+
+
+def as_model(model, *, columns: Sequence[str] | None = None, targets: Sequence[str] | None = None,
+             gradients: str = "auto", check_rows: np.ndarray | None = None):
+    """A :class:`TorchModel` or :class:`OnnxModel` for a Bundle, a fitted Estimator or a torch module.
+
+    ``gradients`` (bundles only): ``"auto"`` (autograd on the bundle's weights when it has them, else finite
+    differences), ``"autograd"`` (refuse a bundle without weights) or ``"fd"`` (finite differences always)."""
     from gaitforce.learn.bundle import Bundle
 
+    if gradients not in GRADIENTS:
+        raise GaitforceError(f"gradients must be one of {', '.join(GRADIENTS)}, not {gradients!r}")
     if isinstance(model, (TorchModel, OnnxModel)):
         return model
     if isinstance(model, Bundle):
-        return OnnxModel(model)
+        module = None if gradients == "fd" else bundle_module(model, check_rows=check_rows)
+        if module is None:
+            if gradients == "autograd":
+                raise GaitforceError("this bundle holds no network weights (model.safetensors; bundles written "
+                                     "before gaitforce wrote them); use finite differences", source=model.path)
+            return OnnxModel(model)
+        m = TorchModel(module, model.columns, model.targets, [model.units[t] for t in model.targets])
+        m.method = "autograd on the bundle's weights (model.safetensors, checked against model.onnx)"
+        return m
     if hasattr(model, "folded_module") and hasattr(model, "nets_"):
         if getattr(model, "force_inputs_", None) is not None:
             raise GaitforceError("a body-weight-normalised estimator cannot be explained yet (its network works in "
@@ -320,27 +455,35 @@ class Explanation:
 
 def explain(model, dataset: Dataset, *, target: str | None = None, points: int = POINTS, fd_step: float = FD_STEP,
             ig_steps: int = IG_STEPS, columns: Sequence[str] | None = None, targets: Sequence[str] | None = None,
-            threads: int | None = 1) -> Explanation:
+            threads: int | None = 1, gradients: str = "auto") -> Explanation:
     """The sensitivity and integrated-gradients maps of ``model`` over the stances of ``dataset``.
 
-    ``model``: a Bundle (finite differences), a fitted Estimator or a torch module (autograd; a module needs
+    ``model``: a Bundle (autograd on its weights, or finite differences for a bundle without them; see
+    ``gradients`` and :func:`as_model`), a fitted Estimator or a torch module (autograd; a module needs
     ``columns=`` and ``targets=``). See the module docstring for the method and rules."""
+    from gaitforce.learn.bundle import Bundle
     from gaitforce.learn.training import torch_threads
 
-    m = as_model(model, columns=columns, targets=targets)
-    k = _target_index(m, target)
     if int(points) < 2:
         raise GaitforceError(f"points must be at least 2, got {points}")
     if not (fd_step > 0) or int(ig_steps) < 1:
         raise GaitforceError(f"fd_step must be positive and ig_steps >= 1 (got {fd_step}, {ig_steps})")
-    missing = [c for c in m.columns if c not in dataset.frames]
+    if isinstance(model, Bundle):
+        cols = model.columns  # the model is built after the frames are known: its weights are checked on them
+    else:
+        m = as_model(model, columns=columns, targets=targets)
+        cols = m.columns
+    missing = [c for c in cols if c not in dataset.frames]
     if missing:
         raise MissingChannelError(f"dataset lacks the model's input columns {missing[:5]}", source=dataset.path)
-    ids, curves, excluded = _stances(dataset, m.columns)
+    ids, curves, excluded = _stances(dataset, cols)
     if len(ids) < 2:
         raise GaitforceError(f"needs at least 2 usable stances, found {len(ids)}"
                              + (f" ({len(excluded)} left out)" if excluded else ""), source=dataset.path)
     frames = np.concatenate([x for _, x in curves])
+    if isinstance(model, Bundle):
+        m = as_model(model, gradients=gradients, check_rows=frames[:: max(1, len(frames) // 256)])
+    k = _target_index(m, target)
     if isinstance(m, OnnxModel):
         sd = frames.std(axis=0)
         m.steps = fd_step * np.where(sd > 0, sd, 1.0)
@@ -416,7 +559,7 @@ def _integrated_gradients(m, x_all: np.ndarray, x_mean: np.ndarray, k: int, step
     base = np.broadcast_to(x_mean, (t, p, f)).reshape(t * p, f)
     dtype = m._dtype() if isinstance(m, TorchModel) else torch.float64
     ig = IntegratedGradients(m.forward_func())
-    rows = max(1, _CHUNK // max(1, steps))
+    rows = max(1, (_TORCH_CHUNK if isinstance(m, TorchModel) else _CHUNK) // max(1, steps))
     out = []
     for i in range(0, len(inputs), rows):
         xi = torch.as_tensor(inputs[i : i + rows], dtype=dtype)
@@ -427,6 +570,109 @@ def _integrated_gradients(m, x_all: np.ndarray, x_mean: np.ndarray, k: int, step
     y = m.predict(np.concatenate([inputs, base]))[:, k]
     delta = float(np.max(np.abs(attr.sum(axis=1) - (y[: len(inputs)] - y[len(inputs):])))) if len(attr) else 0.0
     return attr.reshape(t, p, f), delta
+
+
+# ---------------------------------------------------------------------------------------------------------
+# stability: the map per subject and per network seed
+# ---------------------------------------------------------------------------------------------------------
+def explain_by_subject(model, dataset: Dataset, **kwargs) -> tuple[dict[str, Explanation], dict[str, str]]:
+    """:func:`explain` on each subject's stances alone (the baseline and SD are then that subject's): returns
+    ``{subject: Explanation}`` and ``{subject: why left out}`` for subjects with fewer than 2 usable stances."""
+    st = dataset.stances()
+    out, skipped = {}, {}
+    for subject, rows in st.groupby("subject", sort=True, dropna=False):
+        name = str(subject)
+        if len(rows) < 2:
+            skipped[name] = f"{len(rows)} stance(s)"
+            continue
+        try:
+            out[name] = explain(model, dataset.subset(list(rows["stance_id"])), **kwargs)
+        except GaitforceError as err:
+            if "usable stances" not in str(err):
+                raise
+            skipped[name] = "fewer than 2 usable stances"
+    return out, skipped
+
+
+def stability(maps, *, top: int = 5) -> pd.DataFrame:
+    """Which features keep their sign and rank across maps (``{name: Explanation}``, e.g. per subject or per
+    network seed; same features). One row per feature: per map the stance-mean of the sensitivity map
+    (``mean_<name>``) and its rank by mean |sensitivity| (``rank_<name>``, 1 = largest); ``sign_kept``: the
+    stance-mean sensitivity has one sign (non-zero) in every map, ``sign_kept_integrated`` the same for the
+    integrated-gradients map; ``rank_best`` / ``rank_worst``; ``top_in_all``: ranked within the first ``top``
+    in every map. Rows ordered by median rank."""
+    maps = dict(maps)
+    if len(maps) < 2:
+        raise GaitforceError(f"stability needs at least 2 maps, got {len(maps)}")
+    names = list(maps)
+    features = maps[names[0]].features
+    for n in names[1:]:
+        if maps[n].features != features:
+            raise GaitforceError(f"map {n!r} has other features than map {names[0]!r}")
+    df = pd.DataFrame({"feature": features, "label": [feature_label(c) for c in features]})
+    signs, signs_ig, ranks = [], [], []
+    for n in names:
+        ex = maps[n]
+        mean = ex.sensitivity.mean(axis=1)
+        order = np.argsort(-np.abs(ex.sensitivity).mean(axis=1), kind="stable")
+        rank = np.empty(len(features), int)
+        rank[order] = np.arange(1, len(features) + 1)
+        df[f"mean_{n}"] = mean
+        df[f"rank_{n}"] = rank
+        signs.append(np.sign(mean))
+        signs_ig.append(np.sign(ex.integrated.mean(axis=1)))
+        ranks.append(rank)
+    signs, signs_ig, ranks = np.array(signs), np.array(signs_ig), np.array(ranks)
+    df["sign_kept"] = (np.abs(signs.sum(axis=0)) == len(names))
+    df["sign_kept_integrated"] = (np.abs(signs_ig.sum(axis=0)) == len(names))
+    df["rank_best"], df["rank_worst"] = ranks.min(axis=0), ranks.max(axis=0)
+    df["top_in_all"] = ranks.max(axis=0) <= int(top)
+    df["_median"] = np.median(ranks, axis=0)
+    return df.sort_values(["_median", "rank_best"], kind="stable").drop(columns="_median").reset_index(drop=True)
+
+
+def groups_table(maps) -> pd.DataFrame:
+    """Long form of several maps: group, feature, stance %, sensitivity and integrated gradients."""
+    parts = []
+    for name, ex in dict(maps).items():
+        t = ex.table()[["feature", "stance_pct", "sensitivity", "integrated_gradients"]]
+        t.insert(0, "group", str(name))
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True)
+
+
+def plot_stability(reference: Explanation, maps, path, *, title: str | None = None, dpi: int = 110,
+                   top: int | None = 20) -> Path:
+    """The reference sensitivity map beside the same map per group (subject or network seed), one panel each,
+    every panel on its own symmetric colour scale (its peak in the panel title): signs and ranks are what is
+    compared, and a subject's within-subject SD makes its map smaller than the pooled one. With more than
+    ``top`` inputs only the ``top`` largest of the reference map (by mean |sensitivity|) are drawn."""
+    from gaitforce._plot import subplots
+
+    rows = np.argsort(-np.abs(reference.sensitivity).mean(axis=1), kind="stable")
+    rows = np.sort(rows[:top]) if top and len(rows) > top else np.arange(len(reference.features))
+    panels = [("all stances", reference)] + [(str(k), v) for k, v in dict(maps).items()]
+    n_f = len(rows)
+    fig, axes = subplots(1, len(panels), figsize=(2.3 + 2.2 * len(panels), 1.2 + 0.3 * n_f), sharey=True,
+                         constrained_layout=True, squeeze=False)
+    pct = reference.stance_pct
+    step = pct[1] - pct[0] if len(pct) > 1 else 1.0
+    extent = (pct[0] - step / 2, pct[-1] + step / 2, n_f - 0.5, -0.5)
+    for ax, (name, ex) in zip(axes[0], panels):
+        lim = float(max(np.abs(ex.sensitivity).max(), 1e-12))
+        ax.imshow(ex.sensitivity[rows], aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent,
+                  interpolation="nearest")
+        ax.set_title(f"{name}\n(peak {lim:.3g} {ex.unit})".replace(" )", ")"), fontsize=8)
+        ax.set_xticks([0, 50, 100])
+        ax.set_xlabel("% stance", fontsize=8)
+    axes[0][0].set_yticks(np.arange(n_f))
+    axes[0][0].set_yticklabels([reference.labels[i] for i in rows], fontsize=7)
+    shown = "" if n_f == len(reference.features) else f" ({n_f} largest of {len(reference.features)} inputs)"
+    fig.suptitle(title or f"Sensitivity map (gradient x SD) of {reference.target}{shown}, pooled and per group; "
+                          "red raises, blue lowers", fontsize=10)
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from gaitforce.learn.bundle import (
     OUTPUT_NAME,
     SCHEMA_VERSION,
     SPEC_FILE,
+    WEIGHTS_FILE,
     _opset,
     _sha256,
     validate_spec,
@@ -40,9 +41,22 @@ def save_bundle(estimator, path, *, dataset_manifest: dict | None, metrics: dict
     data = model_path.read_bytes()
     spec["onnx"]["sha256"] = _sha256(data)
     spec["onnx"]["opset"] = _opset(data)
+    spec["weights"] = save_weights(module, path / WEIGHTS_FILE)
     validate_spec(spec, source=path / SPEC_FILE)
     (path / SPEC_FILE).write_text(json.dumps(spec, indent=2, allow_nan=False) + "\n")
     return path
+
+
+def save_weights(module, out: Path) -> dict[str, Any]:
+    """Write ``module``'s state (the module the ONNX graph was exported from) as safetensors; returns the
+    ``bundle.json`` entry (file, SHA-256, format, module class). Lets the network be rebuilt from its registered
+    architecture for exact gradients (:mod:`gaitforce.learn.explain`) without unpickling anything."""
+    from safetensors.numpy import save
+
+    tensors = {k: v.detach().cpu().contiguous().numpy().copy() for k, v in module.state_dict().items()}
+    data = save(tensors)
+    _atomic_write(out, data)
+    return {"file": out.name, "sha256": _sha256(data), "format": "safetensors", "module": type(module).__name__}
 
 
 def _uses_body_weight(estimator) -> bool:
