@@ -59,8 +59,19 @@ def run(args) -> int:
     if c.get("unknown_subject_stances"):
         print(f"gaitforce: note: {c['unknown_subject_stances']} stance(s) have no subject: subject-split evaluation "
               "will refuse them (name them with --subject or a subjects.csv)", file=sys.stderr)
+    _print_marker_maps(dataset.manifest.get("sources", []))
     _list_failures(failures)
     return 1 if failures else 0
+
+
+def _print_marker_maps(sources) -> None:
+    """One line per distinct marker-map outcome (map, slots matched, slots filled and from what), with its count."""
+    counts: dict[str, int] = {}
+    for src in sources:
+        for line in src.get("slots", []):
+            counts[line] = counts.get(line, 0) + 1
+    for line, n in counts.items():
+        print(f"{n} file(s): {line}")
 
 
 def _list_failures(failures) -> None:

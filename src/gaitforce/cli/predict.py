@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 
 from gaitforce.errors import GaitforceError
-from gaitforce.learn.predict import check_mass, predict_file
+from gaitforce.learn.predict import check_mass, marker_map_setting, predict_file
 
 
 def register(subparsers) -> None:
@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                    help="subject mass for a model trained with body-weight normalisation (default: the file's)")
     p.add_argument("--subject", metavar="ID", help="subject of every file (TRC/MOT files name none)")
     p.add_argument("--height", type=float, metavar="M", help="subject height of every file")
+    p.add_argument("--marker-map", metavar="NAME|FILE.json",
+                   help="marker map for these files instead of the bundle's (a packaged name, 'auto', or a JSON "
+                   "file: docs/readers.md)")
     p.add_argument("--subjects", metavar="CSV", help="subjects file (file_or_glob,subject,mass_kg,height_m); "
                    "default: subjects.csv in the folders given")
     p.set_defaults(func=run)
@@ -56,6 +59,8 @@ def run(args) -> int:
         settings = IngestSettings.from_dict(stored or {})
     except (TypeError, ValueError) as err:
         raise GaitforceError(f"bundle's ingest settings are unusable: {err}", source=args.bundle) from None
+    if args.marker_map:
+        settings = marker_map_setting(settings, args.marker_map)
     from gaitforce.data.ingest import trial_keys
     from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
 

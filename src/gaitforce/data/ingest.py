@@ -155,7 +155,8 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None, target
     ``gaitforce predict`` asks only for the bundle's. Targets are never required: a target the file lacks
     (or whose EMG channel is flat or empty) is simply absent, with the reason in ``attrs["target_notes"]``.
     ``key``/``root`` name the trial in stance ids (:func:`gaitforce.signal.stances.trial_key`).
-    ``attrs["rejected"]`` lists the rejected candidates.
+    ``attrs["rejected"]`` lists the rejected candidates; ``attrs["slots"]`` gives per stance the marker map, the
+    filled slots and the one-line description (:func:`gaitforce.data.features.describe_slots`).
     """
     settings = settings or IngestSettings()
     targets = tuple(settings.targets if targets is None else targets)
@@ -163,7 +164,7 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None, target
     stances = segment(pre, settings.stance_rules, key=key, root=root)
     t, emg_how, target_notes = emg_targets(filtered(pre, settings), settings,
                                            [n for n in targets if n.startswith("emg_")])
-    frames = []
+    frames, slot_info = [], {}
     for s in accepted(stances):
         stance = cut(t, s, rules=settings.stance_rules)
         st = features.slot_trial(stance, settings.marker_map)
@@ -190,12 +191,15 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None, target
         df = pd.concat([df, feats, present], axis=1)
         df.attrs["filled_slots"] = st.meta.get("filled_slots", {})
         df.attrs["marker_map"] = st.meta.get("marker_map")
+        slot_info[s.id] = {"marker_map": st.meta.get("marker_map"), "filled_slots": st.meta.get("filled_slots", {}),
+                           "line": st.meta.get("slots_line", "")}
         frames.append(df)
     if not frames:
         raise no_stance_error(trial, stances)
     out = pd.concat(frames, ignore_index=True)
     out.attrs["filled_slots"] = frames[0].attrs["filled_slots"]
     out.attrs["marker_map"] = frames[0].attrs["marker_map"]
+    out.attrs["slots"] = slot_info  # {stance_id: {'marker_map', 'filled_slots', 'line'}}
     out.attrs["emg_normalised"] = emg_how
     out.attrs["target_notes"] = target_notes
     out.attrs["rejected"] = [s.describe() for s in stances if not s.accepted]
@@ -281,6 +285,7 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
                         "sha256": sha256(path), "stances": int(df["stance_id"].nunique()),
                         "rejected": list(df.attrs.get("rejected", [])),
                         "marker_map": df.attrs.get("marker_map"), "filled_slots": df.attrs.get("filled_slots", {}),
+                        "slots": sorted({v["line"] for v in df.attrs.get("slots", {}).values()}),
                         "emg_normalised": df.attrs.get("emg_normalised"),
                         "target_notes": list(df.attrs.get("target_notes", []))})
     if not parts:
