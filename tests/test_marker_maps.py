@@ -172,3 +172,44 @@ def test_predict_marker_map_file_missing_is_one_line(bundle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "absent.json" in err and "no marker map file" in err and "Traceback" not in err
 
+
+
+@pytest.fixture(scope="module")
+def plate_bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("fp") / "ridge", feature_set="force_plate")
+
+
+def test_force_plate_bundle_predicts_a_grf_file_without_markers(plate_bundle, tmp_path, capsys):
+    t = synthetic.generate_cohort(n_subjects=2, trials_per_subject=1, seed=0)[0]
+    mot = write_mot_grf(tmp_path / "walk_grf.mot", t)  # plates only: no marker, no side in the file
+    capsys.readouterr()
+    rc = cli.main(["predict", str(plate_bundle), str(mot), "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "foot on plate unknown" in err and "give --side right|left" in err and "Traceback" not in err
+    rc = cli.main(["predict", str(plate_bundle), str(mot), "--out", str(tmp_path / "b"), "--side", "right"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "force-plate model, assumed: overground: progression along each stance's CoP travel; side from the " \
+           "plate assignment or --side" in err
+    table = pd.read_csv(tmp_path / "b" / "walk_grf_stance0.csv", keep_default_na=False)
+    assert (table["side"] == "right").all() and (table["marker_map"] == "none").all()
+    assert np.isfinite(table["knee_medial"]).all()
+    rc = cli.main(["predict", str(plate_bundle), str(mot), "--out", str(tmp_path / "c"), "--side", "right",
+                   "--progression=-x"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "assumed: progression -x (given)" in err
+    # walking +x read as -x turns the frame half round: the CoP runs backwards from heel strike, out of range
+    flipped = pd.read_csv(tmp_path / "c" / "walk_grf_stance0.csv", keep_default_na=False)
+    assert "cop_x" in flipped["ood_features"].iloc[0].split(";")
+    assert "cop_x" not in table["ood_features"].iloc[0].split(";")
+
+
+def test_cop_progression_reverses_on_a_treadmill():
+    n = 50
+    cop = np.zeros((n, 1, 3))
+    cop[:, 0, 0] = np.linspace(0.3, -0.4, n)  # the belt carries the foot back 70 cm while the CoP rolls forward
+    forces = np.zeros((n, 1, 3))
+    forces[:, 0, 1] = 700.0
+    t = Trial(time=np.arange(n) / 100, forces=forces, cop=cop, plate_names=("FP1",), source="tm.mot")
+    np.testing.assert_allclose(F.cop_progression(t, treadmill=True), [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(F.cop_progression(t, treadmill=False), [-1.0, 0.0, 0.0])

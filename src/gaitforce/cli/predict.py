@@ -37,6 +37,11 @@ def register(subparsers) -> None:
     p.add_argument("--marker-map", metavar="NAME|FILE.json",
                    help="marker map for these files instead of the bundle's (a packaged name, 'auto', or a JSON "
                    "file: docs/readers.md)")
+    p.add_argument("--side", choices=("right", "left"),
+                   help="side of stances the file does not side itself (no foot markers, no plate assignment)")
+    p.add_argument("--progression", choices=("+x", "-x", "+z", "-z"),
+                   help="force-plate models: walking direction along an axis of the Y-up frame (default: each "
+                   "stance's CoP travel, reversed on a treadmill; write --progression=-x for a minus sign)")
     p.add_argument("--subjects", metavar="CSV", help="subjects file (file_or_glob,subject,mass_kg,height_m); "
                    "default: subjects.csv in the folders given")
     p.set_defaults(func=run)
@@ -73,7 +78,7 @@ def run(args) -> int:
     for path in files:
         try:
             written = predict_file(bundle, path, out_dir, settings, taken=taken, mass=mass, key=keys[path],
-                                   subjects=subjects)
+                                   subjects=subjects, side=args.side, progression=args.progression)
         except GaitforceError as err:
             failures.append(err.with_source(path))
             continue

@@ -299,6 +299,37 @@ def slot_trial(trial: Trial, marker_map: str | Mapping = "auto") -> Trial:
     )
 
 
+def no_slot_trial(trial: Trial) -> Trial:
+    """The trial with NaN slots, for a model that reads only the force plate (its marker features are NaN)."""
+    return trial.replace(
+        markers=np.full((trial.n_frames, len(SLOTS), 3), np.nan), marker_names=SLOTS,
+        meta={**trial.meta, "marker_map": "none", "slot_sources": {}, "filled_slots": {},
+              "slots_line": "no markers used (force-plate model)"},
+        note="markers not used: force-plate model")
+
+
+#: ``--progression`` values: the horizontal axis of the Y-up lab frame along which the subject walks.
+PROGRESSIONS = {"+x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0), "+z": (0.0, 0.0, 1.0), "-z": (0.0, 0.0, -1.0)}
+#: A plate carrying this many stances of one trial is a treadmill (overground, a plate takes one step of a pass).
+TREADMILL_STANCES = 3
+
+
+def cop_progression(stance: Trial, *, treadmill: bool) -> np.ndarray | None:
+    """Progression of a marker-less stance (Y-up) from its CoP travel, heel strike to toe off: along it
+    overground; opposite to it on a treadmill, where the belt carries the foot backwards faster than the CoP
+    rolls forward. None when the CoP moves less than 5 cm."""
+    _, cop = grf_and_cop(stance.to_y_up())
+    ok = np.flatnonzero(np.isfinite(cop).all(axis=1))
+    if ok.size < 2:
+        return None
+    d = cop[ok[-1]] - cop[ok[0]]
+    d[1] = 0.0
+    if np.linalg.norm(d) < 0.05:
+        return None
+    d = d / np.linalg.norm(d)
+    return -d if treadmill else d
+
+
 def grf_and_cop(trial: Trial) -> tuple[np.ndarray, np.ndarray]:
     """Force summed over plates (T, 3), NaN in frames where a plate's force is unknown, and the
     vertical-force-weighted CoP (T, 3) of the plates that are loaded and have a CoP; NaN where none is.
@@ -341,15 +372,16 @@ def stance_rotation(direction: np.ndarray, side: str) -> np.ndarray:
     return np.array([d, UP, np.cross(d, UP)]) @ m
 
 
-def stance_frame(trial: Trial) -> tuple[np.ndarray, np.ndarray]:
-    """``(rotation, origin)`` of a stance (Y-up, ``meta['side']``) by the offline rules: progression is the
-    marker-centroid displacement over the stance (:func:`gaitforce.signal.mirror.align_progression`'s rule),
-    the origin the heel-strike CoP (:func:`heel_strike_origin`) in the lab frame."""
+def stance_frame(trial: Trial, direction: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(rotation, origin)`` of a stance (Y-up, ``meta['side']``) by the offline rules: progression is
+    ``direction`` where given (a horizontal vector in the Y-up lab frame), else the marker-centroid displacement
+    over the stance (:func:`gaitforce.signal.mirror.align_progression`'s rule), the origin the heel-strike CoP
+    (:func:`heel_strike_origin`) in the lab frame."""
     trial = trial.to_y_up()
     side = trial.meta.get("side")
     if side not in ("right", "left"):
         raise GaitforceError(f"stance side unknown ({side!r}): cannot build the stance frame", source=trial.source)
-    d = _progression_direction(trial)
+    d = _progression_direction(trial) if direction is None else np.asarray(direction, float)
     if d is None:
         raise GaitforceError("no direction of progression: markers and CoP move less than 5 cm", source=trial.source)
     return stance_rotation(d, side), heel_strike_origin(trial)
@@ -469,13 +501,14 @@ def frame_features(slots: np.ndarray, grf: np.ndarray, cop: np.ndarray, rotation
     return out
 
 
-def stance_features(stance: Trial) -> dict[str, np.ndarray]:
-    """Every feature column of a stance with slot markers (:func:`slot_trial`), in the lab frame: the stance
-    frame by :func:`stance_frame`, CoP at unloaded frames held from the nearest loaded one."""
+def stance_features(stance: Trial, direction: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every feature column of a stance with slot markers (:func:`slot_trial`, or :func:`no_slot_trial`), in the
+    lab frame: the stance frame by :func:`stance_frame` (``direction``: the progression, where given), CoP at
+    unloaded frames held from the nearest loaded one."""
     if stance.marker_names != SLOTS:
         raise GaitforceError("stance_features needs a slot trial (see slot_trial)", source=stance.source)
     stance = stance.to_y_up()
-    rot, origin = stance_frame(stance)
+    rot, origin = stance_frame(stance, direction)
     force, cop = grf_and_cop(stance)
     x = frame_features(np.asarray(stance.markers), force, _hold_nearest(cop), rot, origin)
     return {c: x[:, k] for k, c in enumerate(feature_columns())}

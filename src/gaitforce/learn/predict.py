@@ -140,8 +140,17 @@ def output_stem(trial_key: str, k: int) -> str:
     return f"{Path(trial_key).with_suffix('').as_posix().replace('/', '__')}_stance{k}"
 
 
+def uses_markers(bundle) -> bool:
+    """Whether the bundle reads any marker feature (slots or joint angles); False: a force-plate model."""
+    from gaitforce.data.features import ANGLES, SLOT_COLUMNS
+
+    marker_cols = set(SLOT_COLUMNS) | set(ANGLES)
+    return any(c in marker_cols for c in bundle.columns)
+
+
 def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | None = None,
-                 mass: float | None = None, key: str | None = None, subjects=None, note=_note) -> list[Path]:
+                 mass: float | None = None, key: str | None = None, subjects=None, note=_note,
+                 side: str | None = None, progression: str | None = None) -> list[Path]:
     """Predict every stance of one file; returns the files written (STO, CSV per stance).
 
     Stance ids (the CSV's ``stance_id`` column) are ``key`` (default: the file's name; a batch passes
@@ -150,7 +159,12 @@ def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | N
 
     ``taken``: {output file: the input file it came from} of the files already written in this batch; a file
     whose outputs would overwrite another's (the same trial name in two folders, ``w.c3d`` beside ``w.trc``)
-    fails instead, and its own outputs are added to ``taken``."""
+    fails instead, and its own outputs are added to ``taken``.
+
+    A force-plate model (:func:`uses_markers` False) needs no markers: ``side`` ('right'/'left') is the side of
+    stances the file does not side itself (by foot markers or plate assignment), ``progression``
+    (``+x``/``-x``/``+z``/``-z``) the walking direction, else it is taken from the CoP travel (treadmill
+    detected); what was assumed is noted."""
     from gaitforce.data.ingest import trial_frames
     from gaitforce.io import read
     from gaitforce.io.writers import write_sto
@@ -158,8 +172,14 @@ def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | N
     trial = read(path)
     if subjects is not None:
         trial = subjects.apply(trial, path)
+    if side is not None:
+        trial = trial.replace(meta={**trial.meta, "side": side}, note=f"side {side} given (--side)")
     _note_rate(bundle, trial, path, note)
-    frames = trial_frames(trial, settings=settings, targets=bundle.targets, key=key or Path(path).name)
+    markers = uses_markers(bundle)
+    frames = trial_frames(trial, settings=settings, targets=bundle.targets, key=key or Path(path).name,
+                          markers=markers, progression=None if markers else progression)
+    if frames.attrs.get("assumed"):
+        note(f"{path}: force-plate model, assumed: " + "; ".join(frames.attrs["assumed"]))
     for line in dict.fromkeys(v["line"] for v in frames.attrs.get("slots", {}).values() if v.get("line")):
         note(f"{path}: {line}")
     _body_mass(bundle, frames, path, mass)
