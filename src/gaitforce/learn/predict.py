@@ -172,6 +172,10 @@ def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | N
     trial = read(path)
     if subjects is not None:
         trial = subjects.apply(trial, path)
+    if not trial.plate_names and not trial.meta.get("single_stance"):
+        why = trial.meta.get("plate_error")
+        raise GaitforceError(f"no force data ({why})" if why else "no force plate: stances cannot be detected",
+                             source=path)
     if side is not None:
         trial = trial.replace(meta={**trial.meta, "side": side}, note=f"side {side} given (--side)")
     _note_rate(bundle, trial, path, note)

@@ -50,7 +50,7 @@ def swap_side_name(name: str) -> str:
     return name[:start] + side + name[stop:]
 
 
-_FOOT_WORDS = re.compile(r"HEE|HEEL|CAL|TOE|MT|MET|FOOT|FM\d|MH\d|HALL", re.IGNORECASE)
+_FOOT_WORDS = re.compile(r"HEE|HEEL|CAL|TOE|MT|MET|FOOT|FM\d|MH\d|FT\d|HALL", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------------------
