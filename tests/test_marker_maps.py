@@ -213,3 +213,35 @@ def test_cop_progression_reverses_on_a_treadmill():
     t = Trial(time=np.arange(n) / 100, forces=forces, cop=cop, plate_names=("FP1",), source="tm.mot")
     np.testing.assert_allclose(F.cop_progression(t, treadmill=True), [1.0, 0.0, 0.0])
     np.testing.assert_allclose(F.cop_progression(t, treadmill=False), [-1.0, 0.0, 0.0])
+
+
+# -- the corpus of other labs' files (../shared/data/c3d-corpus; skipped where absent) ----------------------
+CORPUS_MAPS = {
+    # file: (packaged map chosen for a right stance, slots filled) or the refusal's telling words
+    "PiG_PiG_Motion3_noFF.c3d": ("plug-in-gait", 8),
+    "c3d.org_sample09_PlugInC3D.c3d": ("plug-in-gait", 8),
+    "c3d.org_sample10_type-2a.c3d": ("plug-in-gait", 8),  # Motion Analysis: VSAC, RSHA
+    "others_ADemo1_rewrite_c3d_pc_float.c3d": ("cleveland", 6),  # R.Ant.Fem., R.Post.Tib. ...
+    "c3d.org_sample28_standing.C3D": ("cleveland", 7),  # 'r asis', 'r knee 1', 'r heel' ...
+    "c3d.org_sample01_Eb015pr.c3d": "pelvis has 0 markers",  # clusters only (RTH1-4, RSK1-4, RFT1-3, PV1-4)
+    "c3d.org_sample04_sub_labels.c3d": "foot has 1 marker (RTOE)",  # RHEE is never seen in this file
+    "c3d.org_sample15_FP1.C3D": "no packaged marker map fits",  # PT00 ... PT07
+}
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", sorted(CORPUS_MAPS))
+def test_corpus_marker_maps(shared_data, name):
+    from gaitforce.io import read
+
+    path = shared_data / "c3d-corpus" / name
+    if not path.exists():
+        pytest.skip(f"{path} absent")
+    trial = read(path)
+    want = CORPUS_MAPS[name]
+    if isinstance(want, tuple):
+        _, how, spec = F.resolve_slots(trial, "auto", side="right")
+        assert (spec["name"], sum(h.startswith("centroid") for h in how.values())) == want
+    else:
+        with pytest.raises(MissingChannelError, match=want.replace("(", "\\(").replace(")", "\\)")):
+            F.resolve_slots(trial, "auto", side="right")
