@@ -172,16 +172,18 @@ def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | N
     trial = read(path)
     if subjects is not None:
         trial = subjects.apply(trial, path)
-    if not trial.plate_names and not trial.meta.get("single_stance"):
-        why = trial.meta.get("plate_error")
-        raise GaitforceError(f"no force data ({why})" if why else "no force plate: stances cannot be detected",
-                             source=path)
     if side is not None:
         trial = trial.replace(meta={**trial.meta, "side": side}, note=f"side {side} given (--side)")
     _note_rate(bundle, trial, path, note)
     markers = uses_markers(bundle)
-    frames = trial_frames(trial, settings=settings, targets=bundle.targets, key=key or Path(path).name,
-                          markers=markers, progression=None if markers else progression)
+    try:
+        frames = trial_frames(trial, settings=settings, targets=bundle.targets, key=key or Path(path).name,
+                              markers=markers, progression=None if markers else progression)
+    except GaitforceError:
+        why = trial.meta.get("plate_error")
+        if not trial.plate_names and why:  # the reader's reason, not the generic "no force plate"
+            raise GaitforceError(f"no force data ({why})", source=path) from None
+        raise
     if frames.attrs.get("assumed"):
         note(f"{path}: force-plate model, assumed: " + "; ".join(frames.attrs["assumed"]))
     for line in dict.fromkeys(v["line"] for v in frames.attrs.get("slots", {}).values() if v.get("line")):
