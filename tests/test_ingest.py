@@ -165,6 +165,7 @@ def test_end_to_end_train_on_gc_stances_then_predict_a_raw_c3d(comp, gc_dir, og3
     assert rc == 0, cap.err
     assert "emg_bic_fem left out" in cap.err and "og3_flat_bifeml" in cap.err  # noted for the flat file only
     assert cap.err.count("left out") == 1
+    assert "marker map gc-lab: 14 of 18 slots matched, 4 filled" in cap.err  # the choice is printed
     ds_frames = Dataset.load(ds).frames
     sides = [pd.read_csv(out / f"jw_ngait_og3_stance{k}.csv")["side"].iloc[0] for k in range(3)]
     assert sides == ["right", "left", "right"]  # og3: right, left, right foot on plates 1-3
@@ -174,7 +175,12 @@ def test_end_to_end_train_on_gc_stances_then_predict_a_raw_c3d(comp, gc_dir, og3
         for k in range(3):
             table = pd.read_csv(out / f"{stem}_stance{k}.csv")
             expected = ["stance_id", "frame", "time", "stance_pct", "side", "knee_medial", "emg_bic_fem"]
-            assert list(table.columns) == expected + (["emg_bic_fem_measured"] if measured_emg else [])
+            assert list(table.columns) == expected + (["emg_bic_fem_measured"] if measured_emg else []) + [
+                "marker_map", "filled_slots", "ood_features"]
+            # the GC lab's C3D set has no epicondyle or malleolus markers: the map and the four fills are recorded
+            assert table["marker_map"].iloc[0] == "gc-lab"
+            assert [f.split("<-")[0] for f in table["filled_slots"].iloc[0].split("; ")] == [
+                "knee_lat", "knee_med", "ankle_lat", "ankle_med"]
             assert table["stance_pct"].iloc[0] == 0 and table["stance_pct"].iloc[-1] == 100
             assert table["side"].nunique() == 1 and table["side"].iloc[0] in ("left", "right")
             assert np.allclose(np.diff(table["time"]), 1 / 120, rtol=1e-6)  # the C3D's 120 Hz, seconds

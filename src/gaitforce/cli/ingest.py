@@ -18,8 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="trial files (.mat, .c3d, .trc ...) or folders")
     p.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
     p.add_argument("--marker-map", default="auto", metavar="auto|NAME|FILE.json",
-                   help="marker map: 'auto' (default) picks the packaged map that fits, or plug-in-gait, gc-mat, "
-                   "gc-lab, or a JSON file")
+                   help="marker map: 'auto' (default) picks the packaged map that fits, or plug-in-gait, opensim, "
+                   "cast-ior, cleveland, gc-mat, gc-lab, or a JSON file (docs/readers.md)")
     p.add_argument("--lowpass", type=float, default=10.0, metavar="HZ", help="low-pass cutoff (0: none; default 10)")
     p.add_argument("--causal-filter", action="store_true",
                    help="filter as the live stream does (causal Butterworth; stances found on the unfiltered force), "
@@ -59,8 +59,19 @@ def run(args) -> int:
     if c.get("unknown_subject_stances"):
         print(f"gaitforce: note: {c['unknown_subject_stances']} stance(s) have no subject: subject-split evaluation "
               "will refuse them (name them with --subject or a subjects.csv)", file=sys.stderr)
+    _print_marker_maps(dataset.manifest.get("sources", []))
     _list_failures(failures)
     return 1 if failures else 0
+
+
+def _print_marker_maps(sources) -> None:
+    """One line per distinct marker-map outcome (map, slots matched, slots filled and from what), with its count."""
+    counts: dict[str, int] = {}
+    for src in sources:
+        for line in src.get("slots", []):
+            counts[line] = counts.get(line, 0) + 1
+    for line, n in counts.items():
+        print(f"{n} file(s): {line}")
 
 
 def _list_failures(failures) -> None:

@@ -19,14 +19,21 @@ def register(subparsers) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="FILE", help="C3D/TRC/MOT/STO/MAT files, or folders")
     p.add_argument("--no-stances", action="store_true", help="do not detect stance phases")
+    p.add_argument("--marker-map", default="auto", metavar="auto|NAME|FILE.json",
+                   help="marker map whose slots are reported for each usable stance (default: auto)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    marker_map = getattr(args, "marker_map", "auto")
+    if marker_map != "auto":
+        from gaitforce.data.features import load_marker_map
+
+        load_marker_map(marker_map)  # a missing or malformed map: one error before any file
     failures: list[str] = []
     for target in _expand([Path(p) for p in args.paths], failures):
         try:
-            text = _describe(target, stances=not args.no_stances)
+            text = _describe(target, stances=not args.no_stances, marker_map=marker_map)
         except GaitforceError as err:
             failures.append(err.with_source(target).line())
             continue
@@ -63,7 +70,7 @@ def _expand(paths: list[Path], failures: list[str]) -> list[Path]:
     return out
 
 
-def _describe(path: Path, *, stances: bool) -> str:
+def _describe(path: Path, *, stances: bool, marker_map="auto") -> str:
     if _is_dataset(path):
         from gaitforce.data.dataset import Dataset
 
@@ -73,11 +80,34 @@ def _describe(path: Path, *, stances: bool) -> str:
     trial = read(path)
     text = trial.summary()
     if stances:
-        text += "\n" + _stance_lines(trial)
+        text += "\n" + _stance_lines(trial, marker_map)
     return text
 
 
-def _stance_lines(trial) -> str:
+def _slot_lines(trial, found, marker_map) -> list[str]:
+    """The marker map's outcome per usable stance (map, slots matched, filled and from what, or why refused),
+    identical lines once."""
+    from gaitforce.data.features import describe_slots, resolve_slots
+    from gaitforce.data.ingest import IngestSettings, prepare
+    from gaitforce.signal.stances import cut
+
+    settings = IngestSettings(marker_map=marker_map)
+    pre = prepare(trial, settings)
+    lines: dict[str, list[str]] = {}
+    for s in found:
+        if not s.accepted:
+            continue
+        try:
+            _, how, spec = resolve_slots(cut(pre, s, rules=settings.stance_rules), marker_map)
+            line = describe_slots(spec["name"], how)
+        except GaitforceError as err:
+            line = f"markers refused: {err.message}"
+        lines.setdefault(line, []).append(s.side)
+    return [f"slots:    {line} ({', '.join(sorted(set(sides)))} stance{'s' if len(sides) > 1 else ''})"
+            for line, sides in lines.items()]
+
+
+def _stance_lines(trial, marker_map="auto") -> str:
     from gaitforce.data.ingest import trial_stances
 
     if not trial.plate_names and not trial.meta.get("single_stance"):
@@ -92,6 +122,7 @@ def _stance_lines(trial) -> str:
         name = s.plate_name or "file's own stance frames"
         what = s.id if s.accepted else f"rejected: {s.reason}"
         lines.append(f"          {name} {s.side}: frames {s.start}-{s.stop} ({t0:.3f}-{t1:.3f} s)  {what}")
+    lines.extend(_slot_lines(trial, found, marker_map))
     return "\n".join(lines)
 
 

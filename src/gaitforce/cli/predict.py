@@ -33,6 +33,14 @@ def register(subparsers) -> None:
                    help="subject mass for a model trained with body-weight normalisation (default: the file's)")
     p.add_argument("--subject", metavar="ID", help="subject of every file (TRC/MOT files name none)")
     p.add_argument("--height", type=float, metavar="M", help="subject height of every file")
+    p.add_argument("--marker-map", metavar="NAME|FILE.json",
+                   help="marker map for these files instead of the bundle's (a packaged name, 'auto', or a JSON "
+                   "file: docs/readers.md)")
+    p.add_argument("--side", choices=("right", "left"),
+                   help="side of stances the file does not side itself (no foot markers, no plate assignment)")
+    p.add_argument("--progression", choices=("+x", "-x", "+z", "-z"),
+                   help="force-plate models: walking direction along an axis of the Y-up frame (default: each "
+                   "stance's CoP travel, reversed on a treadmill; write --progression=-x for a minus sign)")
     p.add_argument("--subjects", metavar="CSV", help="subjects file (file_or_glob,subject,mass_kg,height_m); "
                    "default: subjects.csv in the folders given")
     p.set_defaults(func=run)
@@ -42,7 +50,7 @@ def run(args) -> int:
     from gaitforce.cli.train import check_out_folder
     from gaitforce.data.ingest import IngestSettings, expand_paths
     from gaitforce.learn.bundle import load_bundle
-    from gaitforce.learn.predict import check_mass, predict_file
+    from gaitforce.learn.predict import check_mass, marker_map_setting, predict_file
 
     out_dir = check_out_folder(args.out)
     mass = check_mass(args.mass)
@@ -56,6 +64,8 @@ def run(args) -> int:
         settings = IngestSettings.from_dict(stored or {})
     except (TypeError, ValueError) as err:
         raise GaitforceError(f"bundle's ingest settings are unusable: {err}", source=args.bundle) from None
+    if args.marker_map:
+        settings = marker_map_setting(settings, args.marker_map)
     from gaitforce.data.ingest import trial_keys
     from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
 
@@ -68,7 +78,7 @@ def run(args) -> int:
     for path in files:
         try:
             written = predict_file(bundle, path, out_dir, settings, taken=taken, mass=mass, key=keys[path],
-                                   subjects=subjects)
+                                   subjects=subjects, side=args.side, progression=args.progression)
         except GaitforceError as err:
             failures.append(err.with_source(path))
             continue

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--idle-exit", type=float, help="stop after this many seconds without a frame")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the LSL stream (default 5)")
     p.add_argument("--lowpass-cutoff", type=float, help="override the bundle's filter cutoff (Hz; 0 = off)")
+    p.add_argument("--marker-map", metavar="NAME|FILE.json",
+                   help="marker map for the stream's marker names instead of the bundle's (packaged name or JSON)")
     p.add_argument("--mass", type=float, default=None, metavar="KG",
                    help="subject mass, needed by a model trained with body-weight normalisation")
     p.set_defaults(func=run)
@@ -68,6 +70,7 @@ def run(args) -> int:
     from gaitforce.errors import GaitforceError
     from gaitforce.io import read
     from gaitforce.learn.bundle import body_weight_of_mass, load_bundle
+    from gaitforce.learn.predict import OOD_MARGIN
     from gaitforce.stream.online import OnlineSettings
     from gaitforce.stream.runner import StreamRunner
     from gaitforce.stream.sources import ReplaySource, open_inlet
@@ -87,6 +90,12 @@ def run(args) -> int:
     overrides = {}
     if args.lowpass_cutoff is not None:
         overrides["lowpass_cutoff"] = args.lowpass_cutoff or None
+    if args.marker_map:
+        from gaitforce.data.features import load_marker_map
+
+        if args.marker_map != "auto":
+            load_marker_map(args.marker_map)  # a missing or malformed map: one line before streaming
+        overrides["marker_map"] = args.marker_map
     settings = OnlineSettings.from_bundle(bundle, **overrides)
     lag = lag_note(bundle.ingest_settings or {}, settings.lowpass_cutoff)
     if lag:
@@ -109,6 +118,8 @@ def run(args) -> int:
 
             dash = Dashboard(runner.feed, port=args.port).start()
             print(f"dashboard: {dash.url}", flush=True)
+        for line in runner.pipeline.slot_lines:
+            print(f"gaitforce: note: {line}", file=sys.stderr)
         print(f"streaming {source_name} ({runner.layout.n_channels} channels, {info.nominal_srate():g} Hz) "
               f"-> LSL {runner.out_name}", flush=True)
         summary = runner.run(duration=args.duration, idle_exit=args.idle_exit,
@@ -127,5 +138,10 @@ def run(args) -> int:
             dash.stop()
     if summary["frames"] == 0:
         raise GaitforceError("no frame arrived from the stream", source=f"lsl:{source_name}")
+    ood = summary.get("out_of_range_frames") or {}
+    if ood:
+        print(f"gaitforce: note: OUT OF DISTRIBUTION: features beyond the training range by more than "
+              f"{OOD_MARGIN:.0%} of it (frames): " + ", ".join(f"{k} ({v})" for k, v in list(ood.items())[:8])
+              + (" ..." if len(ood) > 8 else ""), file=sys.stderr)
     print(json.dumps(summary))
     return 0

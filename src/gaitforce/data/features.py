@@ -15,9 +15,16 @@ Marker maps (JSON files in ``gaitforce/data/markers_*.json``, or a user file) gi
 marker names tried in order; ``{I}``/``{C}`` stand for the ipsilateral/contralateral side prefix of the map's
 ``sides`` (e.g. ``{I}KNE`` -> ``RKNE`` for a right stance, ``LKNE`` for a left one). A candidate may also be
 ``{"mean": [names...]}``, a virtual marker at the mean of those markers. A marker that is absent or never
-seen does not match. **Fill rule**: a slot no candidate fills takes the centroid of the slots of its segment
-that were filled (per frame); the filled slots are recorded in the trial's history, ``meta['filled_slots']``
-and the dataset manifest. A slot whose whole segment is empty raises :class:`MissingChannelError`.
+seen does not match; names match after :func:`normalise_name` (case, spaces, dots, underscores, hyphens and a
+``Subject:`` prefix ignored). Packaged maps: ``gc-mat``, ``gc-lab`` (Grand Challenge), ``plug-in-gait`` (full and
+lower body), ``opensim`` (the OpenSim / AddBiomechanics / OpenCap example sets), ``cast-ior``, ``cleveland``
+(Cleveland Clinic / Helen Hayes and long-form lower-case names); ``auto`` takes the one matching most slots.
+
+**Fill rule**: a slot no candidate fills takes the centroid of the slots of its segment that were matched (per
+frame), unless more than :data:`MAX_FILLED_SLOTS` (9) of the 18 slots would be filled or a segment has fewer than
+:data:`MIN_SEGMENT_MARKERS` (2) distinct matched markers: then :class:`MissingChannelError`, naming the missing
+slots. The filled slots are recorded in the trial's history, ``meta['filled_slots']``, the dataset manifest,
+the bundle and the prediction CSV.
 
 Stance frame: left stances are mirrored into the right-limb frame (:func:`gaitforce.signal.mirror.mirror_left`),
 then rotated about the vertical so progression is +x (:func:`gaitforce.signal.mirror.align_progression`), then
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -85,12 +93,24 @@ FEATURE_SETS = {
 # ---------------------------------------------------------------------------------------------------------
 # marker maps
 # ---------------------------------------------------------------------------------------------------------
-PACKAGED_MAPS = {"plug-in-gait": "markers_plug_in_gait.json", "gc-mat": "markers_gc_mat.json",
-                 "gc-lab": "markers_gc_lab.json"}
+PACKAGED_MAPS = {"gc-mat": "markers_gc_mat.json", "gc-lab": "markers_gc_lab.json",
+                 "plug-in-gait": "markers_plug_in_gait.json", "opensim": "markers_opensim.json",
+                 "cast-ior": "markers_cast_ior.json", "cleveland": "markers_cleveland.json"}
+#: The fill rule's limits: a stance is refused when more than this many of the 18 slots would be filled ...
+MAX_FILLED_SLOTS = 9
+#: ... or when a segment has fewer than this many distinct matched markers (one marker gives no orientation,
+#: and every slot filled from it would sit on that marker).
+MIN_SEGMENT_MARKERS = 2
 
 
 def list_marker_maps() -> list[str]:
     return list(PACKAGED_MAPS)
+
+
+def normalise_name(name: str) -> str:
+    """A marker name as maps match it: a ``Subject:`` prefix dropped, lower case, no spaces, dots, underscores
+    or hyphens (``R.ASIS``, ``R_ASIS``, ``r asis`` and ``RASIS`` are one name)."""
+    return re.sub(r"[^0-9a-z]", "", str(name).rsplit(":", 1)[-1].lower())
 
 
 def load_marker_map(name_or_path: str | os.PathLike | Mapping) -> dict:
@@ -110,8 +130,10 @@ def load_marker_map(name_or_path: str | os.PathLike | Mapping) -> dict:
             )
         try:
             spec = json.loads(source.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputFileError(f"marker map is not valid JSON: {err}", source=source) from None
+        if not isinstance(spec, dict):
+            raise InputFileError("marker map must be a JSON object with 'slots'", source=source)
     _validate_map(spec, source)
     return spec
 
@@ -123,8 +145,17 @@ def _validate_map(spec: dict, source) -> None:
     unknown = sorted(set(slots) - set(SLOTS))
     if unknown:
         raise InputFileError(f"marker map names unknown slots {unknown} (slots: {', '.join(SLOTS)})", source=source)
+    for slot, cands in slots.items():
+        ok = isinstance(cands, list) and all(
+            isinstance(c, str) or (isinstance(c, dict) and set(c) == {"mean"} and isinstance(c["mean"], list)
+                                   and c["mean"] and all(isinstance(n, str) for n in c["mean"]))
+            for c in cands)
+        if not ok:
+            raise InputFileError(f"marker map slot {slot!r}: a list of marker names or {{\"mean\": [names]}} "
+                                 "is needed", source=source)
     sides = spec.get("sides", {"right": "R", "left": "L"})
-    if set(sides) != {"right", "left"}:
+    if not isinstance(sides, dict) or set(sides) != {"right", "left"} or not all(
+            isinstance(v, str) for v in sides.values()):
         raise InputFileError("marker map 'sides' must give 'right' and 'left' prefixes", source=source)
     spec.setdefault("sides", sides)
     spec.setdefault("name", str(source))
@@ -135,75 +166,121 @@ def _expand(template: str, spec: dict, side: str) -> str:
     return template.replace("{I}", spec["sides"][side]).replace("{C}", spec["sides"][other])
 
 
-def _seen(trial: Trial, name: str) -> np.ndarray | None:
-    if name not in trial.marker_names:
-        return None
-    xyz = trial.marker(name)
-    return xyz if np.isfinite(xyz).all(axis=1).any() else None
+def _name_index(trial: Trial) -> dict[str, int]:
+    """{normalised name: marker index} (the first marker of a normalised name wins)."""
+    out: dict[str, int] = {}
+    for k, name in enumerate(trial.marker_names):
+        out.setdefault(normalise_name(name), k)
+    return out
 
 
-def _candidate(trial: Trial, cand, spec: dict, side: str) -> tuple[np.ndarray | None, str]:
+def _seen(trial: Trial, name: str, index: dict[str, int]) -> tuple[np.ndarray | None, str]:
+    k = index.get(normalise_name(name))
+    if k is None:
+        return None, name
+    xyz = np.asarray(trial.markers[:, k], float)
+    return (xyz if np.isfinite(xyz).all(axis=1).any() else None), trial.marker_names[k]
+
+
+def _candidate(trial: Trial, cand, spec: dict, side: str, index: dict[str, int] | None = None
+               ) -> tuple[np.ndarray | None, str]:
+    index = _name_index(trial) if index is None else index
     if isinstance(cand, str):
-        name = _expand(cand, spec, side)
-        return _seen(trial, name), name
-    names = [_expand(c, spec, side) for c in cand["mean"]]
-    parts = [_seen(trial, n) for n in names]
-    if any(p is None for p in parts):
+        return _seen(trial, _expand(cand, spec, side), index)
+    parts = [_seen(trial, _expand(c, spec, side), index) for c in cand["mean"]]
+    if any(p is None for p, _ in parts):
         return None, ""
-    return np.mean(parts, axis=0), "mean(" + ", ".join(names) + ")"
+    return np.mean([p for p, _ in parts], axis=0), "mean(" + ", ".join(n for _, n in parts) + ")"
 
 
 def resolve_slots(trial: Trial, marker_map: str | Mapping = "auto", *, side: str | None = None):
-    """Positions of the 18 slots, (T, 18, 3), and ``{slot: how it was filled}`` (a marker name, a virtual
-    marker ``mean(...)`` or ``centroid(segment: slots)``). ``side`` defaults to ``trial.meta['side']``."""
+    """Positions of the 18 slots, (T, 18, 3), ``{slot: how it was filled}`` (the file's marker name, a virtual
+    marker ``mean(...)`` or ``centroid(segment: slots)``) and the map. ``side`` defaults to
+    ``trial.meta['side']``. Names match after :func:`normalise_name`.
+
+    The fill rule: a slot no candidate fills takes the centroid of its segment's matched slots, unless more than
+    :data:`MAX_FILLED_SLOTS` slots would be filled or a segment has fewer than :data:`MIN_SEGMENT_MARKERS`
+    distinct matched markers: then :class:`MissingChannelError`, naming the missing slots."""
     side = side or trial.meta.get("side")
     if side not in ("right", "left"):
         raise GaitforceError(f"stance side unknown ({side!r}): cannot pick the ipsilateral markers", source=trial.source)
     spec = choose_marker_map(trial, side=side) if marker_map == "auto" else load_marker_map(marker_map)
+    index = _name_index(trial)
     pos = np.full((trial.n_frames, len(SLOTS), 3), np.nan)
     how: dict[str, str] = {}
     for k, slot in enumerate(SLOTS):
         for cand in spec["slots"].get(slot, []):
-            xyz, name = _candidate(trial, cand, spec, side)
+            xyz, name = _candidate(trial, cand, spec, side, index)
             if xyz is not None:
                 pos[:, k], how[slot] = xyz, name
                 break
+    _check_fill_rule(trial, spec, side, how)
     for seg, slots in SEGMENTS.items():
         have = [s for s in slots if s in how]
         for slot in slots:
             if slot in how:
                 continue
-            if not have:
-                tried = [_expand(c, spec, side) if isinstance(c, str) else str(c) for c in spec["slots"].get(slot, [])]
-                raise MissingChannelError(
-                    f"marker map {spec['name']!r}: no marker for slot {slot!r} (tried {', '.join(tried) or 'none'}) "
-                    f"and no other {seg} marker to fill it from",
-                    source=trial.source,
-                )
             idx = [SLOTS.index(s) for s in have]
             pos[:, SLOTS.index(slot)] = pos[:, idx].mean(axis=1)
             how[slot] = f"centroid({seg}: {', '.join(have)})"
     return pos, how, spec
 
 
+def _check_fill_rule(trial: Trial, spec: dict, side: str, how: dict[str, str]) -> None:
+    missing = [s for s in SLOTS if s not in how]
+    thin = {seg: sorted({how[s] for s in slots if s in how}) for seg, slots in SEGMENTS.items()}
+    thin = {seg: names for seg, names in thin.items() if len(names) < MIN_SEGMENT_MARKERS}
+    if len(missing) <= MAX_FILLED_SLOTS and not thin:
+        return
+    why = []
+    if len(missing) > MAX_FILLED_SLOTS:
+        why.append(f"{len(missing)} of 18 slots would be filled (at most {MAX_FILLED_SLOTS})")
+    for seg, names in thin.items():
+        why.append(f"{seg} has {len(names)} marker{'' if len(names) == 1 else 's'}"
+                   + (f" ({', '.join(names)})" if names else "") + f", {MIN_SEGMENT_MARKERS} needed")
+    first = {s: _expand(c, spec, side) for s in missing for c in spec["slots"].get(s, [])[:1] if isinstance(c, str)}
+    named = ", ".join(f"{s} ({first[s]}...)" if s in first else s for s in missing)
+    raise MissingChannelError(
+        f"too few markers for marker map {spec['name']!r} ({side} stance): {'; '.join(why)}; missing slots: "
+        f"{named}; give --marker-map FILE.json naming this lab's markers (docs/readers.md, marker maps)",
+        source=trial.source,
+    )
+
+
+def _score(trial: Trial, spec: dict, side: str, index: dict[str, int]) -> int:
+    return sum(any(_candidate(trial, c, spec, side, index)[0] is not None for c in spec["slots"].get(slot, []))
+               for slot in SLOTS)
+
+
 def choose_marker_map(trial: Trial, *, side: str = "right") -> dict:
-    """The packaged map whose candidates name the most markers present in ``trial`` (ties: listed order)."""
+    """The packaged map whose candidates match the most slots in ``trial`` (ties: listed order)."""
     best, best_score = None, -1
+    index = _name_index(trial)
     for name in PACKAGED_MAPS:
         spec = load_marker_map(name)
-        score = sum(
-            any(_candidate(trial, c, spec, side)[0] is not None for c in spec["slots"].get(slot, []))
-            for slot in SLOTS
-        )
+        score = _score(trial, spec, side, index)
         if score > best_score:
             best, best_score = spec, score
     if best_score < 6:
+        shown = ", ".join(trial.marker_names[:8]) + (" ..." if len(trial.marker_names) > 8 else "")
         raise MissingChannelError(
-            f"no packaged marker map fits this trial's markers ({', '.join(trial.marker_names[:8])} ...): "
-            "give --marker-map FILE.json",
+            f"no packaged marker map fits this trial's markers (best: {best['name']!r}, {best_score} of 18 slots; "
+            f"markers: {shown or 'none'}): give --marker-map FILE.json",
             source=trial.source,
         )
     return best
+
+
+def describe_slots(map_name: str, how: Mapping[str, str]) -> str:
+    """One line: the map, the slots matched, and the slots filled with what they were filled from."""
+    filled = {s: h for s, h in how.items() if h.startswith("centroid")}
+    text = f"marker map {map_name}: {len(how) - len(filled)} of {len(SLOTS)} slots matched"
+    if not filled:
+        return text + ", none filled"
+    by_source: dict[str, list[str]] = {}
+    for s, h in filled.items():
+        by_source.setdefault(h, []).append(s)
+    return text + f", {len(filled)} filled: " + "; ".join(f"{', '.join(s)} <- {h}" for h, s in by_source.items())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -216,9 +293,41 @@ def slot_trial(trial: Trial, marker_map: str | Mapping = "auto") -> Trial:
     return trial.replace(
         markers=pos,
         marker_names=SLOTS,
-        meta={**trial.meta, "marker_map": spec["name"], "slot_sources": how, "filled_slots": filled},
+        meta={**trial.meta, "marker_map": spec["name"], "slot_sources": how, "filled_slots": filled,
+              "slots_line": describe_slots(spec["name"], how)},
         note=f"slots from marker map {spec['name']!r}" + (f"; filled by segment centroid: {', '.join(filled)}" if filled else ""),
     )
+
+
+def no_slot_trial(trial: Trial) -> Trial:
+    """The trial with NaN slots, for a model that reads only the force plate (its marker features are NaN)."""
+    return trial.replace(
+        markers=np.full((trial.n_frames, len(SLOTS), 3), np.nan), marker_names=SLOTS,
+        meta={**trial.meta, "marker_map": "none", "slot_sources": {}, "filled_slots": {},
+              "slots_line": "no markers used (force-plate model)"},
+        note="markers not used: force-plate model")
+
+
+#: ``--progression`` values: the horizontal axis of the Y-up lab frame along which the subject walks.
+PROGRESSIONS = {"+x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0), "+z": (0.0, 0.0, 1.0), "-z": (0.0, 0.0, -1.0)}
+#: A plate carrying this many stances of one trial is a treadmill (overground, a plate takes one step of a pass).
+TREADMILL_STANCES = 3
+
+
+def cop_progression(stance: Trial, *, treadmill: bool) -> np.ndarray | None:
+    """Progression of a marker-less stance (Y-up) from its CoP travel, heel strike to toe off: along it
+    overground; opposite to it on a treadmill, where the belt carries the foot backwards faster than the CoP
+    rolls forward. None when the CoP moves less than 5 cm."""
+    _, cop = grf_and_cop(stance.to_y_up())
+    ok = np.flatnonzero(np.isfinite(cop).all(axis=1))
+    if ok.size < 2:
+        return None
+    d = cop[ok[-1]] - cop[ok[0]]
+    d[1] = 0.0
+    if np.linalg.norm(d) < 0.05:
+        return None
+    d = d / np.linalg.norm(d)
+    return -d if treadmill else d
 
 
 def grf_and_cop(trial: Trial) -> tuple[np.ndarray, np.ndarray]:
@@ -263,15 +372,16 @@ def stance_rotation(direction: np.ndarray, side: str) -> np.ndarray:
     return np.array([d, UP, np.cross(d, UP)]) @ m
 
 
-def stance_frame(trial: Trial) -> tuple[np.ndarray, np.ndarray]:
-    """``(rotation, origin)`` of a stance (Y-up, ``meta['side']``) by the offline rules: progression is the
-    marker-centroid displacement over the stance (:func:`gaitforce.signal.mirror.align_progression`'s rule),
-    the origin the heel-strike CoP (:func:`heel_strike_origin`) in the lab frame."""
+def stance_frame(trial: Trial, direction: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(rotation, origin)`` of a stance (Y-up, ``meta['side']``) by the offline rules: progression is
+    ``direction`` where given (a horizontal vector in the Y-up lab frame), else the marker-centroid displacement
+    over the stance (:func:`gaitforce.signal.mirror.align_progression`'s rule), the origin the heel-strike CoP
+    (:func:`heel_strike_origin`) in the lab frame."""
     trial = trial.to_y_up()
     side = trial.meta.get("side")
     if side not in ("right", "left"):
         raise GaitforceError(f"stance side unknown ({side!r}): cannot build the stance frame", source=trial.source)
-    d = _progression_direction(trial)
+    d = _progression_direction(trial) if direction is None else np.asarray(direction, float)
     if d is None:
         raise GaitforceError("no direction of progression: markers and CoP move less than 5 cm", source=trial.source)
     return stance_rotation(d, side), heel_strike_origin(trial)
@@ -391,13 +501,14 @@ def frame_features(slots: np.ndarray, grf: np.ndarray, cop: np.ndarray, rotation
     return out
 
 
-def stance_features(stance: Trial) -> dict[str, np.ndarray]:
-    """Every feature column of a stance with slot markers (:func:`slot_trial`), in the lab frame: the stance
-    frame by :func:`stance_frame`, CoP at unloaded frames held from the nearest loaded one."""
+def stance_features(stance: Trial, direction: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every feature column of a stance with slot markers (:func:`slot_trial`, or :func:`no_slot_trial`), in the
+    lab frame: the stance frame by :func:`stance_frame` (``direction``: the progression, where given), CoP at
+    unloaded frames held from the nearest loaded one."""
     if stance.marker_names != SLOTS:
         raise GaitforceError("stance_features needs a slot trial (see slot_trial)", source=stance.source)
     stance = stance.to_y_up()
-    rot, origin = stance_frame(stance)
+    rot, origin = stance_frame(stance, direction)
     force, cop = grf_and_cop(stance)
     x = frame_features(np.asarray(stance.markers), force, _hold_nearest(cop), rot, origin)
     return {c: x[:, k] for k, c in enumerate(feature_columns())}

@@ -144,18 +144,27 @@ def no_stance_error(trial: Trial, stances: list[Stance]) -> GaitforceError:
         return GaitforceError("no usable stance phase found: no plate is loaded above the stance threshold",
                               source=trial.source)
     why = "; ".join(s.describe() for s in stances[:4]) + (" ..." if len(stances) > 4 else "")
-    return GaitforceError(f"no usable stance phase found ({len(stances)} rejected: {why})", source=trial.source)
+    hint = ("; give --side right|left for a file of one side's stances"
+            if any("foot on plate unknown" in (s.reason or "") for s in stances) else "")
+    return GaitforceError(f"no usable stance phase found ({len(stances)} rejected: {why}){hint}",
+                          source=trial.source)
 
 
 def trial_frames(trial: Trial, *, settings: IngestSettings | None = None, targets: Iterable[str] | None = None,
-                 key: str | None = None, root: str | os.PathLike | None = None) -> pd.DataFrame:
+                 key: str | None = None, root: str | os.PathLike | None = None, markers: bool = True,
+                 progression: str | None = None) -> pd.DataFrame:
     """One row per frame of every accepted stance in ``trial``: ID columns, groups, features, targets present.
 
     ``targets`` (default ``settings.targets``) are the target columns to add where the trial has them;
     ``gaitforce predict`` asks only for the bundle's. Targets are never required: a target the file lacks
     (or whose EMG channel is flat or empty) is simply absent, with the reason in ``attrs["target_notes"]``.
     ``key``/``root`` name the trial in stance ids (:func:`gaitforce.signal.stances.trial_key`).
-    ``attrs["rejected"]`` lists the rejected candidates.
+    ``markers=False`` (a force-plate model): markers are not used (slot features NaN), the progression is
+    ``progression`` (``+x``/``-x``/``+z``/``-z`` of the Y-up frame) or the stance's CoP travel
+    (:func:`gaitforce.data.features.cop_progression`; treadmill when a plate carries
+    :data:`~gaitforce.data.features.TREADMILL_STANCES` stances or more); ``attrs["assumed"]`` says what was taken.
+    ``attrs["rejected"]`` lists the rejected candidates; ``attrs["slots"]`` gives per stance the marker map, the
+    filled slots and the one-line description (:func:`gaitforce.data.features.describe_slots`).
     """
     settings = settings or IngestSettings()
     targets = tuple(settings.targets if targets is None else targets)
@@ -163,11 +172,36 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None, target
     stances = segment(pre, settings.stance_rules, key=key, root=root)
     t, emg_how, target_notes = emg_targets(filtered(pre, settings), settings,
                                            [n for n in targets if n.startswith("emg_")])
-    frames = []
+    frames, slot_info, assumed = [], {}, []
+    direction, treadmill = None, False
+    if not markers:
+        if progression is not None:
+            if progression not in features.PROGRESSIONS:
+                raise GaitforceError(f"progression {progression!r}: one of {', '.join(features.PROGRESSIONS)}")
+            direction = np.array(features.PROGRESSIONS[progression])
+            assumed.append(f"progression {progression} (given)")
+        else:
+            per_plate = pd.Series([s.plate_name for s in accepted(stances)]).value_counts()
+            treadmill = bool(len(per_plate) and per_plate.max() >= features.TREADMILL_STANCES)
+            assumed.append(f"treadmill ({per_plate.idxmax()} carries {per_plate.max()} stances): progression "
+                           "opposite to each stance's CoP travel" if treadmill else
+                           "overground: progression along each stance's CoP travel")
+        words = {"meta": "the plate assignment or --side", "events": "heel-strike events"}
+        how = sorted({words.get(s.side_from, s.side_from) for s in accepted(stances)} - {"markers"})
+        if how:
+            assumed.append(f"side from {' and '.join(how)}")
     for s in accepted(stances):
         stance = cut(t, s, rules=settings.stance_rules)
-        st = features.slot_trial(stance, settings.marker_map)
-        cols = features.stance_features(st)
+        if markers:
+            st = features.slot_trial(stance, settings.marker_map)
+            cols = features.stance_features(st)
+        else:
+            st = features.no_slot_trial(stance)
+            d = direction if direction is not None else features.cop_progression(stance, treadmill=treadmill)
+            if d is None:
+                raise GaitforceError(f"stance {s.id}: no direction of progression (its CoP moves less than 5 cm): "
+                                     "give --progression +x|-x|+z|-z", source=trial.source)
+            cols = features.stance_features(st, d)
         n = st.n_frames
         df = pd.DataFrame({
             "stance_id": s.id,
@@ -190,12 +224,16 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None, target
         df = pd.concat([df, feats, present], axis=1)
         df.attrs["filled_slots"] = st.meta.get("filled_slots", {})
         df.attrs["marker_map"] = st.meta.get("marker_map")
+        slot_info[s.id] = {"marker_map": st.meta.get("marker_map"), "filled_slots": st.meta.get("filled_slots", {}),
+                           "line": st.meta.get("slots_line", "")}
         frames.append(df)
     if not frames:
         raise no_stance_error(trial, stances)
     out = pd.concat(frames, ignore_index=True)
     out.attrs["filled_slots"] = frames[0].attrs["filled_slots"]
     out.attrs["marker_map"] = frames[0].attrs["marker_map"]
+    out.attrs["slots"] = slot_info  # {stance_id: {'marker_map', 'filled_slots', 'line'}}
+    out.attrs["assumed"] = assumed
     out.attrs["emg_normalised"] = emg_how
     out.attrs["target_notes"] = target_notes
     out.attrs["rejected"] = [s.describe() for s in stances if not s.accepted]
@@ -281,6 +319,7 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
                         "sha256": sha256(path), "stances": int(df["stance_id"].nunique()),
                         "rejected": list(df.attrs.get("rejected", [])),
                         "marker_map": df.attrs.get("marker_map"), "filled_slots": df.attrs.get("filled_slots", {}),
+                        "slots": sorted({v["line"] for v in df.attrs.get("slots", {}).values()}),
                         "emg_normalised": df.attrs.get("emg_normalised"),
                         "target_notes": list(df.attrs.get("target_notes", []))})
     if not parts:

@@ -168,6 +168,8 @@ def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> d
             "shape": list(estimator.input_shape_),
             "dtype": "float32",
             "marker_map": marker_map,
+            "marker_maps_used": _maps_used(dataset_manifest),
+            "feature_ranges": getattr(estimator, "feature_ranges_", None) or {},
             "ingest_settings": settings if isinstance(settings, dict) else None,
             **body_weight,
         },
@@ -179,6 +181,22 @@ def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> d
         "onnx": {"file": MODEL_FILE, "sha256": "", "opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME,
                  **onnx_bw},
     })
+
+
+def _maps_used(manifest: dict) -> dict[str, Any]:
+    """The training data's marker maps: {map: files} and {slot: files in which it was filled}, from the
+    dataset manifest's sources."""
+    maps: dict[str, int] = {}
+    filled: dict[str, int] = {}
+    for src in manifest.get("sources", []) if isinstance(manifest.get("sources"), list) else []:
+        if not isinstance(src, dict):
+            continue
+        name = src.get("marker_map")
+        if isinstance(name, str):
+            maps[name] = maps.get(name, 0) + 1
+        for slot in (src.get("filled_slots") or {}):
+            filled[slot] = filled.get(slot, 0) + 1
+    return {"maps": maps, "filled_slots": filled}
 
 
 def _versions() -> dict[str, str]:

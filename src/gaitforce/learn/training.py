@@ -40,6 +40,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -308,6 +309,14 @@ class Estimator:
         self.device_ = resolve_device(self.device)
         self.manifest_ = dict(train.manifest)
         self.training_data_ = _summary(train, val if has_val else None)
+        # per input column, [min, max] over the training frames as the file gives them (before any body-weight
+        # normalisation): bundles store it and predict/stream flag stances that leave it
+        raw = train.frames[self.columns_].to_numpy(np.float64)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanmin(raw, axis=0), np.nanmax(raw, axis=0)
+        self.feature_ranges_ = {c: [float(a), float(b)] for c, a, b in zip(self.columns_, lo, hi)
+                                if np.isfinite(a) and np.isfinite(b)}
 
         xn = (x - self.x_mean_) / self.x_scale_
         yn = (y - self.y_mean_) / self.y_scale_

@@ -14,8 +14,8 @@ from gaitforce.trial import SIDES, Event, Trial
 # ---------------------------------------------------------------------------------------------------------
 _SIDE_PATTERNS = (
     # (regex, group holding the side letter/word); first match wins
-    re.compile(r"^(?P<body>.+)(?P<sep>[_.\-])(?P<side>[rlRL])$"),  # knee_r, HEEL_L
-    re.compile(r"^(?P<side>[rlRL])(?P<sep>[_.\-])(?P<body>.+)$"),  # R_HEEL, l_toe
+    re.compile(r"^(?P<body>.+)(?P<sep>[_.\- ])(?P<side>[rlRL])$"),  # knee_r, HEEL_L, heel l
+    re.compile(r"^(?P<side>[rlRL])(?P<sep>[_.\- ])(?P<body>.+)$"),  # R_HEEL, l_toe, r heel
     re.compile(r"^(?P<side>[Rr]ight|[Ll]eft|RIGHT|LEFT)(?P<sep>[_.\- ]?)(?P<body>.+)$"),  # RightHeel, left_toe
     re.compile(r"^(?P<side>[RL])(?P<sep>)(?P<body>[A-Z][A-Za-z0-9]+)$"),  # RHEE, LASI, RHeel, RMT5 (>= 3 chars)
 )
@@ -50,7 +50,7 @@ def swap_side_name(name: str) -> str:
     return name[:start] + side + name[stop:]
 
 
-_FOOT_WORDS = re.compile(r"HEE|HEEL|CAL|TOE|MT|MET|FOOT|FM\d|MH\d|HALL", re.IGNORECASE)
+_FOOT_WORDS = re.compile(r"HEE|HEEL|CAL|TOE|MT|MET|FOOT|FM\d|MH\d|FT\d|HALL", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------------------

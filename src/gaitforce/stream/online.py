@@ -68,6 +68,7 @@ FLAG_PROVISIONAL = 8  #: stance origin not fixed yet (vertical force still under
 FLAG_NO_PREDICTION = 16  #: a limb in stance got no prediction (side unknown or a feature not finite)
 FLAG_NO_DIRECTION = 32  #: progression direction fell back (too little motion before heel strike)
 FLAG_LATE = 64  #: processed more than ``late_after`` s after its timestamp (the consumer fell behind)
+FLAG_OUT_OF_RANGE = 128  #: a feature beyond the bundle's training range by more than its margin (learn.predict.OOD_MARGIN)
 FLAGS = {"occluded": FLAG_OCCLUDED, "dropped": FLAG_DROPPED, "restart": FLAG_RESTART,
          "provisional": FLAG_PROVISIONAL, "no_prediction": FLAG_NO_PREDICTION,
          "no_direction": FLAG_NO_DIRECTION, "late": FLAG_LATE}
@@ -106,7 +107,7 @@ class _Stance:
     no_direction: bool = False
 
 
-def slot_weights(marker_names, marker_map, *, source: str = "") -> dict[str, np.ndarray]:
+def slot_weights(marker_names, marker_map, *, source: str = "", lines: list | None = None) -> dict[str, np.ndarray]:
     """{side: (18, M) weights} so that ``W @ markers`` gives the slot positions, as ``resolve_slots`` would.
 
     Found by applying :func:`gaitforce.data.features.resolve_slots` to M frames of unit vectors (the marker map is
@@ -117,8 +118,10 @@ def slot_weights(marker_names, marker_map, *, source: str = "") -> dict[str, np.
     probe = Trial(time=np.arange(eye.shape[0], dtype=float), markers=eye, marker_names=marker_names, source=source)
     out = {}
     for side in SIDES:
-        pos, _, _ = features.resolve_slots(probe, marker_map, side=side)
+        pos, how, spec = features.resolve_slots(probe, marker_map, side=side)
         out[side] = np.ascontiguousarray(pos[:m, :, 0].T)
+        if lines is not None:
+            lines.append(f"{side}: {features.describe_slots(spec['name'], how)}")
     return out
 
 
@@ -143,9 +146,21 @@ class OnlinePipeline:
             raise MissingChannelError(f"the bundle's input columns {unknown[:4]} are no gaitforce features",
                                       source=str(bundle.path))
         self._col_idx = np.array([known.index(c) for c in bundle.columns], dtype=np.intp)
+        # out-of-distribution bounds: the training range widened by OOD_MARGIN of its width (none stored: no flag)
+        from gaitforce.learn.predict import OOD_MARGIN, feature_ranges
+
+        ranges = feature_ranges(bundle.spec)
+        lo = np.array([ranges.get(c, (-np.inf, np.inf))[0] for c in bundle.columns])
+        hi = np.array([ranges.get(c, (-np.inf, np.inf))[1] for c in bundle.columns])
+        width = np.where(np.isfinite(hi - lo), np.maximum(hi - lo, 1e-9), 0.0)
+        self._ood_lo, self._ood_hi = lo - OOD_MARGIN * width, hi + OOD_MARGIN * width
+        #: frames with a feature beyond its widened training range, per feature (``FLAG_OUT_OF_RANGE``)
+        self.ood_frames: dict[str, int] = {}
         self._need_angles = bool(np.isin(bundle.columns, features.ANGLES).any())
         try:
-            self._w = slot_weights(layout.marker_names, s.marker_map, source=layout.source)
+            #: the marker map's outcome per side (map, slots matched, filled and from what)
+            self.slot_lines: list[str] = []
+            self._w = slot_weights(layout.marker_names, s.marker_map, source=layout.source, lines=self.slot_lines)
         except MissingChannelError as err:
             raise MissingChannelError(f"stream channels do not match the bundle: {err.message}",
                                       source=layout.source) from None
@@ -290,6 +305,12 @@ class OnlinePipeline:
                 flags |= FLAG_NO_DIRECTION
             res[2 * self._k + SIDES.index(side)] = timestamp - st.start
             x = self._features(st, mf, ff, cf[st.plate])
+            out_of_range = (x < self._ood_lo) | (x > self._ood_hi)
+            if out_of_range.any():
+                flags |= FLAG_OUT_OF_RANGE
+                for j in np.flatnonzero(out_of_range):
+                    name = self.bundle.columns[j]
+                    self.ood_frames[name] = self.ood_frames.get(name, 0) + 1
             if np.isfinite(x).all():
                 self._x[len(rows)] = x
                 rows.append(side)

@@ -152,5 +152,6 @@ class StreamRunner:
         lat = self._lat[:min(self.n_out, len(self._lat))]
         return {"frames": p.n_frames, "pushed": self.n_out, "stances": p.n_stances, "skipped_late": p.n_late,
                 "dropped": p.n_dropped, "restarts": p.n_restarts,
+                "out_of_range_frames": dict(sorted(p.ood_frames.items(), key=lambda kv: -kv[1])),
                 "processing_latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
                 "processing_latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None}
