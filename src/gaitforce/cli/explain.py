@@ -45,6 +45,9 @@ def run(args) -> int:
     from gaitforce.learn.bundle import load_bundle
     from gaitforce.learn.explain import explain
 
+    from gaitforce.outputs import atomic_dir, check_output
+
+    check_output(args.out, overwrite=args.overwrite)
     # fp32 always: finite differences of 1e-3 SD through an int8 network would measure its quantisation steps
     bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads, precision="fp32")
     if bundle.needs_body_weight:
@@ -58,7 +61,8 @@ def run(args) -> int:
         ds = ds.subset(args.stances)
     ex = explain(bundle, ds, target=args.target, points=args.points, fd_step=args.fd_step, ig_steps=args.ig_steps,
                  threads=args.threads)
-    written = ex.save(args.out, title=args.title)
+    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+        written = ex.save(tmp, title=args.title)
     for sid, why in ex.excluded.items():
         print(f"gaitforce: note: stance {sid} left out: {why}", file=sys.stderr)
     top = ex.summary().head(3)

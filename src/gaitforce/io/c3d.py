@@ -207,6 +207,30 @@ def _values(params, group: str, name: str, default=None):
     return list(value) if len(value) else default
 
 
+def _check_body_scale(xyz: np.ndarray, unit: str, path) -> None:
+    """Raise :class:`UnitError` when the markers, scaled by the file's unit, cannot be a human body: the median
+    per-frame extent of the visible markers (frames with >= 3) outside the range of :data:`BODY_SPAN_M`
+    (markers in metres in a file that says mm collapse to millimetres)."""
+    import warnings
+
+    from gaitforce.io.sto import BODY_SPAN_M
+
+    if xyz.shape[1] < 3:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        span = (np.nanmax(xyz, axis=1) - np.nanmin(xyz, axis=1)).max(axis=1)
+    span = span[np.isfinite(span) & (np.isfinite(xyz).all(axis=2).sum(axis=1) >= 3)]
+    if not span.size:
+        return
+    med = float(np.median(span))
+    lo, hi = BODY_SPAN_M
+    if not lo <= med <= hi:
+        seems = "millimetres" if med > hi else "metres"
+        raise UnitError(f"markers span {med:.3g} m per frame with POINT:UNITS={unit!r}, not a human body: "
+                        f"markers look like {seems} but the file says {unit}", source=path)
+
+
 def _length_factor(unit: str, path) -> float:
     factor = length_factor(unit)
     if factor is None:
@@ -242,6 +266,7 @@ def _markers(c3d, points: np.ndarray, path):
         bad = np.all(xyz == 0.0, axis=2)
     xyz[bad] = np.nan
     xyz *= factor
+    _check_body_scale(xyz, units[0] if units and units[0] else ("mm" if factor < 1 else "m"), path)
 
     prefix, subject = _subject_prefix(params, labels)
     keep, names = [], []
