@@ -52,7 +52,10 @@ def run(args) -> int:
         dataset, failures = build_dataset(args.paths, settings=settings, progress=not args.no_progress,
                                           subjects=subjects)
     except GaitforceError as err:
-        _list_failures(getattr(err, "failures", []))  # the error line names only the first
+        failed = getattr(err, "failures", [])
+        if len(failed) == 1:  # one file, one line: its own
+            raise failed[0] from None
+        _list_failures(failed)  # the error line names only the first
         raise
     out = dataset.save(args.out, overwrite=args.overwrite)
     c = dataset.manifest["counts"]

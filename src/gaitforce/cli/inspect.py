@@ -25,10 +25,18 @@ def register(subparsers) -> None:
 def run(args) -> int:
     failures: list[str] = []
     for target in _expand([Path(p) for p in args.paths], failures):
+        from gaitforce.data.ingest import check_file_name, unexpected_error
+
         try:
+            check_file_name(target)
             text = _describe(target, stances=not args.no_stances)
         except GaitforceError as err:
             failures.append(err.with_source(target).line())
+            continue
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as err:  # one file's unforeseen failure must not stop the others
+            failures.append(unexpected_error(err, target).line())
             continue
         print(text)
         print()

@@ -90,6 +90,8 @@ def run(args) -> int:
         except Exception as err:  # one file's unforeseen failure must not stop the batch
             failures.append(unexpected_error(err, path))
     if not stances:
+        if len(failures) == 1:  # one file, one line: its own
+            raise failures[0]
         for err in failures:
             print(f"  {err.line()}", file=sys.stderr)
         raise GaitforceError(f"nothing to label: none of {len(files)} file(s) gave a stance")

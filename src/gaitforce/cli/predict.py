@@ -84,6 +84,8 @@ def run(args) -> int:
             n_out += len(written) // 2
             print(f"{path}: {len(written) // 2} stance(s)")
         if n_files == 0:  # nothing to keep: the previous output stays as it was
+            if len(failures) == 1:  # one file, one line: its own
+                raise failures[0]
             _list_failures(failures)
             raise GaitforceError(f"none of {len(files)} file(s) could be processed")
     print(f"wrote {n_out} stance(s) from {n_files} of {len(files)} file(s) to {out_dir}")

@@ -69,9 +69,11 @@ class Dataset:
         if not frames_path.exists() or not manifest_path.exists():
             raise InputFileError(f"not a gaitforce dataset (needs {FRAMES_FILE} and {MANIFEST_FILE})", source=path)
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as err:
+            manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputFileError(f"corrupt manifest: {err}", source=manifest_path) from None
+        except RecursionError:
+            raise InputFileError("corrupt manifest: nested too deeply", source=manifest_path) from None
         if not isinstance(manifest, dict):
             raise InputFileError("corrupt manifest: not a JSON object", source=manifest_path)
         try:
