@@ -269,6 +269,22 @@ def test_evaluate_report_on_a_full_disk_leaves_no_report(world, tmp_path, capsys
     no_leftovers(tmp_path)
 
 
+def test_what_a_killed_writer_left_is_tidied_or_put_back(world, tmp_path, capsys):
+    """SIGKILL cannot clean up: the next write removes a dead writer's temporary folder and, if the output is
+    missing (killed between the two renames of the swap), puts the previous output back first."""
+    import shutil
+
+    dead = 999_999_999  # no such process
+    out = tmp_path / "ds"
+    shutil.copytree(world["ds"], tmp_path / f".ds.old-{dead}-abcd1234")  # moved aside, never put back
+    (tmp_path / f".ds.tmp-{dead}-abcd1234").mkdir()  # a half-written new one
+    (tmp_path / f".ds.tmp-{dead}-abcd1234" / "frames.parquet").write_bytes(b"PAR1 half")
+    rc, _, err = run(["ingest", world["cohort"], "--out", out, "--no-progress"], capsys)
+    assert rc == 2 and "--overwrite" in err  # the old dataset is back, so it is not silently replaced
+    assert len(Dataset.load(out).stance_ids) == 4
+    no_leftovers(tmp_path)
+
+
 @pytest.mark.parametrize("command", ["ingest", "train", "predict"])
 def test_overwrite_replaces_the_output_whole(world, tmp_path, capsys, command):
     out = tmp_path / "out"

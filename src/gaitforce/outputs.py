@@ -8,7 +8,7 @@ Three rules, one home:
 - :func:`atomic_dir` writes a folder output into a temporary sibling (``.NAME.tmp-*``) and renames it into place
   when complete; the previous output is moved aside (``.NAME.old-*``) for the instant of the swap and removed
   after it. A kill or a full disk at any moment leaves the previous output intact (or, killed within the swap,
-  beside it as ``.NAME.old-*``) and never a half output that loads.
+  beside it as ``.NAME.old-*``, put back by the next write, :func:`recover`) and never a half output that loads.
 - :func:`atomic_file` does the same for one file (``os.replace`` of a temporary sibling).
 
 Every :class:`OSError` on the way becomes one :class:`OutputError` line naming the path and the cause
@@ -90,6 +90,7 @@ def check_output(path, *, overwrite: bool = False, kind: str = "folder", option:
     (or become) a writable folder."""
     path = check_name(path)
     try:
+        recover(path)
         exists = path.exists() or path.is_symlink()
         if exists and kind == "folder" and not path.is_dir():
             raise OutputError(f"{option} exists and is a file, not a folder", source=_show(path))
@@ -118,6 +119,39 @@ def _sibling(path: Path, tag: str) -> Path:
     return path.parent / f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def recover(path) -> None:
+    """Tidy what a killed writer (SIGKILL, power loss) left beside ``path``: its temporary folder is removed; a
+    previous output it had moved aside (``.NAME.old-*``) is put back if ``path`` is missing, else removed. Only
+    siblings of writers that are no longer running are touched."""
+    path = Path(path)
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.")]
+    except OSError:
+        return
+    dead = []
+    for p in siblings:
+        kind, _, rest = p.name[len(path.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("tmp", "old") and pid.isdigit() and not _alive(int(pid)):
+            dead.append((kind, p))
+    olds = sorted((p for k, p in dead if k == "old"), key=lambda p: p.stat().st_mtime)
+    if olds and not path.exists() and not path.is_symlink():
+        os.rename(olds.pop(), path)
+    for kind, p in dead:
+        if kind == "tmp" or p in olds:
+            shutil.rmtree(p, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path, *, overwrite: bool = False, keep: tuple[str, ...] = ()):
     """``with atomic_dir(DIR) as tmp:`` write the output's files into ``tmp``; on a clean exit ``tmp`` becomes
@@ -128,6 +162,7 @@ def atomic_dir(path, *, overwrite: bool = False, keep: tuple[str, ...] = ()):
     path = check_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        recover(path)
         if path.exists() and not path.is_dir():
             raise OutputError("exists and is a file, not a folder", source=_show(path))
         tmp = _sibling(path, "tmp")
@@ -192,5 +227,5 @@ def write_text(path, text: str, **kw) -> Path:
     return Path(path)
 
 
-__all__ = ["OutputError", "os_error", "check_name", "check_output", "atomic_dir", "atomic_file", "write_text",
+__all__ = ["recover", "OutputError", "os_error", "check_name", "check_output", "atomic_dir", "atomic_file", "write_text",
            "is_empty_dir"]
