@@ -266,7 +266,6 @@ def _markers(c3d, points: np.ndarray, path):
         bad = np.all(xyz == 0.0, axis=2)
     xyz[bad] = np.nan
     xyz *= factor
-    _check_body_scale(xyz, units[0] if units and units[0] else ("mm" if factor < 1 else "m"), path)
 
     prefix, subject = _subject_prefix(params, labels)
     keep, names = [], []
@@ -280,7 +279,10 @@ def _markers(c3d, points: np.ndarray, path):
             continue  # a duplicate label: keep the first
         keep.append(i)
         names.append(name)
-    return names, xyz[:, keep, :], subject, factor, notes
+    kept = xyz[:, keep, :]
+    # the labelled markers only (model outputs such as angles in degrees are no positions)
+    _check_body_scale(kept, units[0] if units and units[0] else ("mm" if factor < 1 else "m"), path)
+    return names, kept, subject, factor, notes
 
 
 def _subject_prefix(params, labels):
