@@ -305,13 +305,18 @@ def test_trc_cm_and_missing_cells(tmp_path):
     rows = [list(r.reshape(-1)) for r in _body_markers(4, scale=100.0)]
     rows[1][3:6] = [None, None, None]  # Pelvis missing in frame 1 (empty cells)
     rows[2][6:9] = [0.0, 0.0, 0.0]  # RToe exact zeros: a missing-marker placeholder
-    rows[3] = rows[3][:9]  # trailing LToe cells omitted
     p = tmp_path / "gaps.trc"
     p.write_text(_trc_text(names, rows, units="cm"))
     tr = read_trc(p)
-    assert np.isnan(tr.markers[1, 1]).all() and np.isnan(tr.markers[2, 2]).all() and np.isnan(tr.markers[3, 3]).all()
+    assert np.isnan(tr.markers[1, 1]).all() and np.isnan(tr.markers[2, 2]).all()
+    assert np.isfinite(tr.markers[3]).all()
     assert tr.markers[0, 0, 1] == pytest.approx(1.70)
     assert tr.meta["zero_markers_as_missing"] == 1
+    # cells omitted rather than left empty (a truncated row) are an error, not markers silently missing (issue 14)
+    rows[3] = rows[3][:9]
+    p.write_text(_trc_text(names, rows, units="cm"))
+    with pytest.raises(InputFileError, match="data row 4 has 11 cells, expected 14"):
+        read_trc(p)
 
 
 def test_trc_rounded_time_column_uses_header_rate(tmp_path):

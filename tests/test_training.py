@@ -152,7 +152,7 @@ def test_user_errors():
             Estimator("mlp", **bad)
     with pytest.raises(GaitforceError, match="device must be"):
         Estimator("ridge", device="tpu", **FAST).fit(ds)
-    with pytest.raises(GaitforceError, match="unusable value.*layers='abc'"):
+    with pytest.raises(GaitforceError, match="layers='abc': must be a whole number"):
         Estimator("mlp", layers="abc", epochs=1, **FAST).fit(ds)
     with pytest.raises(GaitforceError, match="not fitted"):
         Estimator("ridge").predict(ds)
@@ -226,7 +226,7 @@ def test_cli_out_that_is_a_file_is_one_line_before_any_work(tmp_path, capsys, co
             "predict": [str(tmp_path / "no-bundle"), str(tmp_path / "t.c3d")]}[command]
     assert cli.main([command, *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--out must be a folder" in err[0] and str(out) in err[0]
+    assert len(err) == 1 and "--out exists and is a file, not a folder" in err[0] and str(out) in err[0]
     assert out.read_text() == "not a folder"
 
 

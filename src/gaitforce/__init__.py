@@ -13,6 +13,7 @@ __all__ = ["Trial", "Subject", "Event", "GaitforceError", "__version__"]
 
 def __getattr__(name: str):
     # Trial, Subject and Event on first use: `import gaitforce` (and so `gaitforce --help`) stays free of numpy
+    # and interruptible during start-up
     if name in ("Trial", "Subject", "Event"):
         from gaitforce import trial
 

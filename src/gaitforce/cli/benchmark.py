@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from gaitforce.errors import GaitforceError
 
@@ -44,6 +45,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from gaitforce.evaluate import grand_challenge as b
 
+    from gaitforce.outputs import atomic_dir, check_output
+
+    check_output(args.out, overwrite=args.overwrite)
     if args.threads < 1:
         raise GaitforceError(f"--threads must be >= 1, got {args.threads}")
     if args.seeds is not None and args.seeds < 1:
@@ -61,7 +65,9 @@ def run(args) -> int:
     res = b.run_benchmark(args.data, reduced=args.reduced, seeds=tuple(range(n_seeds)), threads=args.threads,
                           val_fraction=args.val_fraction, split_seed=args.split_seed, configs=configs,
                           training=training, log=lambda m: print(m, file=sys.stderr, flush=True))
-    out = b.write_results(res, args.out, figures=not args.no_figures)
+    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+        b.write_results(res, tmp, figures=not args.no_figures)
+    out = Path(args.out)
     print((out / "table.md").read_text())
     print((out / "ablation.md").read_text())
     print(f"chosen by validation: {res.chosen}; runtime {res.runtime_s:.0f} s; written to {out}")

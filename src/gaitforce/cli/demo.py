@@ -40,6 +40,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from gaitforce.demo import DemoSettings, run_demo
+    from gaitforce.outputs import check_output
+
+    # a file, a path under a file, a read-only folder or a bad name: one line before any work; an existing folder
+    # follows the demo's own rule (a previous demo report is replaced, any other non-empty folder refused)
+    check_output(args.out, allow_existing=True)
 
     settings = DemoSettings(data=args.data, n_subjects=args.subjects, trials_per_subject=args.trials,
                             seed=args.seed, physics=args.physics, workers=args.workers, model=args.model,

@@ -105,16 +105,20 @@ def _score(ds: Dataset, pred: np.ndarray, targets: list[str], stances: pd.DataFr
 def run(args) -> int:
     from gaitforce.cli.train import check_out_folder
 
-    out = check_out_folder(args.out)
+    from gaitforce.outputs import atomic_dir
+
+    out = check_out_folder(args.out, args.overwrite)
     ds = Dataset.load(args.dataset)
     by = _csv(args.by)
     unknown = [c for c in by if c not in ds.stances().columns]
     if unknown:  # else the breakdown would be left out without a word
         raise GaitforceError(f"--by {unknown}: no such stance column (has: {', '.join(ds.stances().columns)})",
                              source=ds.path)
-    if args.bundle:
-        return _run_bundle(ds, out, args, by)
-    return _run_training(ds, out, args, by)
+    # the report is written into a temporary sibling and renamed into place when complete
+    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+        if args.bundle:
+            return _run_bundle(ds, tmp, args, by)
+        return _run_training(ds, tmp, args, by)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -160,7 +164,7 @@ def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
     index = write_report(out, per_trial=per, predictions=preds, settings=settings,
                          title=f"Evaluation of {Path(args.bundle).name} on {Path(ds.path).name}",
                          by=by or ["subject"])
-    _progress(f"evaluate: report {index}")
+    _progress(f"evaluate: report {Path(args.out) / index.relative_to(out)}")
     print(markdown_table(ev.summarise(per)))
     return 0
 
@@ -244,7 +248,7 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     index = _write_comparison(out, per_trial, predictions, settings, targets, by)
-    _progress(f"evaluate: report {index}")
+    _progress(f"evaluate: report {Path(args.out) / index.relative_to(out)}")
     if failures:
         _progress(f"evaluate: {len(failures)} of {len(runs)} runs failed:")
         for f in failures:

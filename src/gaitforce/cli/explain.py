@@ -60,6 +60,9 @@ def run(args) -> int:
     from gaitforce.learn.bundle import load_bundle
     from gaitforce.learn.explain import explain, explain_by_subject, groups_table, plot_stability, stability
 
+    from gaitforce.outputs import atomic_dir, check_output
+
+    check_output(args.out, overwrite=args.overwrite)
     # fp32 always: finite differences of 1e-3 SD through an int8 network would measure its quantisation steps
     bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads, precision="fp32")
     if bundle.needs_body_weight:
@@ -80,7 +83,6 @@ def run(args) -> int:
             raise GaitforceError("--compare: this bundle has other inputs than BUNDLE", source=other)
         others.append((other, b))
     ex = explain(bundle, ds, **kw)
-    written = ex.save(args.out, title=args.title)
     groups = {}
     if args.by_subject:
         maps, skipped = explain_by_subject(bundle, ds, **kw)
@@ -97,18 +99,22 @@ def run(args) -> int:
         if len(set(names)) < len(names):
             raise GaitforceError("--compare names the same bundle twice", source=args.bundle)
         groups["seeds"] = {names[0]: ex, **{n: explain(b, ds, **kw) for n, (_, b) in zip(names[1:], others)}}
-    for kind, maps in groups.items():
-        table = stability(maps)
-        out = Path(args.out)
-        table.to_csv(out / f"stability_{kind}.csv", index=False)
-        groups_table(maps).to_csv(out / f"groups_{kind}.csv", index=False)
-        written += [out / f"stability_{kind}.csv", out / f"groups_{kind}.csv",
-                    plot_stability(ex, maps if kind == "subjects" else dict(list(maps.items())[1:]),
-                                   out / f"stability_{kind}.png")]
-        kept = table[table.sign_kept & table.sign_kept_integrated]
-        print(f"stability over {len(maps)} {kind}: sign kept in both maps by {len(kept)}/{len(table)} inputs"
-              + (f" (e.g. {', '.join(kept.label.head(4))})" if len(kept) else "")
-              + f"; in the top 5 of every map: {', '.join(table.label[table.top_in_all]) or 'none'}")
+    lines = []
+    with atomic_dir(args.out, overwrite=args.overwrite) as out:
+        written = ex.save(out, title=args.title)
+        for kind, maps in groups.items():
+            table = stability(maps)
+            table.to_csv(out / f"stability_{kind}.csv", index=False)
+            groups_table(maps).to_csv(out / f"groups_{kind}.csv", index=False)
+            written += [out / f"stability_{kind}.csv", out / f"groups_{kind}.csv",
+                        plot_stability(ex, maps if kind == "subjects" else dict(list(maps.items())[1:]),
+                                       out / f"stability_{kind}.png")]
+            kept = table[table.sign_kept & table.sign_kept_integrated]
+            lines.append(f"stability over {len(maps)} {kind}: sign kept in both maps by {len(kept)}/{len(table)} "
+                         "inputs" + (f" (e.g. {', '.join(kept.label.head(4))})" if len(kept) else "")
+                         + f"; in the top 5 of every map: {', '.join(table.label[table.top_in_all]) or 'none'}")
+    for line in lines:
+        print(line)
     for sid, why in ex.excluded.items():
         print(f"gaitforce: note: stance {sid} left out: {why}", file=sys.stderr)
     top = ex.summary().head(3)

@@ -41,7 +41,9 @@ def run(args) -> int:
         build_dataset,
     )
     from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
+    from gaitforce.outputs import check_output
 
+    check_output(args.out, overwrite=args.overwrite)  # before reading a file
     settings = IngestSettings(marker_map=args.marker_map, lowpass_cutoff=args.lowpass or None,
                               lowpass_causal=args.causal_filter, emg_normalise=args.emg_normalise)
     tables = (read_subjects(args.subjects),) if args.subjects else tuple(find_sidecars(args.paths))
@@ -50,9 +52,12 @@ def run(args) -> int:
         dataset, failures = build_dataset(args.paths, settings=settings, progress=not args.no_progress,
                                           subjects=subjects)
     except GaitforceError as err:
-        _list_failures(getattr(err, "failures", []))  # the error line names only the first
+        failed = getattr(err, "failures", [])
+        if len(failed) == 1:  # one file, one line: its own
+            raise failed[0] from None
+        _list_failures(failed)  # the error line names only the first
         raise
-    out = dataset.save(args.out)
+    out = dataset.save(args.out, overwrite=args.overwrite)
     c = dataset.manifest["counts"]
     print(f"wrote {out}: {c['stances']} stances, {c['frames']} frames from {c['ingested']} files "
           f"({c['subjects']} subjects); targets: {', '.join(dataset.targets) or 'none'}")
@@ -60,6 +65,8 @@ def run(args) -> int:
         print(f"gaitforce: note: {c['unknown_subject_stances']} stance(s) have no subject: subject-split evaluation "
               "will refuse them (name them with --subject or a subjects.csv)", file=sys.stderr)
     _print_marker_maps(dataset.manifest.get("sources", []))
+    for w in dataset.manifest.get("warnings", []):
+        print(f"gaitforce: warning: {w}", file=sys.stderr)
     _list_failures(failures)
     return 1 if failures else 0
 

@@ -44,14 +44,18 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from gaitforce.data.ingest import IngestSettings, expand_paths, trial_keys
+    from gaitforce.data.ingest import IngestSettings, check_file_name, expand_paths, trial_keys, unexpected_error
     from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
     from gaitforce.physics import LabelSettings, label_dataset
     from gaitforce.physics.merge import merge_labels
     from gaitforce.physics.stances import label_stances, read_for_labelling
 
+    from gaitforce.outputs import atomic_file, check_output
+
+    # an existing --out is a previous run to resume (it has the cache) or needs --overwrite
+    resume = (Path(args.out) / "cache").is_dir()
+    out = check_output(args.out, overwrite=args.overwrite, allow_existing=resume)
     settings = LabelSettings(side=args.side, model=args.model, so=args.so)
-    out = Path(args.out)
     dataset = None
     first = Path(args.paths[0])
     if len(args.paths) == 1 and (first / "manifest.json").exists():
@@ -76,6 +80,7 @@ def run(args) -> int:
     stances, statics, failures = {}, {}, []
     for path in files:
         try:
+            check_file_name(path)
             trial = read_for_labelling(path, subjects)
             found, source_static = label_stances(trial, ingest, key=keys[path], path=path)
             if not found:
@@ -84,7 +89,13 @@ def run(args) -> int:
             statics.update({name: static or source_static for name in found})
         except GaitforceError as err:
             failures.append(err.with_source(path))
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as err:  # one file's unforeseen failure must not stop the batch
+            failures.append(unexpected_error(err, path))
     if not stances:
+        if len(failures) == 1:  # one file, one line: its own
+            raise failures[0]
         for err in failures:
             print(f"  {err.line()}", file=sys.stderr)
         raise GaitforceError(f"nothing to label: none of {len(files)} file(s) gave a stance")
@@ -97,14 +108,15 @@ def run(args) -> int:
         if dataset is None:
             table = pd.concat([df.assign(stance_id=name, trial=name.rsplit("#", 1)[0]) for name, df in labels.items()],
                               ignore_index=True)
-            table.to_parquet(out / "labels.parquet", index=False)
+            with atomic_file(out / "labels.parquet") as tmp:
+                table.to_parquet(tmp, index=False)
             print(f"wrote {out / 'labels.parquet'}: {len(labels)} stances, {len(table)} frames")
         else:
             merged = merge_labels(dataset, labels, failures=failures)
             kept = merged.manifest["physics"]["kept_own"]
             if kept:
                 print(f"kept the dataset's own {', '.join(kept)}; physics values as physics_<name>")
-            merged.save(out)
+            merged.save(out, overwrite=True, keep=("cache", "work"))  # checked above; the cache stays
             print(f"wrote {out}: dataset with {len(merged.manifest['physics']['targets'])} physics targets on "
                   f"{merged.manifest['physics']['labelled_stances']} stances")
     if failures:
@@ -112,4 +124,7 @@ def run(args) -> int:
         for err in failures:
             print(f"  {err.line()}", file=sys.stderr)
         return 1 if labels else 2
+    if not labels:  # nothing labelled and nothing written is not a success
+        print("gaitforce: error: no stance was labelled", file=sys.stderr)
+        return 2
     return 0

@@ -51,8 +51,9 @@ def run(args) -> int:
     from gaitforce.data.ingest import IngestSettings, expand_paths
     from gaitforce.learn.bundle import load_bundle
     from gaitforce.learn.predict import check_mass, marker_map_setting, predict_file
+    from gaitforce.outputs import atomic_dir
 
-    out_dir = check_out_folder(args.out)
+    out_dir = check_out_folder(args.out, args.overwrite)
     mass = check_mass(args.mass)
     bundle = load_bundle(args.bundle, intra_op_num_threads=args.threads)
     if mass is not None and not bundle.needs_body_weight:
@@ -66,31 +67,44 @@ def run(args) -> int:
         raise GaitforceError(f"bundle's ingest settings are unusable: {err}", source=args.bundle) from None
     if args.marker_map:
         settings = marker_map_setting(settings, args.marker_map)
-    from gaitforce.data.ingest import trial_keys
+    from gaitforce.data.ingest import check_file_name, trial_keys, unexpected_error
     from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
 
     tables = (read_subjects(args.subjects),) if args.subjects else tuple(find_sidecars(args.files))
     subjects = SubjectInfo(subject=args.subject, mass=mass, height=args.height, tables=tables)
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = expand_paths(args.files)
     keys = trial_keys(files)
     failures, n_files, n_out, taken = [], 0, 0, {}
-    for path in files:
-        try:
-            written = predict_file(bundle, path, out_dir, settings, taken=taken, mass=mass, key=keys[path],
-                                   subjects=subjects, side=args.side, progression=args.progression)
-        except GaitforceError as err:
-            failures.append(err.with_source(path))
-            continue
-        n_files += 1
-        n_out += len(written) // 2
-        print(f"{path}: {len(written) // 2} stance(s)")
+    # every output goes into one temporary folder, renamed into place at the end: Ctrl-C leaves nothing half-made
+    with atomic_dir(out_dir, overwrite=args.overwrite) as tmp:
+        for path in files:
+            try:
+                check_file_name(path)
+                written = predict_file(bundle, path, tmp, settings, taken=taken, mass=mass, key=keys[path],
+                                       subjects=subjects, side=args.side, progression=args.progression)
+            except GaitforceError as err:
+                failures.append(err.with_source(path))
+                continue
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as err:  # a reader's unforeseen failure on one file must not stop the batch
+                failures.append(unexpected_error(err, path))
+                continue
+            n_files += 1
+            n_out += len(written) // 2
+            print(f"{path}: {len(written) // 2} stance(s)")
+        if n_files == 0:  # nothing to keep: the previous output stays as it was
+            if len(failures) == 1:  # one file, one line: its own
+                raise failures[0]
+            _list_failures(failures)
+            raise GaitforceError(f"none of {len(files)} file(s) could be processed")
     print(f"wrote {n_out} stance(s) from {n_files} of {len(files)} file(s) to {out_dir}")
+    _list_failures(failures)
+    return 1 if failures else 0
+
+
+def _list_failures(failures) -> None:
     if failures:
         print(f"{len(failures)} file(s) failed:", file=sys.stderr)
         for err in failures:
             print(f"  {err.line()}", file=sys.stderr)
-        if n_files == 0:
-            raise GaitforceError(f"none of {len(files)} file(s) could be processed")
-        return 1
-    return 0

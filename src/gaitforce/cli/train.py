@@ -57,13 +57,12 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def check_out_folder(path) -> Path:
-    """``--out`` as a folder to write into; a path that exists and is not a folder is a user error, caught
-    before any work (not as a traceback after an hour of training)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise GaitforceError("--out must be a folder, and this is a file", source=path)
-    return path
+def check_out_folder(path, overwrite: bool = False) -> Path:
+    """``--out`` as a folder to write, checked before any work (not as a traceback after an hour of training):
+    see :func:`gaitforce.outputs.check_output`."""
+    from gaitforce.outputs import check_output
+
+    return check_output(path, overwrite=overwrite)
 
 
 def split_dataset(ds: Dataset, scheme: str, *, seed: int) -> dict[str, list]:
@@ -171,7 +170,10 @@ def run(args) -> int:
     from gaitforce.data.dataset import Dataset
     from gaitforce.learn.training import Estimator
 
-    check_out_folder(args.out)
+    from gaitforce.learn.export import save_bundle
+    from gaitforce.outputs import atomic_dir
+
+    out_path = check_out_folder(args.out, args.overwrite)
     ds = Dataset.load(args.dataset)
     ds.feature_columns(args.feature_set)  # unknown feature set -> one-line error now
     missing = [t for t in args.target if t not in ds.targets]
@@ -217,11 +219,17 @@ def run(args) -> int:
         if part is not None:
             metrics[name] = held_out_metrics(est, part)
             _print_metrics(name, metrics[name])
-    out = est.save(args.out, metrics=metrics, dataset_manifest=ds.manifest)
-    if args.quantize:
-        # validation frames calibrate too unless they are the only held-out frames to check on
-        _quantize(out, est, train, val if test is not None else None, test if test is not None else val, "test" if test is not None else "val",
-                  metrics)
+    # the bundle and its int8 model are written into one temporary folder, renamed into place when complete
+    with atomic_dir(out_path, overwrite=args.overwrite) as tmp:
+        out = save_bundle(est, tmp / "b", metrics=metrics, dataset_manifest=ds.manifest)
+        if args.quantize:
+            # validation frames calibrate too unless they are the only held-out frames to check on
+            _quantize(out, est, train, val if test is not None else None, test if test is not None else val, "test" if test is not None else "val",
+                      metrics)
+        for f in out.iterdir():
+            f.rename(tmp / f.name)
+        out.rmdir()
+    out = out_path
     print(f"wrote {out}: {args.model} for {', '.join(est.targets)} on {args.feature_set} features "
           f"({len(train)} frames, {seconds:.1f} s)")
     return 0

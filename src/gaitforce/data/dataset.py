@@ -53,7 +53,10 @@ class Dataset:
         self.manifest.setdefault("feature_sets", {})
         self.manifest.setdefault("targets", {})
         self.manifest.setdefault("groups", [])
-        absent = [c for c in [*self.manifest["features"], *self.manifest["targets"]] if c not in self.frames]
+        check_manifest(self.manifest, source=self.path)
+        sets = [c for spec in self.manifest["feature_sets"].values() for c in spec.get("columns", [])]
+        absent = [c for c in [*self.manifest["features"], *self.manifest["targets"], *self.manifest["groups"], *sets]
+                  if c not in self.frames]
         if absent:
             raise InputFileError(f"manifest names columns the frames lack: {absent[:5]}", source=self.path)
         check_unique_stances(self.frames, source=self.path)
@@ -66,9 +69,11 @@ class Dataset:
         if not frames_path.exists() or not manifest_path.exists():
             raise InputFileError(f"not a gaitforce dataset (needs {FRAMES_FILE} and {MANIFEST_FILE})", source=path)
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as err:
+            manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise InputFileError(f"corrupt manifest: {err}", source=manifest_path) from None
+        except RecursionError:
+            raise InputFileError("corrupt manifest: nested too deeply", source=manifest_path) from None
         if not isinstance(manifest, dict):
             raise InputFileError("corrupt manifest: not a JSON object", source=manifest_path)
         try:
@@ -77,11 +82,17 @@ class Dataset:
             raise InputFileError(f"cannot read frames: {err}", source=frames_path) from None
         return cls(frames=frames, manifest=manifest, path=path)
 
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, keep: tuple[str, ...] = ()) -> Path:
+        """Write the dataset folder atomically (:func:`gaitforce.outputs.atomic_dir`): a kill or a full disk
+        leaves the previous folder intact. An existing non-empty folder needs ``overwrite``; ``keep`` names
+        entries of the old folder carried into the new one (``label``'s cache)."""
+        from gaitforce.outputs import atomic_dir
+
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.frames.to_parquet(path / FRAMES_FILE, index=False)
-        (path / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2, default=_json_default))
+        text = json.dumps(self.manifest, indent=2, default=_json_default)
+        with atomic_dir(path, overwrite=overwrite, keep=keep) as tmp:
+            self.frames.to_parquet(tmp / FRAMES_FILE, index=False)
+            (tmp / MANIFEST_FILE).write_text(text)
         self.path = path
         return path
 
@@ -147,6 +158,41 @@ class Dataset:
             f"Dataset({len(self.stance_ids)} stances, {len(self.frames)} frames, "
             f"{len(self.features)} features, targets={list(self.targets)})"
         )
+
+
+def check_manifest(manifest: dict, *, source=None) -> None:
+    """The manifest's column roles have the types the code reads (a hand-edited or hostile manifest is one
+    line, not a KeyError or AttributeError later)."""
+
+    def bad(what: str):
+        return InputFileError(f"corrupt manifest: {what}", source=source)
+
+    def names(value) -> bool:
+        return isinstance(value, list) and all(isinstance(c, str) for c in value)
+
+    if not names(manifest["features"]):
+        raise bad("'features' must be a list of column names")
+    if not isinstance(manifest["targets"], dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in manifest["targets"].items()):
+        raise bad("'targets' must be an object of column name -> unit")
+    if not names(manifest["groups"]):
+        raise bad("'groups' must be a list of column names")
+    sets = manifest["feature_sets"]
+    if not isinstance(sets, dict):
+        raise bad("'feature_sets' must be an object")
+    for name, spec in sets.items():
+        if not isinstance(spec, dict) or not names(spec.get("columns")):
+            raise bad(f"feature set {name!r} must be an object with a list of 'columns'")
+        shape = spec.get("shape")
+        if shape is not None and not (isinstance(shape, list) and len(shape) == 2 and all(
+                isinstance(v, int) and v > 0 for v in shape) and shape[0] * shape[1] == len(spec["columns"])):
+            raise bad(f"feature set {name!r}: shape {shape!r} does not hold its {len(spec['columns'])} columns")
+    for key in ("settings", "counts"):
+        if key in manifest and not isinstance(manifest[key], dict):
+            raise bad(f"{key!r} must be an object")
+    if "sources" in manifest and not (isinstance(manifest["sources"], list) and all(
+            isinstance(x, dict) and isinstance(x.get("path", ""), str) for x in manifest["sources"])):
+        raise bad("'sources' must be a list of objects with a 'path'")
 
 
 def check_unique_stances(frames: pd.DataFrame, *, source=None) -> None:

@@ -283,6 +283,23 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_file_name(path) -> None:
+    """A file whose name is not valid UTF-8 cannot become a stance id (Parquet and JSON need UTF-8): refused
+    in one line, the batch going on."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+        raise InputFileError("file name has bytes that are not valid UTF-8: rename it", source=shown) from None
+
+
+def unexpected_error(err: BaseException, path) -> InputFileError:
+    """An unforeseen exception while reading one file of a batch, as that file's one-line failure."""
+    first = str(err).splitlines()[0] if str(err) else ""
+    shown = os.fsdecode(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return InputFileError(f"cannot be read ({type(err).__name__}: {first[:200]})", source=shown)
+
+
 def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bool = True,
                   subjects: SubjectInfo | None = None):
     """Read every file, build its frames, keep going past failures: ``(Dataset, failures)``.
@@ -306,14 +323,23 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
         from tqdm import tqdm
 
         iterator = tqdm(files, desc="ingest", unit="file")
-    parts, sources, failures = [], [], []
+    parts, sources, failures, warned = [], [], [], []
     for path in iterator:
         try:
+            check_file_name(path)
             trial = subjects.apply(read(path), path)
             df = trial_frames(trial, settings=settings, key=keys[path])
         except GaitforceError as err:
             failures.append(err.with_source(path))
             continue
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as err:  # a reader's unforeseen failure on one file must not lose the batch
+            failures.append(unexpected_error(err, path))
+            continue
+        empty = [t for t in settings.targets if t in df and not df[t].notna().any()]
+        if empty:  # a target the file has but never measured: kept as NaN, said aloud
+            warned.append(f"{path}: target(s) {', '.join(empty)} are NaN in every frame")
         parts.append(df)
         sources.append({"path": str(path), "trial": str(df["trial"].iloc[0]), "subject": trial.subject.id,
                         "sha256": sha256(path), "stances": int(df["stance_id"].nunique()),
@@ -341,6 +367,7 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
         "emg_normalisation": settings.emg_normalise,
         "sources": sources,
         "failures": [f.line() for f in failures],
+        "warnings": warned,
         "features": feature_cols,
         "feature_sets": sets,
         "targets": targets,

@@ -196,6 +196,30 @@ def _declared_frames(path: Path, params) -> int | None:
     return int(last - first + 1) if last >= first else None
 
 
+def _check_body_scale(xyz: np.ndarray, unit: str, path) -> None:
+    """Raise :class:`UnitError` when the markers, scaled by the file's unit, cannot be a human body: the median
+    per-frame extent of the visible markers (frames with >= 3) outside the range of :data:`BODY_SPAN_M`
+    (markers in metres in a file that says mm collapse to millimetres)."""
+    import warnings
+
+    from gaitforce.io.sto import BODY_SPAN_M
+
+    if xyz.shape[1] < 3:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        span = (np.nanmax(xyz, axis=1) - np.nanmin(xyz, axis=1)).max(axis=1)
+    span = span[np.isfinite(span) & (np.isfinite(xyz).all(axis=2).sum(axis=1) >= 3)]
+    if not span.size:
+        return
+    med = float(np.median(span))
+    lo, hi = BODY_SPAN_M
+    if not lo <= med <= hi:
+        seems = "millimetres" if med > hi else "metres"
+        raise UnitError(f"markers span {med:.3g} m per frame with POINT:UNITS={unit!r}, not a human body: "
+                        f"markers look like {seems} but the file says {unit}", source=path)
+
+
 def _length_factor(unit: str, path) -> float:
     factor = length_factor(unit)
     if factor is None:
@@ -244,7 +268,10 @@ def _markers(c3d, points: np.ndarray, path):
             continue  # a duplicate label: keep the first
         keep.append(i)
         names.append(name)
-    return names, xyz[:, keep, :], subject, factor, notes
+    kept = xyz[:, keep, :]
+    # the labelled markers only (model outputs such as angles in degrees are no positions)
+    _check_body_scale(kept, units[0] if units and units[0] else ("mm" if factor < 1 else "m"), path)
+    return names, kept, subject, factor, notes
 
 
 def _subject_prefix(params, labels):

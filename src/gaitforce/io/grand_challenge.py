@@ -154,6 +154,8 @@ def _read(d: dict, path: Path) -> Trial:
     cop = np.asarray(_field(np.atleast_1d(d["Segment"])[0], "Q", path), float)[3:6].T.copy()
     if grf.shape != (n, 3) or cop.shape != (n, 3):
         raise InputFileError(f"Joint.F or the CoP do not have {n} frames", source=path)
+    if not np.isfinite(grf[:, 1]).any():
+        raise InputFileError("vertical ground reaction force is all NaN: no stance", source=path)
     if np.nanmax(grf[:, 1]) < CONTACT_THRESHOLD:
         raise InputFileError("vertical ground reaction force never exceeds 20 N: no stance", source=path)
     cop[grf[:, 1] <= COP_MIN_FORCE] = np.nan

@@ -85,7 +85,12 @@ def _trc_data(lines: list[str], n_markers: int, path: Path) -> np.ndarray:
         raise _err("no data rows", path)
     want = 2 + 3 * n_markers
     tabbed = "\t" in rows[0]
-    width = max(len(r.split("\t")) if tabbed else len(r.split()) for r in rows)
+    counts = [len(r.rstrip("\r\n").split("\t")) if tabbed else len(r.split()) for r in rows]
+    width = max(counts)
+    short = next((i for i, c in enumerate(counts) if c < want), None)
+    if short is not None:  # a truncated row: its last markers would silently become NaN and be filled
+        raise _err(f"data row {short + 1} has {counts[short]} cells, expected {want} (2 + 3 x {n_markers} markers): "
+                   "missing cells; write an empty cell for a missing marker", path)
     try:
         df = pd.read_csv(
             io.StringIO("\n".join(rows)), sep="\t" if tabbed else r"\s+", header=None,
@@ -125,9 +130,10 @@ def _check_marker_scale(markers: np.ndarray, unit: str, path: Path) -> None:
             lo, hi = BODY_SPAN_M
             if not (lo <= med <= hi):
                 guess = "millimetres labelled as metres" if med > hi else "metres labelled as millimetres"
+                seems = "millimetres" if med > hi else "metres"
                 raise UnitError(
                     f"markers span {med:.3g} m per frame with Units={unit!r}, not a human body: "
-                    f"the data look like {guess}",
+                    f"the data look like {guess} (markers look like {seems} but the file says {unit})",
                     source=path,
                 )
 

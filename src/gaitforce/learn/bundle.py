@@ -70,6 +70,11 @@ BODY_WEIGHT_NAME = "body_weight"
 OUTPUT_NAME = "targets"
 _STANDARD_DOMAINS = {"", "ai.onnx"}
 MAX_SPEC_BYTES = 64 * 2**20
+#: deepest nesting of arrays/objects bundle.json may have (ours has 6); checked before parsing, so a hostile
+#: file of 200,000 nested '[' is one line, not a RecursionError
+MAX_SPEC_DEPTH = 32
+#: marker maps a bundle may name; any other map must be embedded as an object (no path is read from a bundle)
+_NAMED_MAPS = ("auto", "plug-in-gait", "gc-mat", "gc-lab")
 
 
 class BundleError(InputFileError):
@@ -125,8 +130,11 @@ def validate_spec(spec: Any, *, source=None) -> dict:
     _check(len(shape) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape),
            "input.shape must be two positive integers", source)
     _check(shape[0] * shape[1] == len(columns), f"input.shape {shape} does not hold {len(columns)} columns", source)
-    _typed(inp, "marker_map", (str, dict), "input", source, optional=True)
-    _typed(inp, "ingest_settings", dict, "input", source, optional=True)
+    _check_map(_typed(inp, "marker_map", (str, dict), "input", source, optional=True), "input.marker_map", source)
+    settings = _typed(inp, "ingest_settings", dict, "input", source, optional=True)
+    if settings is not None:
+        _check_map(_typed(settings, "marker_map", (str, dict), "input.ingest_settings", source, optional=True),
+                   "input.ingest_settings.marker_map", source)
     needs_bw = _typed(inp, "body_weight", bool, "input", source, optional=True)
     if needs_bw:
         _check(inp.get("body_weight_unit") == "N", "input.body_weight_unit must be 'N'", source)
@@ -185,7 +193,84 @@ def validate_spec(spec: Any, *, source=None) -> dict:
     return spec
 
 
-def _check_graph(data: bytes, source) -> None:
+def _check_map(value, where: str, source) -> None:
+    """A marker map in a bundle is a packaged name or an embedded object, never a path to read."""
+    _check(value is None or isinstance(value, dict) or value in _NAMED_MAPS,
+           f"{where} must be one of {', '.join(_NAMED_MAPS)} or an embedded map object (a bundle names no file)",
+           source)
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON text, strings skipped; linear time, no recursion."""
+    text = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", data)
+    arr = np.frombuffer(text, dtype=np.uint8)
+    step = np.isin(arr, (ord("["), ord("{"))).astype(np.int64) - np.isin(arr, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max()) if len(step) else 0
+
+
+def read_spec(spec_path: Path) -> dict:
+    """``bundle.json`` read safely: a regular file (no link), size and nesting depth capped before parsing,
+    then :func:`validate_spec`."""
+    if spec_path.is_symlink():
+        raise BundleError(f"{SPEC_FILE} is a symbolic link, which bundles do not allow", source=spec_path)
+    if spec_path.stat().st_size > MAX_SPEC_BYTES:
+        raise BundleError(f"bundle.json is larger than {MAX_SPEC_BYTES // 2**20} MiB", source=spec_path)
+    data = spec_path.read_bytes()
+    if json_depth(data) > MAX_SPEC_DEPTH:
+        raise BundleError(f"bundle.json nests deeper than {MAX_SPEC_DEPTH} levels", source=spec_path)
+    try:
+        spec = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise BundleError(f"bundle.json is not valid JSON: {str(err).splitlines()[0][:200]}",
+                          source=spec_path) from None
+    return validate_spec(spec, source=spec_path)
+
+
+def _check_declared_io(model, spec: dict, source) -> None:
+    """The graph's declared input/output shapes, symbolic or not, against bundle.json: (batch, F) features
+    with F fixed and equal to the column count, (batch, K) targets."""
+    n_cols, n_targets = len(spec["input"]["columns"]), len(spec["targets"])
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+
+    def dims(value_info):
+        t = value_info.type.tensor_type
+        if not t.HasField("shape"):
+            return None
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+
+    feat = next((i for i in inputs if i.name == spec["onnx"]["input"]), None)
+    if feat is None:
+        raise BundleError(f"model has no input {spec['onnx']['input']!r}", source=source)
+    d = dims(feat)
+    if d is None or len(d) != 2 or d[1] != n_cols:
+        raise BundleError(f"model takes {d[-1] if d else '?'} features, bundle.json lists {n_cols} (input "
+                          f"{feat.name!r} declared {d}; the feature axis must be fixed, not symbolic)", source=source)
+    out = next((o for o in model.graph.output if o.name == spec["onnx"]["output"]), None)
+    if out is None:
+        raise BundleError(f"model has no output {spec['onnx']['output']!r}", source=source)
+    d = dims(out)
+    if d is not None and (len(d) != 2 or (isinstance(d[1], int) and d[1] != n_targets)):
+        raise BundleError(f"model gives {d[-1] if d else 0} outputs, bundle.json lists {n_targets} targets "
+                          f"(declared shape {d})", source=source)
+
+
+def _probe(session, spec: dict, source) -> None:
+    """One all-zero frame through the session: a graph whose weights do not fit its declared shapes fails here,
+    at load, in one line, not on the user's data."""
+    n_cols, n_targets = len(spec["input"]["columns"]), len(spec["targets"])
+    feed = {spec["onnx"]["input"]: np.zeros((1, n_cols), np.float32)}
+    if spec["input"].get("body_weight"):
+        feed[spec["onnx"]["body_weight_input"]] = np.full((1, 1), 700.0, np.float32)
+    try:
+        y = session.run([spec["onnx"]["output"]], feed)[0]
+    except Exception as err:  # onnxruntime's own exception types
+        raise BundleError(f"model fails on a test frame: {str(err).splitlines()[0][:200]}", source=source) from None
+    if np.shape(y) != (1, n_targets):
+        raise BundleError(f"model gives shape {np.shape(y)} for one frame, not (1, {n_targets})", source=source)
+
+
+def _check_graph(data: bytes, source, spec: dict | None = None) -> None:
     """Only standard ONNX operators, no local functions, no external weight files."""
     import onnx
 
@@ -208,9 +293,23 @@ def _check_graph(data: bytes, source) -> None:
     bad = sorted({n.domain for n in nodes(model.graph) if n.domain not in _STANDARD_DOMAINS})
     if bad:
         raise BundleError(f"model uses non-standard operator domains {bad}", source=source)
-    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    def tensors(graph):
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("g"):
+                    yield from tensors(attr.g)
+                for g in attr.graphs:
+                    yield from tensors(g)
+
+    external = [t.name for t in tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL]
     if external:
         raise BundleError("model refers to external weight files, which bundles do not allow", source=source)
+    if spec is not None:
+        _check_declared_io(model, spec, source)
 
 
 # -- loading -------------------------------------------------------------------------------------------
@@ -375,15 +474,12 @@ def load_bundle(path, *, intra_op_num_threads: int = 1, precision: str | None = 
     opens the bundle's ``default_precision`` (fp32 unless the bundle says otherwise)."""
     path = Path(path)
     spec_path = path / SPEC_FILE
-    if not spec_path.is_file():
-        raise BundleError(f"not a model bundle (no {SPEC_FILE})", source=path)
-    if spec_path.stat().st_size > MAX_SPEC_BYTES:
-        raise BundleError(f"bundle.json is larger than {MAX_SPEC_BYTES // 2**20} MiB", source=spec_path)
     try:
-        spec = json.loads(spec_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BundleError(f"bundle.json is not valid JSON: {err}", source=spec_path) from None
-    validate_spec(spec, source=spec_path)
+        if not spec_path.is_file():
+            raise BundleError(f"not a model bundle (no {SPEC_FILE})", source=path)
+        spec = read_spec(spec_path)
+    except OSError as err:
+        raise BundleError(f"cannot read: {err.strerror or err}", source=spec_path) from None
     precision = (spec.get("default_precision") or "fp32") if precision is None else precision
     if precision not in PRECISIONS:
         raise GaitforceError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}", source=path)
@@ -395,15 +491,21 @@ def load_bundle(path, *, intra_op_num_threads: int = 1, precision: str | None = 
         raise BundleError(f"bundle has no {precision} model (write one with 'gaitforce train --quantize "
                           f"{precision}' or gaitforce.learn.quantize.quantize_bundle)", source=path)
     model_path = path / entry["file"]
+    if model_path.is_symlink():
+        raise BundleError(f"model file {entry['file']!r} is a symbolic link, which bundles do not allow", source=path)
     if not model_path.is_file():
         raise BundleError(f"model file {entry['file']!r} is missing", source=path)
-    data = model_path.read_bytes()
+    try:
+        data = model_path.read_bytes()
+    except OSError as err:
+        raise BundleError(f"cannot read: {err.strerror or err}", source=model_path) from None
     if _sha256(data) != entry["sha256"]:
         raise BundleError("model file does not match the SHA-256 in bundle.json (changed or damaged)",
                           source=model_path)
-    _check_graph(data, model_path)
+    _check_graph(data, model_path, spec)
     session = _open_session(data, intra_op_num_threads, model_path)
     _check_io(session, spec, model_path)
+    _probe(session, spec, model_path)
     return Bundle(path=path, spec=spec, session=session, precision=precision)
 
 

@@ -29,22 +29,41 @@ from gaitforce.learn.bundle import (
 )
 
 
-def save_bundle(estimator, path, *, dataset_manifest: dict | None, metrics: dict | None = None) -> Path:
-    """Write ``estimator`` (fitted) as a bundle in folder ``path``; returns the folder."""
+def save_bundle(estimator, path, *, dataset_manifest: dict | None, metrics: dict | None = None,
+                overwrite: bool = False) -> Path:
+    """Write ``estimator`` (fitted) as a bundle in folder ``path``; returns the folder.
+
+    The folder is written whole or not at all (:func:`gaitforce.outputs.atomic_dir`): a kill or a full disk
+    leaves the previous bundle intact. An existing non-empty folder needs ``overwrite``."""
+    from gaitforce.outputs import atomic_dir
+
     estimator._check_fitted()
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model_path = path / MODEL_FILE
-    module = estimator.export_module() if hasattr(estimator, "export_module") else estimator.folded_module()
-    export_onnx(module, len(estimator.columns_), model_path, body_weight=_uses_body_weight(estimator))
     spec = bundle_spec(estimator, dataset_manifest=dataset_manifest or {}, metrics=metrics)
-    data = model_path.read_bytes()
-    spec["onnx"]["sha256"] = _sha256(data)
-    spec["onnx"]["opset"] = _opset(data)
-    spec["weights"] = save_weights(module, path / WEIGHTS_FILE)
-    validate_spec(spec, source=path / SPEC_FILE)
-    (path / SPEC_FILE).write_text(json.dumps(spec, indent=2, allow_nan=False) + "\n")
+    module = estimator.export_module() if hasattr(estimator, "export_module") else estimator.folded_module()
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        model_path = tmp / MODEL_FILE
+        export_onnx(module, len(estimator.columns_), model_path, body_weight=_uses_body_weight(estimator))
+        data = model_path.read_bytes()
+        spec["onnx"]["sha256"] = _sha256(data)
+        spec["onnx"]["opset"] = _opset(data)
+        spec["weights"] = save_weights(module, tmp / WEIGHTS_FILE)
+        validate_spec(spec, source=path / SPEC_FILE)
+        (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2, allow_nan=False) + "\n")
     return path
+
+
+def _embedded_map(marker_map):
+    """A marker map as a bundle stores it: a packaged name or 'auto' as is, a file loaded and embedded (a bundle
+    names no file to read)."""
+    if marker_map is None or isinstance(marker_map, dict):
+        return marker_map
+    from gaitforce.data.features import PACKAGED_MAPS, load_marker_map
+
+    if str(marker_map) == "auto" or str(marker_map) in PACKAGED_MAPS:
+        return str(marker_map)
+
+    return load_marker_map(marker_map)
 
 
 def save_weights(module, out: Path) -> dict[str, Any]:
@@ -137,9 +156,9 @@ class _quiet_export:
 def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> dict[str, Any]:
     """The ``bundle.json`` content for a fitted estimator (the ONNX hash is filled in by the writer)."""
     settings = dataset_manifest.get("settings")
-    marker_map = settings.get("marker_map") if isinstance(settings, dict) else None
-    if marker_map is not None and not isinstance(marker_map, (str, dict)):
-        marker_map = str(marker_map)
+    marker_map = _embedded_map(settings.get("marker_map")) if isinstance(settings, dict) else None
+    if isinstance(settings, dict) and "marker_map" in settings:
+        settings = {**settings, "marker_map": marker_map}
     hyper = estimator.model_hyperparameters()
     extra = {}
     alphas = [getattr(net, "alpha_", None) for net in estimator.nets_]

@@ -55,8 +55,31 @@ def quantize_bundle(path, calibration, *, held_out=None, held_out_name: str = "h
     all); rows without a positive finite one are dropped like rows with a non-finite feature. ``test_rmse``: {target: fp32 test RMSE}; with it each target gets
     the verdict of the stated rule (:data:`INT8_RMS_FRACTION`, :data:`INT8_MAX_FRACTION`). ``make_default``:
     ``"if-accurate"`` (int8 becomes the default when every target passes), True or False.
+
+    The bundle is updated whole or not at all: its files are copied into a temporary sibling, the int8 model and
+    the new ``bundle.json`` written there, and the folder swapped in (:func:`gaitforce.outputs.atomic_dir`), so a
+    kill between the model and the JSON never leaves a bundle whose hashes disagree.
     """
+    import shutil
+
+    from gaitforce.outputs import atomic_dir
+
     path = Path(path)
+    if not (path / SPEC_FILE).is_file():
+        raise GaitforceError(f"not a model bundle (no {SPEC_FILE})", source=path)
+    with atomic_dir(path, overwrite=True) as tmp:
+        for f in path.iterdir():
+            if f.is_file() and not f.is_symlink():
+                shutil.copy2(f, tmp / f.name)
+        return _quantize_into(tmp, calibration, held_out=held_out, held_out_name=held_out_name,
+                              test_rmse=test_rmse, calibration_body_weight=calibration_body_weight,
+                              held_out_body_weight=held_out_body_weight, max_frames=max_frames, seed=seed,
+                              make_default=make_default, first_layer_fp32=first_layer_fp32,
+                              reduce_range=reduce_range)
+
+
+def _quantize_into(path: Path, calibration, *, held_out, held_out_name, test_rmse, calibration_body_weight,
+                   held_out_body_weight, max_frames, seed, make_default, first_layer_fp32, reduce_range) -> dict:
     spec_path = path / SPEC_FILE
     fp32 = load_bundle(path, precision="fp32")
     x, bw = _finite_rows(calibration, len(fp32.columns), "calibration", path, bundle=fp32,

@@ -53,7 +53,7 @@ from gaitforce.constants import (
 )
 from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError, MissingChannelError
-from gaitforce.learn.models import create_model, model_class, model_defaults
+from gaitforce.learn.models import check_hyperparameters, create_model, model_class, model_defaults
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 200,
@@ -183,9 +183,7 @@ class Estimator:
         **hyperparameters,
     ):
         model_class(model)  # unknown name -> GaitforceError now, not after loading data
-        unknown = sorted(set(hyperparameters) - set(model_defaults(model)))
-        if unknown:
-            raise GaitforceError(f"model {model!r} has no hyperparameter(s) {unknown}")
+        check_hyperparameters(model, hyperparameters)  # unknown or impossible (layers=-3) -> one line now
         if isinstance(targets, str):
             targets = (targets,)
         if not targets:
@@ -499,13 +497,14 @@ class Estimator:
                          "n_frames": int(ok.sum()), "unit": self.target_units_[k]}
         return out
 
-    def save(self, path, *, metrics: dict | None = None, dataset_manifest: dict | None = None):
+    def save(self, path, *, metrics: dict | None = None, dataset_manifest: dict | None = None,
+             overwrite: bool = False):
         """Write a model bundle (``model.onnx`` + ``bundle.json``); see :func:`gaitforce.learn.export.save_bundle`."""
         from gaitforce.learn.export import save_bundle
 
         self._check_fitted()
         manifest = self.manifest_ if dataset_manifest is None else dataset_manifest
-        return save_bundle(self, path, dataset_manifest=manifest, metrics=metrics)
+        return save_bundle(self, path, dataset_manifest=manifest, metrics=metrics, overwrite=overwrite)
 
     def __repr__(self) -> str:
         state = "fitted" if hasattr(self, "nets_") else "unfitted"

@@ -69,9 +69,16 @@ FLAG_NO_PREDICTION = 16  #: a limb in stance got no prediction (side unknown or 
 FLAG_NO_DIRECTION = 32  #: progression direction fell back (too little motion before heel strike)
 FLAG_LATE = 64  #: processed more than ``late_after`` s after its timestamp (the consumer fell behind)
 FLAG_OUT_OF_RANGE = 128  #: a feature beyond the bundle's training range by more than its margin (learn.predict.OOD_MARGIN)
+FLAG_IMPLAUSIBLE = 256  #: a value beyond physical bounds was dropped (treated as an occlusion)
 FLAGS = {"occluded": FLAG_OCCLUDED, "dropped": FLAG_DROPPED, "restart": FLAG_RESTART,
          "provisional": FLAG_PROVISIONAL, "no_prediction": FLAG_NO_PREDICTION,
-         "no_direction": FLAG_NO_DIRECTION, "late": FLAG_LATE}
+         "no_direction": FLAG_NO_DIRECTION, "late": FLAG_LATE, "out_of_range": FLAG_OUT_OF_RANGE,
+         "implausible": FLAG_IMPLAUSIBLE}
+#: physical bounds of a streamed value (SI, after the layout's units): beyond them a value is a glitch (1e30 from
+#: a driver), dropped before the filter as an occlusion is, so it never enters the filter state and the limb
+#: recovers on the next good frame
+MAX_STREAM_FORCE_N = 10_000.0
+MAX_STREAM_MARKER_M = 20.0
 FOOT = [features.SLOTS.index(s) for s in features.FOOT_SLOTS]
 
 
@@ -191,6 +198,7 @@ class OnlinePipeline:
         self._ring_n = max(2, int(round(s.direction_window * self.rate)) + 1)
         self._ring = np.full((self._ring_n, self.n_markers, 3), np.nan)
         self.n_late = 0
+        self.n_implausible = 0
         self.n_dropped = 0
         self.n_restarts = 0
         self.n_frames = 0
@@ -243,6 +251,14 @@ class OnlinePipeline:
         self._last_ts = timestamp
         self.n_frames += 1
         m, f, c, _ = self.layout.split(np.asarray(sample, dtype=np.float64))  # free moments: no feature
+        wild_m = np.abs(m) > MAX_STREAM_MARKER_M
+        wild_f = (np.abs(f) > MAX_STREAM_FORCE_N).any(axis=1) | (np.abs(c) > MAX_STREAM_MARKER_M).any(axis=1)
+        if wild_m.any() or wild_f.any():
+            m, f, c = m.copy(), f.copy(), c.copy()
+            m[wild_m.any(axis=1)] = np.nan  # the marker is occluded this frame
+            f[wild_f], c[wild_f] = np.nan, np.nan  # the plate's force unknown: no load, held in the filter
+            flags |= FLAG_IMPLAUSIBLE
+            self.n_implausible += 1
         fv_raw = f[:, 1]  # NaN compares False: an unknown force is no load
 
         # CoP only where its plate carries load (as offline); stances per plate on the raw vertical force

@@ -69,15 +69,53 @@ def model_defaults(name: str) -> dict[str, Any]:
     return dict(getattr(model_class(name), "defaults", {}))
 
 
-def create_model(name: str, *, n_features: int, n_targets: int, input_shape=None, **hyperparameters) -> nn.Module:
-    """Build architecture ``name``; unknown hyperparameters are a :class:`GaitforceError`."""
-    cls = model_class(name)
+#: the smallest value of a count hyperparameter; a count whose default is 0 may be 0 ("none")
+_AT_LEAST_ONE = ("layers", "conv_layers", "fc_layers", "channels", "width", "kernel", "fc_width")
+
+
+def check_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> None:
+    """Refuse unknown or impossible hyperparameters of architecture ``name`` in one line, before any data are
+    read: counts (a default that is an integer) must be integers, >= 1 (>= 0 where the default is 0); dropout in
+    [0, 1); ridge's alpha None or > 0 and its alphas positive numbers."""
     known = model_defaults(name)
     unknown = sorted(set(hyperparameters) - set(known))
     if unknown:
         raise GaitforceError(
             f"model {name!r} has no hyperparameter(s) {unknown} (it takes: {', '.join(sorted(known)) or 'none'})"
         )
+    for key, value in hyperparameters.items():
+        default = known[key]
+
+        def bad(rule: str):
+            return GaitforceError(f"model {name!r}: {key}={value!r}: {rule}")
+
+        if isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise bad("must be a whole number")
+            low = 0 if default == 0 or key not in _AT_LEAST_ONE else 1
+            if value < low:
+                raise bad(f"must be >= {low}")
+            if value > 1_000_000:
+                raise bad("is implausibly large (> 1e6)")
+        elif key == "dropout":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise bad("must be a number in [0, 1)")
+        elif key == "alpha":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not (value > 0 and value < float("inf"))):
+                raise bad("must be null or a positive number")
+        elif key == "alphas":
+            ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+                isinstance(a, (int, float)) and not isinstance(a, bool) and 0 < a < float("inf") for a in value)
+            if not ok:
+                raise bad("must be a non-empty list of positive numbers")
+
+
+def create_model(name: str, *, n_features: int, n_targets: int, input_shape=None, **hyperparameters) -> nn.Module:
+    """Build architecture ``name``; unknown or impossible hyperparameters are a :class:`GaitforceError`."""
+    cls = model_class(name)
+    known = model_defaults(name)
+    check_hyperparameters(name, hyperparameters)
     if input_shape is None:
         input_shape = (n_features // 3, 3) if n_features % 3 == 0 else (n_features, 1)
     input_shape = tuple(int(v) for v in input_shape)
@@ -91,4 +129,4 @@ def create_model(name: str, *, n_features: int, n_targets: int, input_shape=None
                              f"({', '.join(f'{k}={v!r}' for k, v in hyperparameters.items())}): {err}") from None
 
 
-__all__ = ["create_model", "list_models", "register_model", "model_class", "model_defaults"]
+__all__ = ["create_model", "list_models", "register_model", "model_class", "model_defaults", "check_hyperparameters"]
