@@ -74,7 +74,6 @@ MAX_SPEC_BYTES = 64 * 2**20
 #: file of 200,000 nested '[' is one line, not a RecursionError
 MAX_SPEC_DEPTH = 32
 #: marker maps a bundle may name; any other map must be embedded as an object (no path is read from a bundle)
-_NAMED_MAPS = ("auto", "plug-in-gait", "gc-mat", "gc-lab")
 
 
 class BundleError(InputFileError):
@@ -195,8 +194,11 @@ def validate_spec(spec: Any, *, source=None) -> dict:
 
 def _check_map(value, where: str, source) -> None:
     """A marker map in a bundle is a packaged name or an embedded object, never a path to read."""
-    _check(value is None or isinstance(value, dict) or value in _NAMED_MAPS,
-           f"{where} must be one of {', '.join(_NAMED_MAPS)} or an embedded map object (a bundle names no file)",
+    from gaitforce.data.features import PACKAGED_MAPS
+
+    named = ("auto", *PACKAGED_MAPS)
+    _check(value is None or isinstance(value, dict) or value in named,
+           f"{where} must be one of {', '.join(named)} or an embedded map object (a bundle names no file)",
            source)
 
 
