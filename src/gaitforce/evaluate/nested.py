@@ -219,6 +219,11 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
             for m, p in (("ridge-bw", pr), ("knn", pk)):
                 test_tables[m].append(gc._frame_table(test_ds, p, fold, "0"))
                 test_tables[m].append(gc._frame_table(test_ds, p, fold, "ensemble"))
+            tk = test_ds.frames["stance_id"].to_numpy()
+            tt = test_ds.frames[gc.TARGET].to_numpy(np.float64)
+            log(f"[{protocol}] {fold} test (per-stance RMSE, ensemble): " + ", ".join(
+                f"{m} {_score(tt, p, tk):.0f} N" for m, p in
+                (("ours", wo * pr + (1 - wo) * pn), ("network", pn), ("ridge-bw", pr), ("knn", pk))))
         metrics = {}
         for m, parts in test_tables.items():
             f = pd.concat(parts, ignore_index=True)
