@@ -116,3 +116,48 @@ class KnnBW(_BWBaseline):
 
 
 __all__ = ["CONTEXT", "RIDGE_ALPHAS", "KNN_KS", "design", "RidgeBW", "KnnBW"]
+
+
+class BaselineEstimator:
+    """The baselines behind an Estimator-like face for :func:`gaitforce.evaluate.protocol.run_folds`:
+    ``BaselineEstimator("ridge-bw" | "knn", targets=(...))``; ``fit(train, val)`` chooses ``alpha`` / ``k`` on
+    the validation stances' mean per-stance RMSE (the grid's middle value without them), one model per target
+    (targets in N only); ``predict(ds)`` gives (frames, targets) in N."""
+
+    MODELS = {"ridge-bw": (RidgeBW, "alpha", RIDGE_ALPHAS), "knn": (KnnBW, "k", KNN_KS)}
+
+    def __init__(self, model: str, *, targets=("knee_medial",), context: int = CONTEXT, **_ignored):
+        if model not in self.MODELS:
+            raise GaitforceError(f"unknown baseline {model!r} (known: {', '.join(self.MODELS)})")
+        self.model, self.targets, self.context = model, tuple(targets), int(context)
+
+    def fit(self, train: Dataset, val: Dataset | None = None) -> "BaselineEstimator":
+        cls, arg, grid = self.MODELS[self.model]
+        for t in self.targets:
+            if train.targets.get(t, "N") != "N":
+                raise GaitforceError(f"{self.model} predicts forces in N; target {t!r} is in "
+                                     f"{train.targets.get(t)!r}", source=train.path)
+        self.models_, self.chosen_ = [], []
+        for t in self.targets:
+            best, best_score = None, np.inf
+            for h in (grid if val is not None and len(val) else (grid[len(grid) // 2],)):
+                m = cls(**{arg: h}, context=self.context, target=t).fit(train)
+                if val is None or not len(val):
+                    best = m
+                    break
+                p = m.predict(val)
+                y = val.frames[t].to_numpy(np.float64)
+                ok = np.isfinite(p) & np.isfinite(y)
+                e2 = pd.Series((p[ok] - y[ok]) ** 2).groupby(val.frames["stance_id"].to_numpy()[ok]).mean()
+                score = float(np.sqrt(e2).mean()) if len(e2) else np.inf
+                if best is None or score < best_score:
+                    best, best_score = m, score
+            self.models_.append(best)
+            self.chosen_.append(getattr(best, arg))
+        return self
+
+    def predict(self, ds: Dataset) -> np.ndarray:
+        return np.column_stack([m.predict(ds) for m in self.models_])
+
+
+__all__ += ["BaselineEstimator"]

@@ -18,8 +18,11 @@ import pandas as pd
 from gaitforce import evaluate as ev
 from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
+from gaitforce.evaluate.baselines import BaselineEstimator
 
 BASELINE = "ridge"
+#: the strong baselines (:mod:`gaitforce.evaluate.baselines`) that ``--models`` may name beside the networks
+BASELINE_MODELS = tuple(BaselineEstimator.MODELS)
 
 
 def _score(ds: Dataset, pred: np.ndarray, targets: list[str], stances: pd.DataFrame):
@@ -51,8 +54,11 @@ def run_folds(ds: Dataset, folds: dict[str, dict[str, dict]], *, models: Sequenc
         label = f"{split}" + (f" [{fold}]" if fold != split else "") + f" {model} / {fs} / seed {seed}"
         t0 = time.perf_counter()
         try:
-            est = estimator(model, feature_set=fs, targets=tuple(targets), seed=seed, verbose=False,
-                            threads=threads, device=device, **hyper)
+            if model in BASELINE_MODELS:  # ridge-bw / knn: GRF/BW + stance %, no feature set of their own
+                est = BaselineEstimator(model, targets=tuple(targets))
+            else:
+                est = estimator(model, feature_set=fs, targets=tuple(targets), seed=seed, verbose=False,
+                                threads=threads, device=device, **hyper)
             val = ds.subset(part["val"]) if part["val"] else None
             est.fit(ds.subset(part["train"]), val)
             test = ds.subset(part["test"])
