@@ -2,7 +2,9 @@
 
 With ``--bundle B`` every stance of DATASET is predicted by the bundle and scored. Without it, each model x
 feature set x seed is trained on each fold of each split (:data:`gaitforce.evaluate.splits.SCHEMES`) and scored on
-the fold's test stances; ``ridge`` is always trained too, as the baseline every network must beat. The split
+the fold's test stances; ``ridge`` is always trained too, and on data with GRF, mass and stance % in N the strong
+baselines ``ridge-bw`` and ``knn`` (:mod:`gaitforce.evaluate.baselines`), each network compared with the best
+of them by a paired Wilcoxon test over stances. The split
 itself uses ``--split-seed``; ``--split-seeds 0,1,2,...`` repeats every split with each seed (with few subjects
 this rotates which subject is tested) and pools the per-stance metrics of all repeats. ``--seeds`` vary the
 models' initialisation and batch order.
@@ -25,9 +27,11 @@ import numpy as np
 
 from gaitforce import evaluate as ev
 from gaitforce.data.dataset import Dataset
+from gaitforce.data.features import GRF_COLUMNS
 from gaitforce.errors import GaitforceError
 from gaitforce.evaluate.protocol import (  # noqa: F401  (re-exported: the CLI's names of the protocol)
     BASELINE,
+    BASELINE_MODELS,
     _paired_keys,
     _score,
     comparison_table,
@@ -178,6 +182,9 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
     models = _csv(args.models)
     if BASELINE not in models:
         models.append(BASELINE)
+    strong = set(GRF_COLUMNS) | {"mass", "stance_pct"} <= set(ds.frames.columns)
+    if strong and all(ds.targets.get(t) == "N" for t in _targets(ds, _csv(args.target))):
+        models += [m for m in BASELINE_MODELS if m not in models]  # ridge-bw and kNN beside every table
     splits, feature_sets = _csv(args.splits), _csv(args.feature_sets)
     seeds = _ints(args.seeds, "--seeds")
     split_seeds = _ints(args.split_seeds, "--split-seeds") if args.split_seeds else [args.split_seed]
@@ -238,7 +245,8 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
              f"once; each test counts). "
              f"'vs ridge': mean paired difference in RMSE to ridge on the same stances and feature set "
              f"(negative: better than ridge), the share of stances where the model beats ridge, and the two-sided "
-             f"Wilcoxon signed-rank p of the paired differences.", ""]
+             f"Wilcoxon signed-rank p of the paired differences. 'vs best baseline': the same against the better "
+             f"of ridge-bw and kNN (GRF/BW with 5 frames of context + stance %), when they were run.", ""]
     console = []
     for split, sp in per_trial.groupby("split", sort=False):
         table = comparison_table(sp, targets)

@@ -128,9 +128,28 @@ def comparison_table(per_trial: pd.DataFrame, targets: list[str]) -> pd.DataFram
                 row[f"{t} vs ridge: dRMSE ({unit})"] = f"{c['delta']:+.{dec}f}" if np.isfinite(c["delta"]) else "-"
                 row[f"{t} vs ridge: wins"] = f"{c['wins']:.0%}" if np.isfinite(c["wins"]) else "-"
                 row[f"{t} vs ridge: p"] = f"{c['p']:.3g}" if np.isfinite(c["p"]) else "-"
+            best = best_baseline(per_trial, t)
+            if best is not None and model not in (BASELINE, *BASELINE_MODELS):
+                b = per_trial[(per_trial["model"] == best) & (per_trial["target"] == t)]
+                if best == BASELINE:
+                    b = b[b["feature_set"] == fs]
+                c = ev.paired_comparison(_paired_keys(g), _paired_keys(b))
+                row[f"{t} best baseline"] = best
+                row[f"{t} vs best baseline: dRMSE ({unit})"] = (f"{c['delta']:+.{dec}f}" if np.isfinite(c["delta"])
+                                                                else "-")
+                row[f"{t} vs best baseline: p"] = f"{c['p']:.3g}" if np.isfinite(c["p"]) else "-"
         rows.append(row)
     table = pd.DataFrame(rows)
     return table.fillna("-") if len(table) else table
+
+
+def best_baseline(per_trial: pd.DataFrame, target: str) -> str | None:
+    """Of the strong baselines run (:data:`BASELINE_MODELS`, ridge-bw and knn), the one with the lowest mean
+    per-stance RMSE on ``target``; None when none was run."""
+    g = per_trial[(per_trial["target"] == target) & per_trial["model"].isin(BASELINE_MODELS)]
+    if g.empty:
+        return None
+    return str(g.groupby("model")["rmse"].mean().idxmin())
 
 
 def fold_table(per_trial: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]:
