@@ -28,16 +28,16 @@ def register(subparsers) -> None:
                          "or a gaitforce dataset built from them")
     gc.add_argument("--out", default="benchmark-gc", help="folder for tables, figures and predictions")
     gc.add_argument("--reduced", action="store_true",
-                    help="CI size: 3 trained configurations and a blend of two of them, 1 seed, at most "
-                         "15 epochs (about 30 s of CPU)")
-    gc.add_argument("--seeds", type=int, default=None, help="model seeds per fold (default 3; reduced 1)")
+                    help="CI size: nested with cnn+bw and tcn15+bw, epochs 3/6/12, 1 seed (about 140 s of CPU); "
+                         "with --flat: 3 configurations and a blend, 1 seed, at most 15 epochs")
+    gc.add_argument("--seeds", type=int, default=None, help="model seeds per outer fold (default 3; reduced 1)")
     gc.add_argument("--configs", default=None, help="comma-separated configuration names (default: all); a blend "
                     "needs its members (ridge-grf and at least one network) in the list")
     gc.add_argument("--threads", type=int, default=1, help="torch threads")
-    gc.add_argument("--val-fraction", type=float, default=0.2, help="share of the training years' stances "
-                    "held out for validation / early stopping")
+    gc.add_argument("--val-fraction", type=float, default=0.2, help="--flat: share of the training years' "
+                    "stances held out for validation / early stopping")
     gc.add_argument("--split-seed", type=int, default=0, help="seed of the validation draw")
-    gc.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 150; reduced 15)")
+    gc.add_argument("--epochs", type=int, default=None, help="--flat: maximum epochs (default 150; reduced 15); the nested run chooses epochs from --epoch-grid")
     gc.add_argument("--no-figures", action="store_true", help="skip the per-year figures")
     gc.add_argument("--flat", action="store_true", help="the earlier ablation: one choice from pooled validation "
                     "stances of all folds (not nested; kept to reproduce the earlier table)")
