@@ -130,9 +130,12 @@ def test_ridge_on_a_linear_force_target_is_nearly_exact():
 
 def test_cli_rejects_an_unknown_configuration(tmp_path, capsys):
     ds = gc_like().save(tmp_path / "ds")
-    assert main(["benchmark", "grand-challenge", "--data", str(ds), "--configs", "nope", "--out",
+    assert main(["benchmark", "grand-challenge", "--flat", "--data", str(ds), "--configs", "nope", "--out",
                  str(tmp_path / "o")]) == 2
     assert "unknown configuration" in capsys.readouterr().err
+    assert main(["benchmark", "grand-challenge", "--data", str(ds), "--networks", "ridge-grf", "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "not network configurations: ['ridge-grf']" in capsys.readouterr().err
 
 
 def test_cli_rejects_a_folder_that_is_not_grand_challenge_data(tmp_path, capsys):
@@ -248,3 +251,107 @@ def test_blends_in_the_benchmark_are_chosen_by_their_nested_validation(tmp_path)
     out = b.write_results(res, tmp_path / "o", figures=False)
     preds = pd.read_csv(out / "predictions.csv.gz")
     assert set(preds["part"]) == {"test", "val"} and "blend" in set(preds["config"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# nested selection: every choice from the training years only
+# ---------------------------------------------------------------------------------------------------------
+from gaitforce.evaluate import baselines as bl  # noqa: E402
+from gaitforce.evaluate import nested as nb  # noqa: E402
+
+TINY = [b.Config("tiny-cnn", "paper-cnn", "grf", body_weight_norm=True, hyper=(("channels", 4), ("fc_width", 8)))]
+
+
+def run_tiny(ds, protocols=("seed",)):
+    return nb.run_nested(ds, seeds=(0, 1), networks=("tiny-cnn",), configs=TINY, epoch_grid=(1, 2), n_points=11,
+                         protocols=protocols, log=lambda m: None)
+
+
+def test_inner_folds_use_the_pool_only_and_strict_hides_subjects():
+    ds = gc_like()
+    st = ds.stances()
+    subj = st.set_index("stance_id")["subject"]
+    year = st.set_index("stance_id")["year"]
+    for protocol in ("seed", "strict"):
+        for fold, split in nb.outer_folds(ds, protocol).items():
+            assert split["val"] == [] and not set(split["train"]) & set(split["test"])
+            inner = nb.inner_folds(st, split["train"], protocol)
+            seen = set().union(*(set(v["train"]) | set(v["val"]) for v in inner.values()))
+            assert seen <= set(split["train"])  # no test stance ever reaches selection
+            assert sorted(sum((v["val"] for v in inner.values()), [])) == sorted(split["train"])  # each once
+            for vy, v in inner.items():
+                assert set(year[v["val"]]) == {int(vy)} and int(fold) not in set(year[v["train"]])
+                if protocol == "strict":
+                    assert not set(subj[v["val"]]) & set(subj[v["train"]])
+                    assert not set(subj[split["test"]]) & set(subj[v["train"] + v["val"]])
+    # the seed protocol's inner training may hold the validation subject's other year, as its outer fold does
+    inner = nb.inner_folds(st, nb.outer_folds(ds, "seed")["2012"]["train"], "seed")
+    assert "JW" in set(subj[inner["2010"]["train"]])
+
+
+def test_a_test_years_targets_never_reach_its_folds_choices():
+    """Corrupting 2012's in vivo force changes every other fold's inner scores (2012 is in their pools) but no
+    choice or inner score of fold 2012: the test year is only predicted, never used to choose."""
+    ds = gc_like(n_per_year=2)
+    bad = Dataset(ds.frames.copy(), ds.manifest)
+    rows = bad.frames["year"] == 2012
+    bad.frames.loc[rows, "knee_medial"] = 5000.0 - 3.0 * bad.frames.loc[rows, "knee_medial"]
+    clean, dirty = run_tiny(ds), run_tiny(bad)
+    key = ["fold", "kind", "candidate", "hyper"]
+    a = clean.inner_scores.set_index(key)["inner_rmse"]
+    d = dirty.inner_scores.set_index(key)["inner_rmse"]
+    np.testing.assert_allclose(a.xs("2012", level="fold"), d.xs("2012", level="fold"), rtol=1e-9)
+    pd.testing.assert_series_equal(clean.choices.set_index("fold").loc["2012"],
+                                   dirty.choices.set_index("fold").loc["2012"])
+    others = a.drop("2012", level="fold")
+    assert (np.abs(others - d.drop("2012", level="fold")) > 1.0).mean() > 0.9  # the corruption is felt elsewhere
+    assert all("2012" not in c.split(",") for c in clean.choices.loc[clean.choices.fold == "2012", "inner_years"])
+
+
+def test_nested_choices_are_the_lowest_inner_scores_and_ours_is_built_from_them(tmp_path):
+    res = run_tiny(gc_like(n_per_year=2), protocols=("seed", "strict"))
+    sc = res.inner_scores
+    for _, ch in res.choices.iterrows():
+        s = sc[(sc.protocol == ch.protocol) & (sc.fold == ch.fold)]
+        net = s[s.kind == "network"].sort_values("inner_rmse").iloc[0]
+        assert (net.candidate, int(net.hyper)) == (ch.network, ch.epochs)
+        ridge = s[s.kind == "ridge-bw"].sort_values("inner_rmse").iloc[0]
+        assert ridge.hyper == ch.ridge_alpha and ch.ours == ("blend" if ch.blend_inner_rmse < net.inner_rmse
+                                                             else "network")
+        # ours = w x ridge-bw + (1 - w) x the network ensemble on the test year
+        f = {m: res.frames[(m, ch.protocol)] for m in ("ours", "network", "ridge-bw")}
+        sel = {m: v[(v.fold == ch.fold) & (v.seed == "ensemble")] for m, v in f.items()}
+        w = ch.blend_w if ch.ours == "blend" else 0.0
+        np.testing.assert_allclose(sel["ours"]["pred"], w * sel["ridge-bw"]["pred"].to_numpy()
+                                   + (1 - w) * sel["network"]["pred"].to_numpy())
+    out = nb.write_nested(res, tmp_path / "o", figures=False)
+    t = pd.read_csv(out / "table.csv", index_col=0)
+    assert list(t.columns[:6]) == [str(y) for y in b.YEARS]
+    assert {"competition winners", "Rane et al. 2019 (GRF only)", "ridge-bw [seed]", "kNN [seed]",
+            "ours nested [seed]", "ours nested [strict]"} <= set(t.index)
+    assert t.loc["competition winners", "2011"] == 312 and t.loc["Rane et al. 2019 (GRF only)", "2012"] == 464
+    f = res.frames[("ours", "seed")]
+    g = f[(f.seed == "ensemble") & (f.year == 2014)]
+    by_hand = g.groupby("stance_id").apply(lambda s: np.sqrt(np.mean((s.pred - s.true) ** 2))).mean()
+    assert t.loc["ours nested [seed]", "2014"] == pytest.approx(by_hand, abs=0.05)
+    paired = pd.read_csv(out / "paired.csv")
+    assert set(paired.method) == {"ours", "network"} and (paired.n == 12).all()
+    assert set(paired.baseline) <= {"ridge-bw", "knn"}
+
+
+def test_ridge_bw_is_exact_on_a_force_linear_in_grf_and_knn_memorises():
+    ds = b.resample_stances(gc_like(), 21)
+    ds.frames["knee_medial"] = 1.6 * ds.frames["grf_y"] - 0.4 * ds.frames["grf_x"]
+    ids = ds.stance_ids
+    train, test = ds.subset(ids[:12]), ds.subset(ids[12:])
+    pred = bl.RidgeBW(alpha=1e-6).fit(train).predict(test)
+    assert np.abs(pred - test.frames["knee_medial"]).max() < 1e-3 * test.frames["knee_medial"].abs().max()
+    knn = bl.KnnBW(k=1).fit(train).predict(train)
+    np.testing.assert_allclose(knn, train.frames["knee_medial"], rtol=1e-9)
+    # the context is causal: frames of a stance before t only, the first frame repeated
+    x, bw = bl.design(ds.frames, context=3)
+    g = ds.frames[ds.frames.stance_id == ids[1]]
+    r = g.index.to_numpy()
+    np.testing.assert_allclose(x[r[0], 1], x[r[0], 4])  # grf_y at t and t-1 on the first frame
+    np.testing.assert_allclose(x[r[5], 4], g["grf_y"].iloc[4] / bw[r[5]])
+    np.testing.assert_allclose(x[r, -2], g["stance_pct"] / 100.0)

@@ -102,3 +102,12 @@ def test_parsers_import_no_heavy_library():
     assert res.returncode == 0, res.stderr
     loaded = json.loads(res.stdout.strip().splitlines()[-1])
     assert loaded == {str(c): [] for c in [None, *COMMANDS]}
+
+
+def test_the_evaluate_commands_constants_are_the_librarys():
+    """cli/evaluate names a few library constants itself so that its --help imports no numpy."""
+    from gaitforce.cli import evaluate as cli_evaluate
+    from gaitforce.data.features import GRF_COLUMNS
+    from gaitforce.evaluate.protocol import BASELINE
+
+    assert list(cli_evaluate.GRF_COLUMNS) == list(GRF_COLUMNS) and cli_evaluate.BASELINE == BASELINE

@@ -486,3 +486,47 @@ def test_real_bundle_round_trip(dataset, tmp_path):
     assert main(["evaluate", str(dataset), "--out", str(out), "--bundle", str(tmp_path / "bundle")]) == 0
     per = pd.read_csv(out / "per_trial.csv")
     assert per["stance_id"].nunique() == 24 and per["rmse"].mean() < 3 * NOISE_N
+
+
+# -- the protocol in the library, the strong baselines beside it ---------------------------------------------
+def test_run_folds_scores_ridge_bw_beside_the_networks_and_it_beats_a_mean_predictor(tmp_path):
+    from gaitforce.evaluate.protocol import comparison_table, repeated_folds, run_folds
+
+    ds = Dataset.load(make_dataset(tmp_path / "ds"))
+    f = ds.frames
+    f["grf_x"], f["grf_y"], f["grf_z"] = f["f0"] * 50, 700 + 100 * f["f1"], f["f2"] * 10
+    f["knee_medial"] = 1.5 * f["grf_y"] + 0.8 * f["grf_x"] + 200 * np.sin(np.pi * f["stance_pct"] / 100)
+    folds = {"subject-naive": repeated_folds("subject-naive", ds.stances(), [0, 1])}
+    per, preds, failures = run_folds(ds, folds, models=["mlp", "ridge-bw", "knn"], feature_sets=["all"],
+                                     targets=["knee_medial"], seeds=[0], estimator=StandInEstimator)
+    assert failures == [] and set(per.model) == {"mlp", "ridge-bw", "knn"}
+    rmse = per.groupby("model")["rmse"].mean()
+    # the force is linear in GRF/BW x BW and stance % terms the ridge-bw design nearly spans: a few N
+    assert rmse["ridge-bw"] < 0.1 * rmse["mlp"] and rmse["ridge-bw"] < 40
+    # every test stance of every repeat was scored by each model, none of them a training stance
+    for fold, part in folds["subject-naive"].items():
+        got = set(per[(per.fold == fold) & (per.model == "ridge-bw")].stance_id)
+        assert got == set(part["test"]) and not got & set(part["train"])
+    row = comparison_table(per, ["knee_medial"]).set_index("model").loc["mlp"]
+    assert row["knee_medial best baseline"] == "ridge-bw"  # the lower mean RMSE of ridge-bw and kNN
+    delta = per[per.model == "mlp"]["rmse"].mean() - rmse["ridge-bw"]  # same stances: the paired mean difference
+    assert float(row["knee_medial vs best baseline: dRMSE (N)"]) == pytest.approx(delta, abs=0.5)
+    assert float(row["knee_medial vs best baseline: p"]) < 0.01
+
+
+def test_subject_exposed_keeps_the_stances_of_one_walk_together():
+    rows = []
+    for s in ("a", "b", "c"):
+        for w in range(6):
+            for side in ("left", "right"):
+                rows.append({"stance_id": f"{s}{w}{side}", "subject": s, "trial": f"{s}_walk{w}"})
+    st = pd.DataFrame(rows)
+    sizes = set()
+    for seed in range(20):
+        split = ev.subject_exposed_split(st, seed=seed, fractions=(0.6, 0.2, 0.2))
+        where = {sid: k for k, ids in split.items() for sid in ids}
+        for walk, g in st.groupby("trial"):
+            assert len({where[i] for i in g.stance_id}) == 1, f"walk {walk} split across sets (seed {seed})"
+        assert subjects_of(st, split["test"] + split["val"]) <= subjects_of(st, split["train"])
+        sizes.add(len(split["test"]))
+    assert sizes == {6}  # whole walks: round(7.2) = 7 stances asked, 3 or 4 walks of 2 tie: the fewer

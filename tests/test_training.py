@@ -345,3 +345,51 @@ def test_predict_takes_the_mass_from_the_option_or_the_file(tmp_path):
     assert check_mass(None) is None and check_mass(72.5) == 72.5
     with pytest.raises(GaitforceError, match="above 0"):
         check_mass(0.0)
+
+
+# -- training sanity: collapse, snapshots -----------------------------------------------------------------
+def test_collapse_reasons_known_answers():
+    from gaitforce.learn.training import collapse_reasons
+
+    t = np.sin(np.linspace(0, 6, 200)) * 300 + 800
+    assert collapse_reasons(t + 5.0, t, 40) == []
+    flat = 800 + 0.1 * (t - 800)  # 10 % of the target's SD: collapsed
+    (why,) = collapse_reasons(flat, t, 40, targets=["knee_medial"])
+    assert "knee_medial" in why and "10 %" in why
+    assert collapse_reasons(800 + 0.3 * (t - 800), t, 40) == []  # 30 %: not collapsed
+    assert any("best epoch 2" in r for r in collapse_reasons(t, t, 2))
+    assert collapse_reasons(t, t, 3) == [] and collapse_reasons(t, t, 0) == []  # 0: a closed-form model
+
+
+def test_a_network_stopped_at_epoch_one_is_reported_collapsed():
+    from gaitforce.learn.training import CollapseWarning
+
+    train, val = make_dataset(10), make_dataset(3, seed=1)
+    with pytest.warns(CollapseWarning, match="best epoch 1"):
+        est = Estimator("mlp", width=8, epochs=1, **FAST).fit(train, val)
+    assert est.collapsed_ and est.best_epoch_ == [1]
+    ridge = Estimator("ridge", **FAST).fit(make_dataset(10, linear=True), make_dataset(3, seed=1, linear=True))
+    assert ridge.collapsed_ == []
+
+
+def test_cli_train_strict_exits_non_zero_on_a_collapsed_network(tmp_path, capsys):
+    ds_dir = make_dataset(20, subjects=5).save(tmp_path / "ds")
+    base = ["train", str(ds_dir), "--model", "mlp", "--quiet", "--epochs", "1", "--param", "width=8"]
+    assert cli.main([*base, "--out", str(tmp_path / "b1")]) == 0
+    assert "looks collapsed" in capsys.readouterr().err
+    assert cli.main([*base, "--out", str(tmp_path / "b2"), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "looks collapsed" in err and "best epoch 1" in err
+    m = json.loads((tmp_path / "b2" / "bundle.json").read_text())["metrics"]  # kept, and marked
+    assert m["collapsed"] and "best epoch 1" in m["collapsed"][-1]
+
+
+def test_snapshots_equal_a_shorter_training_with_the_same_seed():
+    train, test = make_dataset(6), make_dataset(2, seed=3)
+    long = Estimator("mlp", width=16, epochs=6, seed=2, **FAST).fit(train, snapshots=(3, 6))
+    short = Estimator("mlp", width=16, epochs=3, seed=2, **FAST).fit(train)
+    np.testing.assert_allclose(long.at_epoch(3).predict(test), short.predict(test), rtol=1e-6)
+    np.testing.assert_allclose(long.at_epoch(6).predict(test), long.predict(test), rtol=1e-6)
+    assert not np.allclose(long.at_epoch(3).predict(test), long.predict(test))
+    with pytest.raises(GaitforceError, match="no weights kept after epoch 4"):
+        long.at_epoch(4)

@@ -2,7 +2,9 @@
 
 With ``--bundle B`` every stance of DATASET is predicted by the bundle and scored. Without it, each model x
 feature set x seed is trained on each fold of each split (:data:`gaitforce.evaluate.splits.SCHEMES`) and scored on
-the fold's test stances; ``ridge`` is always trained too, as the baseline every network must beat. The split
+the fold's test stances; ``ridge`` is always trained too, and on data with GRF, mass and stance % in N the strong
+baselines ``ridge-bw`` and ``knn`` (:mod:`gaitforce.evaluate.baselines`), each network compared with the best
+of them by a paired Wilcoxon test over stances. The split
 itself uses ``--split-seed``; ``--split-seeds 0,1,2,...`` repeats every split with each seed (with few subjects
 this rotates which subject is tested) and pools the per-stance metrics of all repeats. ``--seeds`` vary the
 models' initialisation and batch order.
@@ -34,9 +36,15 @@ write_report = lazy_attr("gaitforce.evaluate.report", "write_report")
 write_table = lazy_attr("gaitforce.evaluate.report", "write_table")
 #: the split schemes of gaitforce.evaluate.SCHEMES, named here for the help text (a test checks they agree)
 SCHEME_NAMES = ("subject-naive", "subject-exposed", "leave-subject-out", "leave-year-out", "leave-year-out-strict")
-
-BASELINE = "ridge"
-
+GRF_COLUMNS = ("grf_x", "grf_y", "grf_z")  # gaitforce.data.features.GRF_COLUMNS (a test checks they agree)
+_protocol = "gaitforce.evaluate.protocol"
+BASELINE = "ridge"  # gaitforce.evaluate.protocol.BASELINE (a test checks they agree)
+_score = lazy_attr(_protocol, "_score")
+comparison_table = lazy_attr(_protocol, "comparison_table")
+fold_table = lazy_attr(_protocol, "fold_table")
+repeated_folds = lazy_attr(_protocol, "repeated_folds")
+run_folds = lazy_attr(_protocol, "run_folds")
+unique_tests = lazy_attr(_protocol, "unique_tests")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -90,16 +98,6 @@ def _targets(ds: Dataset, requested: list[str]) -> list[str]:
     if missing:
         raise GaitforceError(f"dataset has no target {missing} (has: {list(ds.targets)})", source=ds.path)
     return targets
-
-
-def _score(ds: Dataset, pred: np.ndarray, targets: list[str], stances: pd.DataFrame):
-    """(per_trial rows, prediction frames) of predictions ``pred`` for every frame of ``ds``."""
-    fr = ds.frames
-    y_true = fr[targets].to_numpy(float)
-    per = ev.per_trial_metrics(y_true, pred, fr["stance_id"].to_numpy(), body_weight=ev.body_weights(stances),
-                               target_names=targets, units=ds.targets)
-    preds = ev.predictions_frame(fr["stance_id"].to_numpy(), fr["stance_pct"].to_numpy(), y_true, pred, targets)
-    return per, preds
 
 
 def run(args) -> int:
@@ -192,6 +190,11 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
     models = _csv(args.models)
     if BASELINE not in models:
         models.append(BASELINE)
+    strong = set(GRF_COLUMNS) | {"mass", "stance_pct"} <= set(ds.frames.columns)
+    if strong and all(ds.targets.get(t) == "N" for t in _targets(ds, _csv(args.target))):
+        from gaitforce.evaluate.protocol import BASELINE_MODELS
+
+        models += [m for m in BASELINE_MODELS if m not in models]  # ridge-bw and kNN beside every table
     splits, feature_sets = _csv(args.splits), _csv(args.feature_sets)
     seeds = _ints(args.seeds, "--seeds")
     split_seeds = _ints(args.split_seeds, "--split-seeds") if args.split_seeds else [args.split_seed]
@@ -208,38 +211,10 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
     folds = {s: repeated_folds(s, stances, split_seeds) for s in splits}
     hyper = {} if args.epochs is None else {"epochs": args.epochs}
 
-    runs = [(s, f, m, fs, seed) for s in splits for f in folds[s] for fs in feature_sets for m in models
-            for seed in seeds]
-    per_rows, pred_rows, failures = [], [], []
     t_start = time.perf_counter()
-    for i, (split, fold, model, fs, seed) in enumerate(runs, 1):
-        part = folds[split][fold]
-        label = f"{split}" + (f" [{fold}]" if fold != split else "") + f" {model} / {fs} / seed {seed}"
-        t0 = time.perf_counter()
-        try:
-            est = Estimator(model, feature_set=fs, targets=tuple(targets), seed=seed, verbose=False,
-                            threads=args.threads, device=args.device, **hyper)
-            val = ds.subset(part["val"]) if part["val"] else None
-            est.fit(ds.subset(part["train"]), val)
-            test = ds.subset(part["test"])
-            pred = np.asarray(est.predict(test), dtype=float)
-        except GaitforceError as err:
-            failures.append(f"{label}: {err.line()}")
-            _progress(f"[{i}/{len(runs)}] {label}: FAILED: {err.line()}")
-            continue
-        per, preds = _score(test, pred, targets, stances)
-        tags = {"split": split, "fold": fold, "split_seed": part["split_seed"], "model": model,
-                "feature_set": fs, "seed": seed}
-        per_rows.append(per.assign(**tags))
-        pred_rows.append(preds.assign(**tags))
-        msg = ", ".join(f"{t} {per.loc[per.target == t, 'rmse'].mean():.{ev.decimals(ds.targets.get(t, ''))}f} "
-                        f"{ds.targets.get(t, '')}" for t in targets)
-        _progress(f"[{i}/{len(runs)}] {label}: {len(part['train'])}/{len(part['val'])}/{len(part['test'])} "
-                  f"stances, test RMSE {msg} ({time.perf_counter() - t0:.1f} s)")
-    if not per_rows:
-        raise GaitforceError("every run failed:\n  " + "\n  ".join(failures))
-    per_trial = ev.with_stance_info(pd.concat(per_rows, ignore_index=True), stances)
-    predictions = pd.concat(pred_rows, ignore_index=True)
+    per_trial, predictions, failures = run_folds(
+        ds, folds, models=models, feature_sets=feature_sets, targets=targets, seeds=seeds, estimator=Estimator,
+        threads=args.threads, device=args.device, hyper=hyper, progress=_progress)
     settings = {
         "mode": "train-and-evaluate", "dataset": str(ds.path), "dataset_settings": ds.manifest.get("settings"),
         "models": models, "splits": splits, "feature_sets": feature_sets, "targets": targets, "seeds": seeds,
@@ -250,7 +225,8 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
     index = _write_comparison(out, per_trial, predictions, settings, targets, by)
     _progress(f"evaluate: report {Path(args.out) / index.relative_to(out)}")
     if failures:
-        _progress(f"evaluate: {len(failures)} of {len(runs)} runs failed:")
+        n_runs = sum(len(f) for f in folds.values()) * len(feature_sets) * len(models) * len(seeds)
+        _progress(f"evaluate: {len(failures)} of {n_runs} runs failed:")
         for f in failures:
             _progress(f"  {f}")
         return 1
@@ -262,85 +238,6 @@ def _ints(text: str, option: str) -> list[int]:
         return [int(s) for s in _csv(text)]
     except ValueError:
         raise GaitforceError(f"{option} must be integers (comma-separated), got {text!r}") from None
-
-
-def repeated_folds(scheme: str, stances: pd.DataFrame, split_seeds: list[int]) -> dict[str, dict]:
-    """{fold name: split + ``split_seed``} of ``scheme`` for every split seed.
-
-    With one split seed the names are the scheme's own. With several each is prefixed ``seed <s>``, and a
-    subject-naive fold is named by its test subjects (``seed 3 (test PS)``), so the per-fold table shows
-    which subject each repeat held out.
-    """
-    out = {}
-    subjects = stances.set_index("stance_id")["subject"].astype(str)
-    for ss in split_seeds:
-        for fold, part in ev.make_splits(scheme, stances, seed=ss).items():
-            name = fold
-            if len(split_seeds) > 1:
-                name = f"seed {ss}" + ("" if fold == scheme else f" {fold}")
-                if scheme == "subject-naive":
-                    name += f" (test {', '.join(sorted(set(subjects[part['test']])))})"
-            out[name] = {**part, "split_seed": ss}
-    return out
-
-
-def _paired_keys(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows keyed for pairing by stance *and* fold: with repeated splits a stance is tested more than once."""
-    return df.assign(stance_id=df["stance_id"].astype(str) + "@" + df["fold"].astype(str))
-
-
-def comparison_table(per_trial: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
-    """Rows model x feature set of one split; per target RMSE / %BW / r as mean (SD), and vs ridge."""
-    rows = []
-    for (model, fs), grp in per_trial.groupby(["model", "feature_set"], sort=False):
-        row = {"model": model, "feature set": fs}
-        base = per_trial[(per_trial["model"] == BASELINE) & (per_trial["feature_set"] == fs)]
-        for t in targets:
-            g = grp[grp["target"] == t]
-            if g.empty:
-                continue
-            unit = g["unit"].iloc[0]
-            dec = ev.decimals(unit)
-            row[f"{t} RMSE ({unit})"] = ev.mean_std(g["rmse"], dec)
-            if unit == "N":
-                row[f"{t} RMSE (%BW)"] = ev.mean_std(g["rmse_pct_bw"], 1)
-            row[f"{t} r"] = ev.mean_std(g["r"], 2)
-            if model != BASELINE and not base.empty:
-                c = ev.paired_comparison(_paired_keys(g), _paired_keys(base[base["target"] == t]))
-                row[f"{t} vs ridge: dRMSE ({unit})"] = f"{c['delta']:+.{dec}f}" if np.isfinite(c["delta"]) else "-"
-                row[f"{t} vs ridge: wins"] = f"{c['wins']:.0%}" if np.isfinite(c["wins"]) else "-"
-                row[f"{t} vs ridge: p"] = f"{c['p']:.3g}" if np.isfinite(c["p"]) else "-"
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    return table.fillna("-") if len(table) else table
-
-
-def fold_table(per_trial: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]:
-    """Rows model x feature set of one split, a column per fold: mean RMSE / mean r over its test stances
-    (the layout of the seed's Table 5, one column per Grand Challenge year), and the target's unit."""
-    rows = []
-    g = per_trial[per_trial["target"] == target]
-    unit = g["unit"].iloc[0] if len(g) else "N"
-    dec = ev.decimals(unit)
-    for (model, fs), grp in g.groupby(["model", "feature_set"], sort=False):
-        row = {"model": model, "feature set": fs}
-        for fold, f in grp.groupby("fold", sort=False):
-            rmse, r = f["rmse"].mean(), f["r"].mean()
-            row[str(fold)] = f"{rmse:.{dec}f} / {r:.2f}" if np.isfinite(rmse) else "-"
-        rows.append(row)
-    return pd.DataFrame(rows).fillna("-"), unit
-
-
-def unique_tests(per_trial: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Name each test of a stance apart when repeated splits tested it in more than one fold
-    (``<stance_id> (split seed <s>)``), so a report's figures never interleave two predictions of one stance."""
-    if "split_seed" not in per_trial or per_trial.groupby("stance_id")["fold"].nunique().max() <= 1:
-        return per_trial, predictions
-
-    def key(df):
-        return df["stance_id"].astype(str) + " (split seed " + df["split_seed"].astype(str) + ")"
-
-    return per_trial.assign(stance_id=key(per_trial)), predictions.assign(stance_id=key(predictions))
 
 
 def _slug(text: str) -> str:
@@ -358,7 +255,8 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
              f"once; each test counts). "
              f"'vs ridge': mean paired difference in RMSE to ridge on the same stances and feature set "
              f"(negative: better than ridge), the share of stances where the model beats ridge, and the two-sided "
-             f"Wilcoxon signed-rank p of the paired differences.", ""]
+             f"Wilcoxon signed-rank p of the paired differences. 'vs best baseline': the same against the better "
+             f"of ridge-bw and kNN (GRF/BW with 5 frames of context + stance %), when they were run.", ""]
     console = []
     for split, sp in per_trial.groupby("split", sort=False):
         table = comparison_table(sp, targets)

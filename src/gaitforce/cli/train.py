@@ -46,6 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: at most 4)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    p.add_argument("--strict", action="store_true",
+                   help="exit non-zero when the network looks collapsed (validation predictions' SD under 20 %% "
+                        "of the target's, or best epoch 1-2); the bundle is still written, marked collapsed")
     p.add_argument("--quantize", choices=("int8",), default=None,
                    help="also write the network statically quantised to int8 (model.int8.onnx, calibrated on "
                         "training + validation frames); it becomes the bundle's default when its predictions on the test "
@@ -167,8 +170,10 @@ def _quantize(out, est, train: Dataset, val: Dataset | None, held: Dataset | Non
 
 
 def run(args) -> int:
+    import warnings
+
     from gaitforce.data.dataset import Dataset
-    from gaitforce.learn.training import Estimator
+    from gaitforce.learn.training import CollapseWarning, Estimator
 
     from gaitforce.learn.export import save_bundle
     from gaitforce.outputs import atomic_dir
@@ -209,12 +214,16 @@ def run(args) -> int:
                       "trials": res.trials.to_dict(orient="records")}
         _log(f"train: best of {args.sweep} settings: {res.best_params} (validation score {res.best_value:.4f})")
     else:
-        est = Estimator(args.model, **kw).fit(train, val)
+        with warnings.catch_warnings():  # the collapse warning is reported below as one line
+            warnings.simplefilter("ignore", CollapseWarning)
+            est = Estimator(args.model, **kw).fit(train, val)
     seconds = time.perf_counter() - t0
     metrics: dict = {"split": args.split, "split_seed": args.split_seed, "stances": split,
                      "train_seconds": round(seconds, 1)}
     if sweep_info:
         metrics["sweep"] = sweep_info
+    collapsed = list(getattr(est, "collapsed_", []))
+    metrics["collapsed"] = collapsed
     for name, part in (("val", val), ("test", test)):
         if part is not None:
             metrics[name] = held_out_metrics(est, part)
@@ -232,4 +241,8 @@ def run(args) -> int:
     out = out_path
     print(f"wrote {out}: {args.model} for {', '.join(est.targets)} on {args.feature_set} features "
           f"({len(train)} frames, {seconds:.1f} s)")
+    if collapsed:
+        print(f"gaitforce: warning: {out}: the network looks collapsed: {'; '.join(collapsed)}", file=sys.stderr)
+        if args.strict:
+            return 1
     return 0

@@ -26,6 +26,10 @@ Inputs per configuration: the 3-D GRF (``grf``: the seed's input), GRF + CoP (``
 / force slots (``all``), per frame or as a causal window of the ``window`` most recent frames
 (:func:`add_window`, for the ``tcn`` model); optionally body-weight normalised (the Estimator's
 ``body_weight_norm``) and with input-noise augmentation.
+
+Why one module of ~560 lines: it is the flat (ablation) protocol end to end (data, folds, configurations,
+blends, tables, figures); the nested protocol that is now the default lives in :mod:`gaitforce.evaluate.nested`
+and the baselines in :mod:`gaitforce.evaluate.baselines`.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ Each splitter takes the stance table (:meth:`gaitforce.data.dataset.Dataset.stan
 of stance ids, each list in the order of the stance table. The same ``seed`` gives the same split.
 
 - :func:`subject_naive_split`: no subject appears in two sets (generalisation to new people).
-- :func:`subject_exposed_split`: a random split of stances, then each held-out stance's subject is given at
-  least one stance in training (the seed paper's "subject-exposed" setting).
+- :func:`subject_exposed_split`: a random split of walks (the stances of one ``trial`` stay together), then
+  each held-out stance's subject is given at least one walk in training (the seed paper's "subject-exposed"
+  setting).
 - :func:`leave_one_group_out`: one split per value of a column (e.g. ``year``: the Grand Challenge setting),
   optionally dropping from training the stances an ``exclude`` predicate names (:func:`same_subject` gives
   the "strict" variant that also hides the test subject's other year).
@@ -109,37 +110,54 @@ def subject_naive_split(
 
 
 def subject_exposed_split(
-    stances: pd.DataFrame, *, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, column: str = "subject"
+    stances: pd.DataFrame, *, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, column: str = "subject",
+    walk: str = "trial",
 ) -> Split:
-    """A random split of stances in which every held-out stance's subject also has a stance in training.
+    """A random split of walks in which every held-out stance's subject also has a stance in training.
 
-    Rule:
+    The unit is the **walk** (the ``walk`` column, ``trial``: the stances of one recording, e.g. its left and
+    right stance phases): the stances of one walk always land in the same set, so a walk never trains and
+    tests at once. Without that column each stance is its own walk. Rule:
 
-    1. The stances are shuffled with ``numpy.random.default_rng(seed)``; the first ``round(fractions[2] * n)``
-       go to test, the next ``round(fractions[1] * n)`` to val, the rest to train.
-    2. For each subject with no stance in train, its held-out stance that came first in the shuffle is moved
-       to train. One moved stance is enough: afterwards every val and test stance has at least one stance of
-       the same subject in training. (A subject with a single stance therefore always trains.)
+    1. The walks (in order of first appearance) are shuffled with ``numpy.random.default_rng(seed)``; test takes
+       the first k walks, k >= 0 chosen so that their stance count is nearest ``round(fractions[2] * n)``
+       (ties: fewer walks), val the next walks by the same rule for ``round(fractions[1] * n)``, train the rest.
+       With one stance per walk that is exactly the first ``round(fractions[2] * n)`` stances of the shuffle.
+    2. For each subject with no stance in train, its held-out walk that came first in the shuffle is moved to
+       train. One moved walk is enough: afterwards every val and test stance has at least one stance of the
+       same subject in training. (A subject with a single walk therefore always trains.)
 
     Test and val may so end up smaller than asked; a split whose test set ends empty raises
-    :class:`GaitforceError` (too few stances per subject).
+    :class:`GaitforceError` (too few walks per subject).
     """
     _check_stances(stances, [column])
     f = _check_fractions(fractions)
     n = len(stances)
-    order = np.random.default_rng(seed).permutation(n)
+    walks = (stances[walk].astype(str) if walk in stances.columns else stances["stance_id"].astype(str)).to_numpy()
+    units, unit_of = np.unique(walks, return_inverse=True)
+    first = np.array([np.flatnonzero(unit_of == u)[0] for u in range(len(units))])
+    units_in_order = np.argsort(first, kind="stable")  # walks in order of first appearance
+    order = units_in_order[np.random.default_rng(seed).permutation(len(units))]
+    sizes = np.bincount(unit_of, minlength=len(units))[order]
     n_test, n_val = int(round(f[2] * n)), int(round(f[1] * n))
-    label = np.full(n, "train", dtype=object)
-    label[order[:n_test]] = "test"
-    label[order[n_test : n_test + n_val]] = "val"
+    cum = np.concatenate([[0], np.cumsum(sizes)])
+    k_test = int(np.argmin(np.abs(cum - n_test)))
+    k_val = k_test + int(np.argmin(np.abs(cum[k_test:] - cum[k_test] - n_val)))
+    unit_label = np.full(len(units), "train", dtype=object)
+    unit_label[order[:k_test]] = "test"
+    unit_label[order[k_test:k_val]] = "val"
     subj = stances[column].astype(str).to_numpy()
+    label = unit_label[unit_of]
     trained = set(subj[label == "train"])
-    for i in order:  # shuffle order: the first held-out stance of an untrained subject moves
-        if label[i] != "train" and subj[i] not in trained:
-            label[i] = "train"
-            trained.add(subj[i])
+    for u in order:  # shuffle order: the first held-out walk of an untrained subject moves
+        if unit_label[u] != "train":
+            who = set(subj[unit_of == u]) - trained
+            if who:
+                unit_label[u] = "train"
+                trained |= set(subj[unit_of == u])
+    label = unit_label[unit_of]
     if n_test > 0 and not np.any(label == "test"):
-        raise GaitforceError("subject-exposed split left no test stance: each subject needs at least two stances")
+        raise GaitforceError("subject-exposed split left no test stance: each subject needs at least two walks")
     return {s: _ordered(stances, label == s) for s in SET_NAMES}
 
 

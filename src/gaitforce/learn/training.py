@@ -29,7 +29,13 @@ Options beyond the seed:
 - ``input_noise=s``: Gaussian noise of SD ``s`` (in normalised input units) added to each training batch
   (augmentation; 0 = off).
 
-Why one module of ~580 lines: :class:`Estimator` is one contract (fit / predict / score / save, scikit-learn
+Training sanity: after ``fit`` with a validation set, :func:`collapse_reasons` lists why a trained network
+looks collapsed (its validation predictions' SD under ``COLLAPSE_SD_RATIO`` (20 %) of the validation target's
+SD, or its best epoch 1 or 2); ``collapsed_`` holds those reasons (empty: sane) and a :class:`CollapseWarning`
+is issued. ``fit(..., snapshots=(e1, e2, ...))`` keeps the weights after those epochs (no early stopping is
+implied); :meth:`Estimator.at_epoch` gives the estimator with them (nested selection picks epochs that way).
+
+Why one module of ~670 lines: :class:`Estimator` is one contract (fit / predict / score / save, scikit-learn
 style) and most of the module is that class; the folding wrappers and helpers around it exist only for it.
 """
 
@@ -64,6 +70,36 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 _PREDICT_CHUNK = 65536
+#: a network whose validation predictions vary less than this share of the validation target's SD is collapsed
+COLLAPSE_SD_RATIO = 0.2
+#: a best (early-stopping) epoch at or below this is a collapse sign: the network stopped learning at once
+COLLAPSE_MAX_BEST_EPOCH = 2
+
+
+class CollapseWarning(UserWarning):
+    """A trained network looks collapsed (near-constant predictions, or its best epoch was 1-2)."""
+
+
+def collapse_reasons(pred: np.ndarray, true: np.ndarray, best_epoch: int | None, *,
+                     targets: Sequence[str] = ("target",)) -> list[str]:
+    """Why predictions ``pred`` of validation targets ``true`` ((N, K) each) look collapsed; [] when sane.
+
+    Rules: per target, SD of the finite predictions < ``COLLAPSE_SD_RATIO`` x SD of the truth; and a
+    ``best_epoch`` in 1..``COLLAPSE_MAX_BEST_EPOCH`` (``None`` or 0: no epoch rule, e.g. a closed-form model)."""
+    pred = np.asarray(pred, np.float64).reshape(len(pred), -1)
+    true = np.asarray(true, np.float64).reshape(len(true), -1)
+    out = []
+    for k, name in enumerate(targets):
+        ok = np.isfinite(pred[:, k]) & np.isfinite(true[:, k])
+        if ok.sum() < 2:
+            continue
+        sd_p, sd_t = float(np.std(pred[ok, k])), float(np.std(true[ok, k]))
+        if sd_t > 0 and sd_p < COLLAPSE_SD_RATIO * sd_t:
+            out.append(f"{name}: validation predictions' SD is {100 * sd_p / sd_t:.0f} % of the target's "
+                       f"(< {100 * COLLAPSE_SD_RATIO:.0f} %): near-constant output")
+    if best_epoch is not None and 1 <= int(best_epoch) <= COLLAPSE_MAX_BEST_EPOCH:
+        out.append(f"best epoch {int(best_epoch)} (<= {COLLAPSE_MAX_BEST_EPOCH}): it stopped learning at once")
+    return out
 
 
 
@@ -281,8 +317,14 @@ class Estimator:
         return np.array([str(c).startswith("grf_") for c in columns], dtype=bool)
 
     # -- fit -------------------------------------------------------------------------------------------
-    def fit(self, train: Dataset, val: Dataset | None = None) -> "Estimator":
-        """Learn normalisation and weights on ``train``; ``val`` drives early stopping (none: all epochs)."""
+    def fit(self, train: Dataset, val: Dataset | None = None, *, snapshots: Sequence[int] = ()) -> "Estimator":
+        """Learn normalisation and weights on ``train``; ``val`` drives early stopping (none: all epochs).
+
+        ``snapshots``: epochs after which the weights are kept (:meth:`at_epoch`); with them, give no ``val``
+        (or a large ``patience``) so training reaches the last one. After a fit with ``val``, ``collapsed_``
+        lists collapse signs (:func:`collapse_reasons`) and a :class:`CollapseWarning` is issued for them."""
+        self._snapshot_epochs = tuple(sorted({int(e) for e in snapshots}))
+        self.snapshots_: list[dict] = []
         cls = model_class(self.model)
         kind = getattr(cls, "input_kind", "frame")
         if kind != "frame":
@@ -342,7 +384,33 @@ class Estimator:
                 self.history_.append(hist)
                 self.best_epoch_.append(best_epoch)
                 self.val_rmse_.append(best)
+        self.collapsed_ = []
+        if has_val:
+            pv = self.predict(val)
+            tv = val.frames[list(self.targets)].to_numpy(np.float64)
+            trained = [e for e, h in zip(self.best_epoch_, self.history_) if h]
+            self.collapsed_ = collapse_reasons(pv, tv, min(trained) if trained else None, targets=self.targets)
+            if self.collapsed_:
+                warnings.warn(f"{self.model} looks collapsed: " + "; ".join(self.collapsed_), CollapseWarning,
+                              stacklevel=2)
         return self
+
+    def at_epoch(self, epoch: int) -> "Estimator":
+        """A copy of this estimator whose networks hold the weights kept after ``epoch`` (``fit(snapshots=)``)."""
+        import copy
+
+        self._check_fitted()
+        if not self.snapshots_ or any(epoch not in snap for snap in self.snapshots_):
+            kept = sorted(self.snapshots_[0]) if self.snapshots_ else []
+            raise GaitforceError(f"no weights kept after epoch {epoch} (kept: {kept})")
+        out = copy.copy(self)
+        out.nets_ = []
+        for net, snap in zip(self.nets_, self.snapshots_):
+            twin = copy.deepcopy(net)
+            twin.load_state_dict(snap[epoch])
+            twin.eval()
+            out.nets_.append(twin)
+        return out
 
     def _eval_rmse(self, net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
         """RMSE over all rows and targets, evaluated in chunks so a large validation set fits in memory."""
@@ -366,6 +434,8 @@ class Estimator:
         n, bs = len(xt), max(2, min(self.batch_size, len(xt)))
         best, best_epoch, best_state, bad = math.inf, 0, None, 0
         history = []
+        snaps: dict[int, dict] = {}
+        self.snapshots_.append(snaps)
         bar = _progress(self.epochs, f"{self.model} [{label}]", self.verbose)
         for epoch in range(1, self.epochs + 1):
             net.train()
@@ -406,6 +476,8 @@ class Estimator:
                     bad += 1
             history.append(row)
             bar.update(row)
+            if epoch in self._snapshot_epochs:
+                snaps[epoch] = {k: v.detach().clone() for k, v in net.state_dict().items()}
             if has_val and bad >= self.patience:
                 break
         bar.close(best_epoch, best)
