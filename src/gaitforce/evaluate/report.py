@@ -298,6 +298,18 @@ def plausibility_note(predictions, target: str, unit: str, body_weight: Mapping[
             "labelling or model problem rather than a property of the gait.")
 
 
+def reference_of(manifest: Mapping[str, Any], targets: Sequence[str]) -> str:
+    """The source of a dataset's reference targets, for legends and axes: "OpenSim" where the physics pipeline
+    labelled them (the manifest's ``physics`` record), "in vivo implant" for a knee force measured in the files
+    (only an instrumented implant measures one), else "measured"."""
+    physics = (manifest or {}).get("physics") or {}
+    if targets and all(t in (physics.get("targets") or []) for t in targets):
+        return "OpenSim"
+    if targets and all(str(t).startswith("knee") for t in targets):
+        return "in vivo implant"
+    return "measured"
+
+
 def evidence_sentence(cmp: Mapping[str, float], *, model: str, baseline: str, unit: str, n_subjects: int,
                       n_stances: int, alpha: float = 0.05) -> str:
     """What a paired comparison (:func:`gaitforce.evaluate.tables.paired_comparison` of ``model`` against
