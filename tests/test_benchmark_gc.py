@@ -117,6 +117,10 @@ def test_benchmark_end_to_end_on_a_gc_shaped_cohort(tmp_path):
     assert (out / "figures" / "gc_2015.png").stat().st_size > 1000
     settings = json.loads((out / "settings.json").read_text())
     assert settings["chosen"] == res.chosen and settings["runtime_s"] > 0
+    index = (out / "index.md").read_text()
+    assert f"reference: in vivo implant (eTibia), 12 test stances of {len(set(SUBJECTS.values()))} subjects" in index
+    page = (out / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 6 and "<table>" in page
 
 
 def test_ridge_on_a_linear_force_target_is_nearly_exact():

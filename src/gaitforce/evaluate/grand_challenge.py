@@ -240,7 +240,8 @@ def _frame_table(part: Dataset, pred: np.ndarray, fold: str, seed: str) -> pd.Da
     f = part.frames
     return pd.DataFrame({"stance_id": f["stance_id"].to_numpy(), "stance_pct": f["stance_pct"].to_numpy(),
                          "year": f["year"].to_numpy(), "mass": f["mass"].to_numpy(), "fold": fold, "seed": seed,
-                         "true": f[TARGET].to_numpy(np.float64), "pred": pred})
+                         "true": f[TARGET].to_numpy(np.float64), "pred": pred,
+                         **({"subject": f["subject"].astype(str).to_numpy()} if "subject" in f else {})})
 
 
 def stance_metrics(frames: pd.DataFrame) -> pd.DataFrame:
@@ -501,8 +502,9 @@ def results_table(res: BenchmarkResult) -> pd.DataFrame:
 def write_results(res: BenchmarkResult, out: str | Path, *, figures: bool = True) -> Path:
     """``table.md/.csv`` (the per-year comparison), ``ablation.md/.csv``, ``years.csv`` (every config x protocol
     x year), ``predictions.csv.gz`` (test and validation frames, column ``part``; a blend's validation
-    predictions are its nested ones), ``settings.json`` (with the runtime) and ``figures/gc_<year>.png``."""
-    from gaitforce.evaluate.report import markdown_table
+    predictions are its nested ones), ``settings.json`` (with the runtime), ``figures/gc_<year>.png``, and
+    ``index.md`` with its self-contained twin ``index.html`` (the tables and figures on one page)."""
+    from gaitforce.evaluate.report import markdown_table, write_html
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -522,8 +524,24 @@ def write_results(res: BenchmarkResult, out: str | Path, *, figures: bool = True
     pd.concat(preds).to_csv(out / "predictions.csv.gz", index=False)
     (out / "settings.json").write_text(json.dumps({**res.settings, "chosen": res.chosen,
                                                    "runtime_s": round(res.runtime_s, 1)}, indent=1, default=str))
-    if figures:
-        plot_years(res, out / "figures")
+    figs = plot_years(res, out / "figures") if figures else []
+    chosen = res.frames.get((res.chosen, PROTOCOLS[0]), pd.DataFrame(columns=["stance_id"]))
+    n_stances = int(chosen["stance_id"].nunique())
+    n_subjects = int(chosen["subject"].nunique()) if "subject" in chosen else "?"
+    lines = ["# Knee Grand Challenge: each year predicted by models trained on the other years", "",
+             f"Medial knee contact force; reference: in vivo implant (eTibia), {n_stances} test stances of "
+             f"{n_subjects} subjects, one year (subject and session) per fold. Chosen by the lowest validation "
+             f"RMSE: **{res.chosen}**. Runtime {res.runtime_s:.0f} s. With one subject a year, a difference in "
+             "one year's RMSE rests on that subject's few stances; the years are not independent tests.", "",
+             "## Per year", "", markdown_table(table.reset_index()), "",
+             "## Ablation (validation chooses, test years reported)", "", markdown_table(show), ""]
+    if figs:
+        lines += ["## Figures", "", *[f"![{p.stem}: in vivo implant (solid) and {res.chosen} (dashed)]"
+                                       f"(figures/{p.name})\n" for p in figs]]
+    lines += ["## Files", "", "- [table.csv](table.csv), [ablation.csv](ablation.csv), [years.csv](years.csv)",
+              "- [predictions.csv.gz](predictions.csv.gz), [settings.json](settings.json)", ""]
+    (out / "index.md").write_text("\n".join(lines))
+    write_html(out / "index.md")
     return out
 
 
@@ -549,7 +567,7 @@ def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "see
         ax.set_ylabel("medial contact force (N)")
         ax.set_title(f"{year}: ours {yt.loc[year, 'rmse_ens']:.0f} N, winners {WINNERS.get(year, '?')}, "
                      f"seed {SEED_PAPER.get(year, ('?',))[0]}", fontsize=8)
-        ax.plot([], [], color="k", lw=1.4, label="measured")
+        ax.plot([], [], color="k", lw=1.4, label="in vivo implant")
         ax.plot([], [], color="k", lw=1.2, ls="--", label=f"{res.chosen}")
         ax.legend(fontsize=7, frameon=False)
         fig.tight_layout()
