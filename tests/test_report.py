@@ -119,10 +119,10 @@ def test_figures_use_body_weights_only_when_every_stance_has_a_mass():
 
 def test_plausibility_note_counts_stance_peaks_outside_1_to_4_bw():
     per, preds = fake_results()  # reference peak 1000 N in every stance, predictions 1010-1050 N
-    bw = {sid: 1000.0 / 4.5 for sid in per["stance_id"]}  # reference peaks 4.5 BW
+    bw = {sid: 200.0 for sid in per["stance_id"]}  # reference peaks 5 BW
     note = report.plausibility_note(preds, "knee_medial", "N", bw, reference="OpenSim", model="cnn")
-    assert "OpenSim: 5 above 4 BW of 5 stance peaks (range 4.5-4.5 BW)" in note
-    assert "cnn: 5 above 4 BW of 5 stance peaks (range 4.5-4.7 BW)" in note
+    assert "OpenSim: 5 above 4 BW of 5 stance peaks (range 5.00-5.00 BW)" in note
+    assert "cnn: 5 above 4 BW of 5 stance peaks (range 5.05-5.25 BW)" in note
     assert report.plausibility_note(preds, "knee_medial", "N", {s: 400.0 for s in bw}) == ""  # 2.5 BW
     low = report.plausibility_note(preds, "knee_medial", "N", {s: 2000.0 for s in bw}, reference="r")
     assert "r: 5 below 1 BW" in low

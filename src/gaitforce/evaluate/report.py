@@ -290,7 +290,7 @@ def plausibility_note(predictions, target: str, unit: str, body_weight: Mapping[
             if low:
                 what.append(f"{low} below {lo:g} BW")
             parts.append(f"{name}: {' and '.join(what)} of {len(peaks)} stance peaks "
-                         f"(range {peaks.min():.1f}-{peaks.max():.1f} BW)")
+                         f"(range {peaks.min():.2f}-{peaks.max():.2f} BW)")
     if not parts:
         return ""
     return (f"**Plausibility ({target}):** " + "; ".join(parts) + f". Peak knee contact forces in level walking "
