@@ -1,10 +1,10 @@
-"""Training time of the seed's protocol on the Grand Challenge data on 2 CPU cores (the seed: about an hour on
+"""Training time of the paper's protocol on the Grand Challenge data on 2 CPU cores (the paper: about an hour on
 a GPU; goal <= 5 min).
 
     python benchmarks/training_time.py [--data ../shared/data/grand-challenge] [--threads 2] [--seeds 0]
-                                       [--config seed-cnn] [--out r.json]
+                                       [--config paper-replica] [--out r.json]
 
-Protocol (:mod:`gaitforce.evaluate.grand_challenge`, ``seed``): the 29 competition stances ingested with the default
+Protocol (:mod:`gaitforce.evaluate.grand_challenge`, ``paper``): the 29 competition stances ingested with the default
 settings, resampled to 101 points, leave-one-year-out (6 folds), paper-cnn on the 3-D GRF of one frame, early
 stopping on a random 20 % of the training stances. Timed: ingest, and training + prediction of every fold
 for each seed (``run_config``), wall clock with ``--threads`` torch threads. Any configuration of
@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "grand-challenge"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--config", default="seed-cnn")
+    ap.add_argument("--config", default="paper-replica")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -41,7 +41,7 @@ def main() -> None:
     ds = bg.load_gc(args.data)
     ingest = time.perf_counter() - t0
     ds = bg.resample_stances(ds)
-    folds = bg.folds(ds, "seed")
+    folds = bg.folds(ds, "paper")
     t1 = time.perf_counter()
     bg.run_config(ds, folds, config, seeds=seeds, threads=args.threads)
     train = time.perf_counter() - t1

@@ -54,7 +54,7 @@ def test_resample_to_101_points_is_exact_for_a_linear_signal():
     np.testing.assert_allclose(g["grf_z"].to_numpy(), 3.0 + 200.0 * np.linspace(0, 0.49, 101), rtol=1e-12)
     np.testing.assert_allclose(g["stance_pct"].to_numpy(), np.arange(101.0))
     assert (g["mass"] == 65.0).all() and (g["year"] == 2010).all()
-    # the GRF-only set of the seed is registered as a 1 x 3 image
+    # the GRF-only set of the paper is registered as a 1 x 3 image
     assert out.feature_columns("grf") == GRF and out.feature_shape("grf") == (1, 3)
 
 
@@ -77,36 +77,36 @@ def test_window_columns_are_causal_and_stop_at_the_stance_start():
 
 def test_strict_folds_never_train_on_the_test_subject():
     ds = gc_like()
-    seed_folds, strict = b.folds(ds, "seed"), b.folds(ds, "strict")
+    paper_folds, strict = b.folds(ds, "paper"), b.folds(ds, "strict")
     subj = ds.stances().set_index("stance_id")["subject"]
     assert list(strict) == [str(y) for y in sorted(SUBJECTS)]
     for year, who in SUBJECTS.items():
         f = strict[str(year)]
         assert set(subj[f["test"]]) == {who}
         assert who not in set(subj[f["train"] + f["val"]])
-    # the seed's protocol keeps JW's other year in the pool
-    pool = seed_folds["2013"]["train"] + seed_folds["2013"]["val"]
-    assert "JW" in set(subj[pool]) and not set(pool) & set(seed_folds["2013"]["test"])
+    # the paper's protocol keeps JW's other year in the pool
+    pool = paper_folds["2013"]["train"] + paper_folds["2013"]["val"]
+    assert "JW" in set(subj[pool]) and not set(pool) & set(paper_folds["2013"]["test"])
 
 
 def test_benchmark_end_to_end_on_a_gc_shaped_cohort(tmp_path):
-    configs = [b.Config("seed-cnn", "paper-cnn", "grf", hyper=(("channels", 4), ("fc_width", 8))),
+    configs = [b.Config("paper-replica", "paper-cnn", "grf", hyper=(("channels", 4), ("fc_width", 8))),
                b.Config("ridge-grf", "ridge", "grf"),
                b.Config("tcn5+bw+cop", "tcn", "force_plate", window=5, body_weight_norm=True,
                         hyper=(("layers", 1), ("channels", 4)))]
     res = b.run_benchmark(gc_like(n_per_year=2), seeds=(0, 1), configs=configs, n_points=11,
                           training={"epochs": 2, "patience": 1}, log=lambda m: None)
     ab = res.ablation
-    assert list(ab["protocol"]).count("seed") == 3
-    # the choice is the lowest validation score of the seed protocol, never a test number
-    seed_rows = ab[ab.protocol == "seed"].set_index("config")
-    assert res.chosen == seed_rows["val_rmse"].idxmin()
-    assert {("seed-cnn", "strict"), ("ridge-grf", "strict"), (res.chosen, "strict")} <= set(res.years)
-    yt = res.years[("ridge-grf", "seed")]
+    assert list(ab["protocol"]).count("paper") == 3
+    # the choice is the lowest validation score of the paper protocol, never a test number
+    paper_rows = ab[ab.protocol == "paper"].set_index("config")
+    assert res.chosen == paper_rows["val_rmse"].idxmin()
+    assert {("paper-replica", "strict"), ("ridge-grf", "strict"), (res.chosen, "strict")} <= set(res.years)
+    yt = res.years[("ridge-grf", "paper")]
     assert list(yt.index) == sorted(SUBJECTS)
     assert np.isfinite(yt[["rmse_mean", "rmse_sd", "rmse_ens"]].to_numpy()).all()
     # the ensemble's per-year RMSE recomputed by hand from its frames
-    f = res.frames[("ridge-grf", "seed")]
+    f = res.frames[("ridge-grf", "paper")]
     f = f[(f.seed == "ensemble") & (f.year == 2012)]
     assert f.stance_id.nunique() == 2
     by_hand = f.groupby("stance_id").apply(lambda g: np.sqrt(np.mean((g.pred - g.true) ** 2))).mean()
@@ -117,6 +117,10 @@ def test_benchmark_end_to_end_on_a_gc_shaped_cohort(tmp_path):
     assert (out / "figures" / "gc_2015.png").stat().st_size > 1000
     settings = json.loads((out / "settings.json").read_text())
     assert settings["chosen"] == res.chosen and settings["runtime_s"] > 0
+    index = (out / "index.md").read_text()
+    assert f"reference: in vivo implant (eTibia), 12 test stances of {len(set(SUBJECTS.values()))} subjects" in index
+    page = (out / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 6 and "<table>" in page
 
 
 def test_ridge_on_a_linear_force_target_is_nearly_exact():
@@ -125,7 +129,7 @@ def test_ridge_on_a_linear_force_target_is_nearly_exact():
     ds.frames["knee_medial"] = 1.6 * ds.frames["grf_y"] + 0.5 * ds.frames["grf_x"]
     res = b.run_benchmark(ds, seeds=(0,), configs=[b.Config("ridge-grf", "ridge", "grf")], n_points=21,
                           log=lambda m: None)
-    assert res.years[("ridge-grf", "seed")]["rmse_ens"].max() < 2.0  # N, on forces near 1500 N
+    assert res.years[("ridge-grf", "paper")]["rmse_ens"].max() < 2.0  # N, on forces near 1500 N
 
 
 def test_cli_rejects_an_unknown_configuration(tmp_path, capsys):
@@ -148,11 +152,11 @@ def test_cli_rejects_a_folder_that_is_not_grand_challenge_data(tmp_path, capsys)
 @pytest.mark.realdata
 def test_reduced_benchmark_on_the_grand_challenge(gc_dir, tmp_path):
     res = b.run_benchmark(gc_dir, reduced=True, log=lambda m: None)
-    seed = res.years[("seed-cnn", "seed")]
-    assert list(seed.index) == list(b.YEARS)
+    paper = res.years[("paper-replica", "paper")]
+    assert list(paper.index) == list(b.YEARS)
     assert len(b.load_gc(gc_dir).stance_ids) == 29
     # every year's medial force is predicted to within 0.8 body weights (forces of 1-2.5 BW)
-    assert (seed["rmse_pct_bw_ens"] < 80).all()
+    assert (paper["rmse_pct_bw_ens"] < 80).all()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -229,7 +233,7 @@ def test_pooled_blend_weight_never_sees_the_test_year():
 
 def test_blends_in_the_benchmark_are_chosen_by_their_nested_validation(tmp_path):
     ds = gc_like(n_per_year=3)
-    configs = [b.Config("seed-cnn", "paper-cnn", "grf", hyper=(("channels", 4), ("fc_width", 8))),
+    configs = [b.Config("paper-replica", "paper-cnn", "grf", hyper=(("channels", 4), ("fc_width", 8))),
                b.Config("ridge-grf", "ridge", "grf"),
                b.Config("blend", "blend", members=("ridge-grf", b.NETWORK)),
                b.Config("blend-pooled", "blend", members=("ridge-grf", b.NETWORK), blend_weight="pooled"),
@@ -237,17 +241,17 @@ def test_blends_in_the_benchmark_are_chosen_by_their_nested_validation(tmp_path)
     logs = []
     res = b.run_benchmark(ds, seeds=(0,), configs=configs, n_points=11, training={"epochs": 2, "patience": 1},
                           log=logs.append)
-    ab = res.ablation[res.ablation.protocol == "seed"].set_index("config")
+    ab = res.ablation[res.ablation.protocol == "paper"].set_index("config")
     assert "blend-missing" not in ab.index and any("blend-missing: skipped" in m for m in logs)
     assert res.chosen == ab["val_rmse"].idxmin()
-    assert res.settings["blend_members"]["blend"] == ["ridge-grf", "seed-cnn"]
+    assert res.settings["blend_members"]["blend"] == ["ridge-grf", "paper-replica"]
     # the blend's test predictions are its members' mixed with the per-fold weights
-    w = res.blend_weights[("blend", "seed")]
-    ridge, net, mix = (res.frames[(n, "seed")] for n in ("ridge-grf", "seed-cnn", "blend"))
+    w = res.blend_weights[("blend", "paper")]
+    ridge, net, mix = (res.frames[(n, "paper")] for n in ("ridge-grf", "paper-replica", "blend"))
     expect = ridge["fold"].map(w) * ridge["pred"] + (1 - ridge["fold"].map(w)) * net["pred"]
     np.testing.assert_allclose(mix["pred"], expect)
     # its validation score is the nested one: recomputed from its stored validation frames
-    assert ab.loc["blend", "val_rmse"] == pytest.approx(b.validation_score(res.val_frames[("blend", "seed")]))
+    assert ab.loc["blend", "val_rmse"] == pytest.approx(b.validation_score(res.val_frames[("blend", "paper")]))
     out = b.write_results(res, tmp_path / "o", figures=False)
     preds = pd.read_csv(out / "predictions.csv.gz")
     assert set(preds["part"]) == {"test", "val"} and "blend" in set(preds["config"])
@@ -262,7 +266,7 @@ from gaitforce.evaluate import nested as nb  # noqa: E402
 TINY = [b.Config("tiny-cnn", "paper-cnn", "grf", body_weight_norm=True, hyper=(("channels", 4), ("fc_width", 8)))]
 
 
-def run_tiny(ds, protocols=("seed",)):
+def run_tiny(ds, protocols=("paper",)):
     return nb.run_nested(ds, seeds=(0, 1), networks=("tiny-cnn",), configs=TINY, epoch_grid=(1, 2), n_points=11,
                          protocols=protocols, log=lambda m: None)
 
@@ -272,7 +276,7 @@ def test_inner_folds_use_the_pool_only_and_strict_hides_subjects():
     st = ds.stances()
     subj = st.set_index("stance_id")["subject"]
     year = st.set_index("stance_id")["year"]
-    for protocol in ("seed", "strict"):
+    for protocol in ("paper", "strict"):
         for fold, split in nb.outer_folds(ds, protocol).items():
             assert split["val"] == [] and not set(split["train"]) & set(split["test"])
             inner = nb.inner_folds(st, split["train"], protocol)
@@ -285,7 +289,7 @@ def test_inner_folds_use_the_pool_only_and_strict_hides_subjects():
                     assert not set(subj[v["val"]]) & set(subj[v["train"]])
                     assert not set(subj[split["test"]]) & set(subj[v["train"] + v["val"]])
     # the seed protocol's inner training may hold the validation subject's other year, as its outer fold does
-    inner = nb.inner_folds(st, nb.outer_folds(ds, "seed")["2012"]["train"], "seed")
+    inner = nb.inner_folds(st, nb.outer_folds(ds, "paper")["2012"]["train"], "paper")
     assert "JW" in set(subj[inner["2010"]["train"]])
 
 
@@ -309,7 +313,7 @@ def test_a_test_years_targets_never_reach_its_folds_choices():
 
 
 def test_nested_choices_are_the_lowest_inner_scores_and_ours_is_built_from_them(tmp_path):
-    res = run_tiny(gc_like(n_per_year=2), protocols=("seed", "strict"))
+    res = run_tiny(gc_like(n_per_year=2), protocols=("paper", "strict"))
     sc = res.inner_scores
     for _, ch in res.choices.iterrows():
         s = sc[(sc.protocol == ch.protocol) & (sc.fold == ch.fold)]
@@ -330,7 +334,7 @@ def test_nested_choices_are_the_lowest_inner_scores_and_ours_is_built_from_them(
     assert {"competition winners", "Rane et al. 2019 (GRF only)", "ridge-bw [seed]", "kNN [seed]",
             "ours nested [seed]", "ours nested [strict]"} <= set(t.index)
     assert t.loc["competition winners", "2011"] == 312 and t.loc["Rane et al. 2019 (GRF only)", "2012"] == 464
-    f = res.frames[("ours", "seed")]
+    f = res.frames[("ours", "paper")]
     g = f[(f.seed == "ensemble") & (f.year == 2014)]
     by_hand = g.groupby("stance_id").apply(lambda s: np.sqrt(np.mean((s.pred - s.true) ** 2))).mean()
     assert t.loc["ours nested [seed]", "2014"] == pytest.approx(by_hand, abs=0.05)

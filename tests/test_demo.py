@@ -4,6 +4,7 @@ stand-in, user errors, and (slow) a tiny whole-chain run that writes the report.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -95,16 +96,40 @@ def test_settings_and_cli_user_errors(tmp_path, capsys):
     assert "not a gaitforce demo report" in capsys.readouterr().err
 
 
+def test_skipped_stage_says_skipped_and_why():
+    lines = []
+    stages = demo._Stages(["data", "label"], lines.append)
+    assert stages.skip("data", "real data given: x", lambda: [1]) == [1]
+    assert stages.skip("label", "measured target") is None
+    assert lines == ["[1/2] data: skipped (real data given: x)", "[2/2] label: skipped (measured target)"]
+    assert set(stages.timings) == {"data", "label"}
+
+
 @pytest.mark.slow
-def test_tiny_demo_writes_report(tmp_path):
+def test_tiny_demo_writes_report(tmp_path, monkeypatch):
     """3 subjects x 1 trial, 3 epochs: the chain runs and the report says what it is. Physics is skipped
-    (stated stand-in target) only where OpenSim or its model is absent."""
+    (stated stand-in target) only where OpenSim or its model is absent. Run from another folder: nothing is
+    written there (OpenSim's log included), and the report's links are relative to the report."""
+    import re
+
     skip_physics = demo.physics_available() is not None
     settings = demo.DemoSettings(n_subjects=3, trials_per_subject=1, epochs=3, seed=1,
                                  physics="never" if skip_physics else "auto")
-    res = demo.run_demo(tmp_path / "demo", settings, log=lambda m: None)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    lines = []
+    res = demo.run_demo(Path("..") / "demo", settings, log=lines.append)
+    assert list(cwd.iterdir()) == []
+    assert any(line.startswith("[3/7] label: " + ("skipped (--no-physics" if skip_physics else "done in"))
+               for line in lines)
     text = res.index.read_text()
     assert "SYNTHETIC" in text and "These data are synthetic" in text
+    assert "Test set: 2 stances of 1 subject." in text and "Wilcoxon signed-rank p" in text
+    for link in re.findall(r"\]\(([^)]+)\)", text):
+        assert (res.index.parent / link).exists(), link
+    page = (res.out / "index.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 3 and 'href="evaluation/index.html"' in page
     for stage in ("data", "ingest", "label", "train", "evaluate", "predict", "total"):
         assert stage in res.timings
     assert res.target == (demo.STANDIN_TARGET if skip_physics else "knee_medial")

@@ -340,6 +340,11 @@ def test_train_and_evaluate_writes_comparison_with_ridge(dataset, tmp_path, stan
     index = (out / "index.md").read_text()
     assert "## subject-naive" in index and "](subject-naive/ridge__all/index.md)" in index
     assert "| mlp | all |" in capsys.readouterr().out
+    page = (out / "index.html").read_text()  # the HTML twin links the sub-reports' HTML twins
+    assert 'href="subject-naive/ridge__all/index.html"' in page
+    assert (out / "subject-naive" / "mlp__all" / "index.html").is_file()
+    sub = (out / "subject-naive" / "mlp__all" / "index.md").read_text()
+    assert "reference: in vivo implant" in sub  # a knee force not labelled by OpenSim
 
 
 def test_leave_one_subject_out_tests_every_stance_once(dataset, tmp_path, stand_in):

@@ -1,4 +1,4 @@
-"""gaitforce.learn.explain: the seed's gradient x SD map and the integrated-gradients map against analytic answers.
+"""gaitforce.learn.explain: the paper's gradient x SD map and the integrated-gradients map against analytic answers.
 
 The synthetic stances have features linear in stance %, so resampling is exact and every expected map is a
 closed form: for y = w.x both maps are w_f * SD_f(p); for y = sum a_f x_f^2 the gradient map is

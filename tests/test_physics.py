@@ -322,3 +322,46 @@ def test_grf_file_zeroes_a_small_force_whose_cop_is_unknown(tmp_path):
     assert prefixes == ["1_"]
     assert np.allclose(back.forces[:, 0, 1], [0.0, 300.0, 600.0, 300.0, 0.0])
     assert np.allclose(back.cop[1:4, 0, 0], 0.5)
+
+
+def test_quiet_stdout_sends_opensim_logger_file_to_the_log_not_the_working_dir(tmp_path):
+    """OpenSim's Logger opens ./opensim.log by default; inside quiet_stdout it writes to the given log."""
+    pytest.importorskip("opensim")
+    import subprocess
+    import sys
+
+    code = ("import opensim as o\n"
+            "from gaitforce.physics.pipeline import quiet_stdout\n"
+            "with quiet_stdout(__import__('pathlib').Path('out/o.log')):\n"
+            "    o.Logger.setLevelString('info')\n"
+            "    o.Logger.setLevelString('error')\n")
+    (tmp_path / "out").mkdir()
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
+    assert not (tmp_path / "opensim.log").exists()
+    assert "Set log level to Info" in (tmp_path / "out" / "o.log").read_text()
+
+
+def test_local_cluster_has_no_dashboard_and_no_port_warning_when_8787_is_taken():
+    import socket
+    import warnings
+
+    from gaitforce.physics.label import local_cluster
+
+    holder = socket.socket()
+    try:
+        try:
+            holder.bind(("", 8787))
+            holder.listen()
+        except OSError:
+            pass  # already held by something else: the case the warning was about
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cluster = local_cluster(1)
+        assert not [w for w in caught if "already in use" in str(w.message)]
+        try:
+            assert cluster.scheduler.http_server.port != 8787
+            assert cluster.dashboard_link is None or "8787" not in str(cluster.dashboard_link)
+        finally:
+            cluster.close()
+    finally:
+        holder.close()

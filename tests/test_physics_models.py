@@ -26,7 +26,7 @@ def test_every_model_names_its_groups_from_its_own_muscles():
             assert set(members) <= set(ms.muscles)
         assert set(ms.locked_coordinates) <= set(ms.free_coordinates)  # a locked coordinate is never muscle-driven
     raj = spec("rajagopal2015")
-    # the seed's EMG muscles exist one by one in Rajagopal, not in the lumped model
+    # the paper's EMG muscles exist one by one in Rajagopal, not in the lumped model
     for emg in ("semimem", "bflh", "vasmed", "vaslat", "recfem", "gasmed", "gaslat", "tfl", "tibant", "perlong",
                 "soleus", "addmagDist", "glmax1", "glmed1"):
         assert emg in raj.muscles

@@ -5,7 +5,9 @@ writes it as C3D files (so the readers are exercised), ingests them, labels ever
 physics pipeline (:func:`gaitforce.physics.label_dataset`, on Dask), trains the paper-style CNN and the ridge
 baseline on a subject-naive split, scores both on the held-out subject, saves the CNN as a bundle and runs it
 on a held-out file as ``gaitforce predict`` does. Everything lands in one folder with an ``index.md`` that says
-plainly which data were used and how long each stage took.
+plainly which data were used and how long each stage took, and an ``index.html`` beside it (the same report as one
+self-contained page, figures embedded). Nothing is written outside the folder (OpenSim's log goes to
+``physics/work/<stance>/opensim.log``); a stage that does not apply prints ``skipped`` and why.
 
 With ``data=DIR`` the same chain runs on real files. Where the files already carry the target (the Grand
 Challenge's in vivo knee force), that measurement is the reference and the physics stage is skipped
@@ -19,6 +21,7 @@ so its labels line up frame by frame with the dataset's rows.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -49,7 +52,8 @@ SYNTHETIC_NOTE = (
 
 @dataclass
 class DemoSettings:
-    """Options of :func:`run_demo`. Defaults: 8 subjects x 4 trials (64 stances), ~2-3 min on 2 cores."""
+    """Options of :func:`run_demo`. Defaults: 8 subjects x 4 trials (64 stances): about 2 min on 2 quiet cores,
+    4-30 min on 2 cores shared with other jobs (labelling is most of it)."""
 
     data: str | None = None
     n_subjects: int = 8
@@ -100,6 +104,16 @@ class _Stages:
         out = fn(*args, **kw)
         self.timings[name] = round(time.perf_counter() - t0, 1)
         self.log(f"[{i}/{len(self.names)}] {name}: done in {self.timings[name]:.1f} s")
+        return out
+
+    def skip(self, name: str, why: str, fn=None, *args, **kw):
+        """A stage that does not apply: ``[i/n] name: skipped (why)``; ``fn``, if given, still runs (a quick
+        stand-in) and its result is returned."""
+        i = self.names.index(name) + 1
+        t0 = time.perf_counter()
+        out = fn(*args, **kw) if fn is not None else None
+        self.timings[name] = round(time.perf_counter() - t0, 1)
+        self.log(f"[{i}/{len(self.names)}] {name}: skipped ({why})")
         return out
 
 
@@ -199,10 +213,12 @@ def train(ds: Dataset, split: dict, s: DemoSettings, target: str, bundle_dir: Pa
     return models, seconds
 
 
-def evaluate(ds: Dataset, split: dict, models: dict, target: str, out: Path, *, title: str, note: str):
-    """Per-stance metrics of every model on the test subjects, and the evaluation report of the network."""
+def evaluate(ds: Dataset, split: dict, models: dict, target: str, out: Path, *, title: str, note: str,
+             reference: str = "reference"):
+    """Per-stance metrics of every model on the test subjects, and the evaluation report of the network (every
+    model on its figures, the reference named by its source ``reference``)."""
     from gaitforce import evaluate as ev
-    from gaitforce.evaluate.report import markdown_table, write_report
+    from gaitforce.evaluate.report import evidence_sentence, markdown_table, plausibility_note, write_report
 
     test = ds.subset(split["test"])
     stances = test.stances()
@@ -218,13 +234,20 @@ def evaluate(ds: Dataset, split: dict, models: dict, target: str, out: Path, *, 
     table = table[["model", *[c for c in table.columns if c != "model"]]]
     net = next(iter(models))
     cmp = ev.paired_comparison(per[net], per["ridge"])
-    comparison = (markdown_table(table) + "\n\n" + f"{net} - ridge RMSE over the {cmp['n']} test stances: "
-                  f"{cmp['delta']:+.0f} N (negative: the network is better), network better on "
-                  f"{100 * cmp['wins']:.0f} % of stances, Wilcoxon p = {cmp['p']:.3g}.")
+    cmp["n_subjects"] = int(stances["subject"].nunique()) if "subject" in stances else 0
+    cmp["n_stances"] = int(len(stances))
+    cmp["sentence"] = evidence_sentence(cmp, model=net, baseline="ridge", unit=test.targets.get(target, "N"),
+                                        n_subjects=cmp["n_subjects"], n_stances=cmp["n_stances"])
+    cmp["plausibility"] = plausibility_note(preds[net], target, test.targets.get(target, "N"),
+                                            ev.body_weights(stances), model=net,
+                                            others={m: preds[m] for m in models if m != net}, reference=reference)
+    comparison = markdown_table(table) + "\n\n" + cmp["sentence"]
     report = write_report(out, per_trial=per[net], predictions=preds[net],
                           settings={"split": split, "models": list(models), "target": target},
                           title=title, by=["subject"], extra_sections=[("Data", note),
-                                                                       ("Network against ridge", comparison)])
+                                                                       ("Network against ridge", comparison)],
+                          model=net, others={m: preds[m] for m in models if m != net}, reference=reference,
+                          body_weight=ev.body_weights(stances))
     return table, cmp, report
 
 
@@ -277,9 +300,11 @@ def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], 
     stages = _Stages(["data", "ingest", "label", "train", "evaluate", "predict", "report"], log)
     t_start = time.perf_counter()
 
-    files = stages.run("data", lambda: make_cohort(out / "data", s) if synthetic else [Path(s.data)])
     if synthetic:
+        files = stages.run("data", make_cohort, out / "data", s)
         log(f"    synthetic cohort: {s.n_subjects} subjects x {s.trials_per_subject} trials -> {out / 'data'}")
+    else:
+        files = stages.skip("data", f"real data given: {s.data}", lambda: [Path(s.data)])
     ds, ingest_failures = stages.run("ingest", ingest, files, out / "dataset")
     log(f"    {ds}")
 
@@ -290,7 +315,9 @@ def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], 
         raise GaitforceError(f"the data have no {target!r} and physics labelling is unavailable "
                              f"({missing_physics}); run scripts/fetch-model.sh, or use --no-physics")
     if s.physics == "never" and not has_target:
-        ds = stages.run("label", grf_standin, ds)
+        ds = stages.skip("label", f"--no-physics: a stand-in target, {STANDIN_TARGET}, not an internal force",
+                         grf_standin, ds)
+        reference = "GRF stand-in"
         target = STANDIN_TARGET
         label_note = (f"Physics labelling was switched off (`--no-physics`): the target is a stand-in, the "
                       f"resultant ground reaction `{STANDIN_TARGET}` (N), which only checks that the chain runs. "
@@ -298,12 +325,16 @@ def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], 
     elif use_physics:
         ds, label_failures = stages.run("label", label, ds, out / "physics", s)
         ds.save(out / "dataset-labelled")
+        reference = "OpenSim (gait14dof22musc)"
         label_note = (f"Reference `{target}`: the OpenSim physics pipeline (gait14dof22musc: scale, IK, ID, "
                       f"static optimisation, knee joint reaction, moment-balance medial/lateral split) on every "
                       f"stance, {s.workers} Dask worker(s).")
     else:
-        stages.run("label", lambda: None)
-        label_note = f"Reference `{target}`: measured in the files (physics labelling skipped: `--physics auto`)."
+        stages.skip("label", f"the files carry a measured {target}, used as the reference (--physics auto)")
+        reference = "in vivo implant (measured)" if target.startswith("knee") else "measured"
+        label_note = (f"Reference `{target}`: measured in the files"
+                      + (", the instrumented knee implant's in vivo force" if target.startswith("knee") else "")
+                      + " (physics labelling skipped: `--physics auto`).")
     log(f"    target {target}: {ds.frames['stance_id'].nunique()} stances")
 
     split = {k: list(v) for k, v in subject_naive_split(ds.stances(), seed=s.seed).items()}
@@ -314,7 +345,7 @@ def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], 
     title = ("gaitforce demo: SYNTHETIC cohort" if synthetic else f"gaitforce demo: {Path(s.data).name}")
     table, cmp, report_index = stages.run("evaluate", evaluate, ds, split, models, target, out / "evaluation",
                                           title=title + f", {s.model} on held-out subjects",
-                                          note=data_note + " " + label_note)
+                                          note=data_note + " " + label_note, reference=reference)
 
     test_trials = ds.frames.loc[ds.frames.stance_id.isin(split["test"]), "trial"].unique()
     sources = {src.get("trial", Path(src["path"]).name): Path(src["path"]) for src in ds.manifest.get("sources", [])}
@@ -341,11 +372,12 @@ def run_demo(out, settings: DemoSettings | None = None, *, log: Callable[[str], 
 
 def write_index(result: DemoResult, timings: dict, info: dict, table: pd.DataFrame, pred_table: pd.DataFrame,
                 data_note: str, label_note: str) -> Path:
-    from gaitforce.evaluate.report import markdown_table
+    from gaitforce.evaluate.report import markdown_table, write_html
 
     out = result.out
-    rel = lambda p: Path(p).resolve().relative_to(out.resolve()).as_posix() if str(Path(p).resolve()).startswith(  # noqa: E731
-        str(out.resolve())) else str(p)
+
+    def rel(p) -> str:  # every link relative to the report, wherever the command ran
+        return Path(os.path.relpath(Path(p).resolve(), out.resolve())).as_posix()
     ev_dir = Path(result.paths["evaluation"]).parent
     t = result.target
     timing_rows = pd.DataFrame([{"stage": k, "seconds": v} for k, v in timings.items()])
@@ -359,16 +391,17 @@ def write_index(result: DemoResult, timings: dict, info: dict, table: pd.DataFra
         f"Train / validation / test: {len(info['split']['train'])} / {len(info['split']['val'])} / "
         f"{len(info['split']['test'])} stances; no subject in two sets. Mean (SD) over test stances.", "",
         markdown_table(table), "",
-        f"{s['model']} - ridge RMSE: {info['comparison']['delta']:+.0f} N over {info['comparison']['n']} "
-        f"stances (negative: the network is better than the baseline).", "",
+        info["comparison"].get("sentence", ""), "",
         f"Full report with per-subject tables: [{rel(result.paths['evaluation'])}]({rel(result.paths['evaluation'])})",
         "",
-        f"![{t}: best, median, worst test stance]({rel(ev_dir / f'{t}_representative.png')})", "",
-        f"![{t}: mean and SD over test stances]({rel(ev_dir / f'{t}_ensemble.png')})", "",
+        *([info["comparison"]["plausibility"], ""] if info["comparison"].get("plausibility") else []),
+        f"![{t}: best, median, worst test stance, every model]({rel(ev_dir / f'{t}_representative.png')})", "",
+        f"![{t}: mean and SD over test stances, every model]({rel(ev_dir / f'{t}_ensemble.png')})", "",
         f"![{t}: predicted vs reference frames]({rel(ev_dir / f'{t}_scatter.png')})", "",
         "## Prediction on a held-out file", "",
         f"`gaitforce predict {rel(result.paths['bundle'])} {rel(result.paths['held_out_file'])} --out "
-        f"{rel(result.paths['predictions'])}` (a test subject's file, read, cut and featurised from disk): "
+        f"{rel(result.paths['predictions'])}` (run in this folder; a test subject's file, read, cut and "
+        f"featurised from disk): "
         f"{pred_table.attrs['seconds'] * 1000:.0f} ms in all.", "",
         markdown_table(pred_table) if len(pred_table) else "(no stance)", "",
         "## Timings (this machine, wall clock)", "",
@@ -380,10 +413,12 @@ def write_index(result: DemoResult, timings: dict, info: dict, table: pd.DataFra
     if failures:
         lines += ["## Failures (the rest went on)", "", *[f"- {f}" for f in failures], ""]
     lines += ["## Files", ""] + [f"- {k}: [{rel(v)}]({rel(v)})" for k, v in result.paths.items()] + [
-        "- [demo.json](demo.json): settings, split and figures of this run", ""]
+        "- [demo.json](demo.json): settings, split and figures of this run",
+        "- [index.html](index.html): this report as one self-contained page", ""]
     (out / "demo.json").write_text(json.dumps({**info, "timings": timings, "paths": result.paths}, indent=1,
                                               default=str))
     result.index.write_text("\n".join(lines))
+    write_html(result.index)
     return result.index
 
 

@@ -1,6 +1,6 @@
-"""``gaitforce benchmark grand-challenge``: the seed's Table 5 protocol on the Knee Grand Challenge data.
+"""``gaitforce benchmark grand-challenge``: the paper's Table 5 protocol on the Knee Grand Challenge data.
 
-Each competition year is predicted by models trained on the other years (the seed's protocol, and a strict
+Each competition year is predicted by models trained on the other years (the paper's protocol, and a strict
 variant that also leaves the test subject's other year out). By default selection is nested: each test year's
 network configuration, epoch count, baseline hyperparameters and blend weight are chosen on an inner
 leave-one-year-out split of its training years only; ridge-bw and kNN baselines stand beside it with a paired
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("benchmark", help="run a named benchmark (grand-challenge)",
                               description="Run a named benchmark.")
     sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
-    gc = sub.add_parser("grand-challenge", help="leave-one-year-out Grand Challenge benchmark (seed Table 5)",
+    gc = sub.add_parser("grand-challenge", help="leave-one-year-out Grand Challenge benchmark (Rane et al. 2019, Table 5)",
                         description=__doc__.split("\n\n")[1],
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     gc.add_argument("--data", required=True,
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                     "cnn+bw,tcn15+bw)")
     gc.add_argument("--epoch-grid", default=None, help="nested: comma-separated epoch counts to choose from "
                     "(default 5,10,20,40,80; reduced 3,6,12)")
-    gc.add_argument("--protocols", default="seed,strict", help="nested: protocols to run (seed, strict)")
+    gc.add_argument("--protocols", default="paper,strict", help="nested: protocols to run (paper, strict)")
     gc.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
 
@@ -96,9 +96,9 @@ def _run_nested(args) -> int:
     if args.configs:
         raise GaitforceError("--configs selects the flat ablation's configurations: use --networks (or --flat)")
     protocols = _names(args.protocols) or []
-    bad = [p for p in protocols if p not in ("seed", "strict")]
+    bad = [p for p in protocols if p not in ("paper", "strict")]
     if bad or not protocols:
-        raise GaitforceError(f"--protocols must name seed and/or strict, got {args.protocols!r}")
+        raise GaitforceError(f"--protocols must name paper and/or strict, got {args.protocols!r}")
     try:
         grid = [int(e) for e in _names(args.epoch_grid)] if args.epoch_grid else None
     except ValueError:

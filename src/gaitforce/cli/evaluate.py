@@ -25,6 +25,8 @@ from pathlib import Path
 
 from gaitforce._lazy import lazy_attr, lazy_module
 from gaitforce.errors import GaitforceError
+reference_of = lazy_attr("gaitforce.evaluate.report", "reference_of")
+write_html = lazy_attr("gaitforce.evaluate.report", "write_html")
 
 # imported on first use, so that `gaitforce evaluate --help` needs neither numpy nor pandas
 np = lazy_module("numpy")
@@ -161,8 +163,9 @@ def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
                 "dataset": str(ds.path), "dataset_settings": ds.manifest.get("settings"), "targets": wanted}
     index = write_report(out, per_trial=per, predictions=preds, settings=settings,
                          title=f"Evaluation of {Path(args.bundle).name} on {Path(ds.path).name}",
-                         by=by or ["subject"])
-    _progress(f"evaluate: report {Path(args.out) / index.relative_to(out)}")
+                         by=by or ["subject"], model=Path(args.bundle).name,
+                         reference=reference_of(ds.manifest, wanted))
+    _progress(f"evaluate: report {index}")
     print(markdown_table(ev.summarise(per)))
     return 0
 
@@ -222,8 +225,9 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
         "folds": folds, "baseline": BASELINE, "failures": failures,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
-    index = _write_comparison(out, per_trial, predictions, settings, targets, by)
-    _progress(f"evaluate: report {Path(args.out) / index.relative_to(out)}")
+    index = _write_comparison(out, per_trial, predictions, settings, targets, by,
+                              reference=reference_of(ds.manifest, targets))
+    _progress(f"evaluate: report {index}")
     if failures:
         n_runs = sum(len(f) for f in folds.values()) * len(feature_sets) * len(models) * len(seeds)
         _progress(f"evaluate: {len(failures)} of {n_runs} runs failed:")
@@ -244,7 +248,8 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
 
 
-def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) -> Path:
+def _write_comparison(out: Path, per_trial, predictions, settings, targets, by, *,
+                      reference: str = "reference") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     per_trial.to_csv(out / "per_trial.csv", index=False)
     (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
@@ -264,8 +269,11 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
         write_table(table, out, f"comparison_{_slug(split)}")
         n_st = sp["stance_id"].nunique()
         n_tests = len(sp[["fold", "stance_id"]].drop_duplicates())
+        n_subj = sp["subject"].nunique() if "subject" in sp else None
         lines += [f"## {split}", "", f"{sp['fold'].nunique()} fold(s), {n_tests} stance tests of {n_st} "
-                  f"distinct stances.", "",
+                  f"distinct stances" + (f" of {n_subj} subject(s)" if n_subj is not None else "")
+                  + f"; reference: {reference}. A model is better than ridge only where the paired test's p is "
+                  "small (p < 0.05); with few subjects even that need not hold for new people.", "",
                   markdown_table(table)]
         if sp["fold"].nunique() > 1:
             for t in targets:
@@ -281,10 +289,18 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
             keep = (predictions["split"] == split) & (predictions["model"] == model) & \
                    (predictions["feature_set"] == fs) & (predictions["seed"] == first_seed)
             rep_per, rep_pred = unique_tests(grp[grp["seed"] == first_seed], predictions[keep])
+            others = {}
+            if model != BASELINE:  # the baseline on the same stance curves
+                base_keep = (predictions["split"] == split) & (predictions["model"] == BASELINE) & \
+                            (predictions["feature_set"] == fs) & (predictions["seed"] == first_seed)
+                base_per = sp[(sp["model"] == BASELINE) & (sp["feature_set"] == fs) & (sp["seed"] == first_seed)]
+                if base_keep.any():
+                    others[BASELINE] = unique_tests(base_per, predictions[base_keep])[1]
             write_report(sub, per_trial=rep_per, predictions=rep_pred,
                          settings={**settings, "split": split, "model": model, "feature_set": fs,
                                    "seed": int(first_seed)},
-                         title=f"{model} / {fs} on {split} (seed {first_seed})", by=by or None)
+                         title=f"{model} / {fs} on {split} (seed {first_seed})", by=by or None, model=model,
+                         others=others, reference=reference)
             lines.append(f"- [{model} / {fs}]({sub.relative_to(out).as_posix()}/index.md)")
         lines.append("")
     if settings["failures"]:
@@ -293,5 +309,6 @@ def _write_comparison(out: Path, per_trial, predictions, settings, targets, by) 
               "[settings.json](settings.json) (everything used, with the folds' stance ids).", ""]
     index = out / "index.md"
     index.write_text("\n".join(lines))
+    write_html(index)
     print("\n".join(console))
     return index

@@ -3,7 +3,7 @@
 For every stance of the dataset, the gradient of the bundle's output with respect to each input is taken at
 every frame (by autograd on the network rebuilt from the bundle's weights, model.safetensors; central finite
 differences in ONNX Runtime for a bundle without them), resampled to 101 points of stance, averaged over the
-stances and multiplied at each point by that input's standard deviation across stances: the seed's
+stances and multiplied at each point by that input's standard deviation across stances: the paper's
 sensitivity map. Beside it, integrated gradients (Captum) from the mean stance give a second map in the same
 unit. Written to DIR: explain.png (both heat maps, features x % stance), sensitivity.csv and
 integrated_gradients.csv (stance % x features), explain.csv (long form with mean gradients, feature means and

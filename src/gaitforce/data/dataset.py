@@ -7,7 +7,7 @@ Layout of a dataset folder::
 
 Columns of ``frames.parquet``:
 
-- identity: ``stance_id`` (unique per stance phase: the unit of evaluation, called "trial" in the seed's
+- identity: ``stance_id`` (unique per stance phase: the unit of evaluation, called "trial" in the paper's
   tables), ``trial`` (source trial id), ``subject``, ``side`` ('right'/'left' limb in stance), ``frame``
   (0-based within the stance), ``time`` (s from stance start), ``stance_pct`` (0-100), ``mass`` (kg), and any
   group columns (e.g. ``competition``, ``year``, ``pathology``) listed in ``manifest["groups"]``;

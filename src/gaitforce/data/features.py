@@ -1,6 +1,6 @@
 """Model inputs: 18 named marker slots, marker maps, the stance frame and the feature sets.
 
-Slots (the seed's 18 markers: 4 pelvis + 14 of the stance limb), in model-input order:
+Slots (the paper's 18 markers: 4 pelvis + 14 of the stance limb), in model-input order:
 
 ========================  ===============================================================================
 pelvis                    ``asis_ipsi``, ``asis_contra``, ``psis_ipsi``, ``psis_contra`` (ipsi = stance side)

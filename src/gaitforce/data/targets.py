@@ -21,7 +21,7 @@ from gaitforce.errors import GaitforceError
 from gaitforce.signal.emg import emg_envelope
 from gaitforce.trial import Trial
 
-#: The seed's 8 muscles (canonical names) and the lab names that feed them, tried in order.
+#: The paper's 8 muscles (canonical names) and the lab names that feed them, tried in order.
 DEFAULT_EMG_MAP = {
     "glut_med": ["gmed", "glut_med", "GluMed", "gluteus_medius"],
     "rect_fem": ["rf", "rect_fem", "RecFem", "rectus_femoris"],

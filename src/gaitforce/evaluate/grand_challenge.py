@@ -4,25 +4,25 @@ Protocol (after Rane et al. 2019, Table 5; data: Fregly et al. 2012, the Knee Gr
 
 1. The competitions' stance phases are ingested (:func:`gaitforce.data.ingest.build_dataset`, default settings:
    10 Hz low-pass of markers and force plate; the in vivo medial force is not filtered).
-2. **Time normalisation** (the seed's resampling): every stance is resampled to ``n_points`` (101: 0, 1, ...
+2. **Time normalisation** (the paper's resampling): every stance is resampled to ``n_points`` (101: 0, 1, ...
    100 % of stance) by linear interpolation over time of every feature and target column, so the 200 Hz
    (2010-2011) and 120 Hz (2012-2015) years share one time base and every stance weighs the same in training.
    Metrics are computed on these 101 points.
 3. Folds: :func:`gaitforce.evaluate.splits.leave_one_group_out` on ``year``; the pool (the other years) gives
    ``val_fraction`` of its stances at random for validation and early stopping (``split_seed``), the rest
-   trains. ``seed`` protocol: as the seed (the test subject's other year may train: JW 2010/2013, DM
+   trains. ``paper`` protocol: as the paper (the test subject's other year may train: JW 2010/2013, DM
    2011/2015); ``strict``: :func:`gaitforce.evaluate.splits.same_subject` also leaves that other year out.
 4. Each configuration (:class:`Config`) is trained with ``n_seeds`` model seeds per fold. Reported per year:
    mean per-stance RMSE (N) and r over the year's stances, as mean and SD over seeds (single models), and
    for the ensemble (mean of the seeds' predictions).
 5. Model choice uses validation only: the configuration whose seed-ensemble has the lowest validation RMSE
-   (mean over the six folds of the seed protocol) is "ours"; the test years never enter that choice.
+   (mean over the six folds of the paper protocol) is "ours"; the test years never enter that choice.
 6. Blends (``model="blend"``, :func:`blend_frames`) train nothing: ``w x ridge + (1 - w) x network`` from
    predictions already made, ``w`` (0, 0.05, ... 1) chosen per fold on validation stances of that fold's
    training years only; their validation RMSE is nested (each validation stance scored with a weight chosen
    without it), so they compete in step 5 on equal terms.
 
-Inputs per configuration: the 3-D GRF (``grf``: the seed's input), GRF + CoP (``force_plate``) or all 20 marker
+Inputs per configuration: the 3-D GRF (``grf``: the paper's input), GRF + CoP (``force_plate``) or all 20 marker
 / force slots (``all``), per frame or as a causal window of the ``window`` most recent frames
 (:func:`add_window`, for the ``tcn`` model); optionally body-weight normalised (the Estimator's
 ``body_weight_norm``) and with input-noise augmentation.
@@ -51,14 +51,14 @@ from gaitforce.errors import GaitforceError, InputFileError
 
 TARGET = "knee_medial"
 YEARS = (2010, 2011, 2012, 2013, 2014, 2015)
-#: Medial contact force RMSE (N) of the winning entries, and the seed network's RMSE / r (Rane et al. 2019,
-#: Table 5, as copied in the data README).
+#: Medial contact force RMSE (N) of the winning entries, and the RMSE / r of the network of Rane et al. 2019
+#: (Table 5, as copied in the data README).
 WINNERS = {2010: 230, 2011: 312, 2012: 284, 2013: 194, 2014: 235, 2015: 165}
-SEED_PAPER = {2010: (222, 0.93), 2011: (227, 0.89), 2012: (464, 0.88), 2013: (144, 0.90), 2014: (283, 0.90),
+PAPER_TABLE5 = {2010: (222, 0.93), 2011: (227, 0.89), 2012: (464, 0.88), 2013: (144, 0.90), 2014: (283, 0.90),
               2015: (149, 0.92)}
-PROTOCOLS = ("seed", "strict")
+PROTOCOLS = ("paper", "strict")
 
-#: the GRF-only feature set (the seed's Grand Challenge input), as a 1 x 3 image
+#: the GRF-only feature set (the paper's Grand Challenge input), as a 1 x 3 image
 BASE_SETS = {"grf": (list(GRF_COLUMNS), (1, 3)), "force_plate": (list(GRF_COLUMNS) + list(COP_COLUMNS), (2, 3))}
 
 TRAINING = {"epochs": 150, "patience": 15, "batch_size": 128, "lr": 1e-3, "weight_decay": 1e-4}
@@ -88,9 +88,9 @@ class Config:
         return {"body_weight_norm": self.body_weight_norm, "input_noise": self.input_noise, **dict(self.hyper)}
 
 
-#: The ablation, in order: the seed's replica first, then one change at a time.
+#: The ablation, in order: the replica of the paper first, then one change at a time.
 CONFIGS = (
-    Config("seed-cnn", "paper-cnn", "grf", what="the seed's protocol: paper-cnn, 3-D GRF of one frame, N"),
+    Config("paper-replica", "paper-cnn", "grf", what="the paper's protocol: paper-cnn, 3-D GRF of one frame, N"),
     Config("ridge-grf", "ridge", "grf", what="linear baseline on the same input"),
     Config("cnn+bw", "paper-cnn", "grf", body_weight_norm=True, what="+ body-weight normalisation (GRF/BW -> F/BW)"),
     Config("cnn+bw+cop", "paper-cnn", "force_plate", body_weight_norm=True, what="+ centre of pressure"),
@@ -114,7 +114,7 @@ CONFIGS = (
     Config("blend-ridge+net-pooled", "blend", members=("ridge-grf", "network"), blend_weight="pooled",
            what="as blend-ridge+net, one w per fold from every fold's validation stances of its training years"),
 )
-REDUCED_CONFIGS = ("seed-cnn", "ridge-grf", "tcn15+bw+cop", "blend-ridge+net")
+REDUCED_CONFIGS = ("paper-replica", "ridge-grf", "tcn15+bw+cop", "blend-ridge+net")
 #: the member name that stands for the network (non-ridge, non-blend configuration) with the lowest validation RMSE
 NETWORK = "network"
 #: blend weights tried (on the ridge member; the network gets 1 - w)
@@ -205,7 +205,7 @@ def add_window(ds: Dataset, feature_set: str, window: int) -> str:
 
 
 def folds(ds: Dataset, protocol: str, *, val_fraction: float = 0.2, split_seed: int = 0) -> dict[str, dict]:
-    """Leave-one-year-out folds (``seed`` protocol) or the strict variant (the test subject never trains)."""
+    """Leave-one-year-out folds (``paper`` protocol) or the strict variant (the test subject never trains)."""
     if protocol not in PROTOCOLS:
         raise GaitforceError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOLS)})")
     exclude = ev.same_subject if protocol == "strict" else None
@@ -244,7 +244,8 @@ def _frame_table(part: Dataset, pred: np.ndarray, fold: str, seed: str) -> pd.Da
     f = part.frames
     return pd.DataFrame({"stance_id": f["stance_id"].to_numpy(), "stance_pct": f["stance_pct"].to_numpy(),
                          "year": f["year"].to_numpy(), "mass": f["mass"].to_numpy(), "fold": fold, "seed": seed,
-                         "true": f[TARGET].to_numpy(np.float64), "pred": pred})
+                         "true": f[TARGET].to_numpy(np.float64), "pred": pred,
+                         **({"subject": f["subject"].astype(str).to_numpy()} if "subject" in f else {})})
 
 
 def stance_metrics(frames: pd.DataFrame) -> pd.DataFrame:
@@ -315,7 +316,7 @@ def blend_frames(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame], fold_sp
                  mode: str = "fold") -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """Blend two configurations' ``test``/``val`` frame tables (:func:`run_config`): ``w * a + (1 - w) * b``.
 
-    The weight of fold ``f`` is chosen on validation predictions only (the seed ensembles'):
+    The weight of fold ``f`` is chosen on validation predictions only (the ensembles over model seeds'):
 
     - ``mode="fold"``: on fold ``f``'s own validation stances;
     - ``mode="pooled"``: on the validation stances of **every** fold that belong to fold ``f``'s training pool
@@ -386,7 +387,7 @@ def run_benchmark(data: str | Path | Dataset, *, reduced: bool = False, seeds: S
                   threads: int = 1, n_points: int = 101, val_fraction: float = 0.2, split_seed: int = 0,
                   configs: Sequence[Config] | None = None, training: dict | None = None,
                   log=print) -> BenchmarkResult:
-    """Run the ablation on the seed protocol, choose by validation, then run the seed's replica, ridge and the
+    """Run the ablation on the paper protocol, choose by validation, then run the replica of the paper, ridge and the
     chosen configuration on the strict protocol too.
 
     Blends (``model="blend"``) cost no training: they combine their members' predictions (:func:`blend_frames`);
@@ -443,12 +444,12 @@ def run_benchmark(data: str | Path | Dataset, *, reduced: bool = False, seeds: S
 
     for cfg in configs:
         if not cfg.is_blend:
-            trained(cfg, "seed")
+            trained(cfg, "paper")
 
     def lowest(names) -> str | None:
-        seed_rows = pd.DataFrame(rows)
-        seed_rows = seed_rows[(seed_rows["protocol"] == "seed") & seed_rows["config"].isin(list(names))]
-        return None if seed_rows.empty else str(seed_rows.sort_values("val_rmse", kind="stable").iloc[0]["config"])
+        paper_rows = pd.DataFrame(rows)
+        paper_rows = paper_rows[(paper_rows["protocol"] == "paper") & paper_rows["config"].isin(list(names))]
+        return None if paper_rows.empty else str(paper_rows.sort_values("val_rmse", kind="stable").iloc[0]["config"])
 
     network = lowest(c.name for c in configs if _is_network(c))
     blend_members = {}
@@ -459,7 +460,7 @@ def run_benchmark(data: str | Path | Dataset, *, reduced: bool = False, seeds: S
                 log(f"{cfg.name}: skipped (needs {', '.join(cfg.members)} among the configurations run)")
                 continue
             blend_members[cfg.name] = names
-            blended(cfg, "seed", names)
+            blended(cfg, "paper", names)
     out.chosen = chosen = lowest(by_name)
     log(f"chosen by validation: {chosen}")
     for name in dict.fromkeys([configs[0].name, "ridge-grf", chosen]):
@@ -482,12 +483,12 @@ def run_benchmark(data: str | Path | Dataset, *, reduced: bool = False, seeds: S
 # output
 # ---------------------------------------------------------------------------------------------------------
 def results_table(res: BenchmarkResult) -> pd.DataFrame:
-    """The Table 5 comparison: winners, the seed paper, our seed replica and our chosen model, both protocols."""
+    """The Table 5 comparison: winners, the paper, our replica of the paper and our chosen model, both protocols."""
     first = res.ablation["config"].iloc[0]
     rows = [{"row": "competition winners", **{y: f"{WINNERS[y]}" for y in YEARS}},
-            {"row": "seed paper, GRF (RMSE / r)", **{y: f"{SEED_PAPER[y][0]} / {SEED_PAPER[y][1]:.2f}" for y in YEARS}}]
+            {"row": "Rane et al. 2019, GRF (RMSE / r)", **{y: f"{PAPER_TABLE5[y][0]} / {PAPER_TABLE5[y][1]:.2f}" for y in YEARS}}]
     for protocol in PROTOCOLS:
-        for name, label in ((first, "seed replica"), (res.chosen, "ours")):
+        for name, label in ((first, "paper replica"), (res.chosen, "ours")):
             yt = res.years.get((name, protocol))
             if yt is None or (name == res.chosen and name == first and label == "ours"):
                 continue
@@ -505,8 +506,9 @@ def results_table(res: BenchmarkResult) -> pd.DataFrame:
 def write_results(res: BenchmarkResult, out: str | Path, *, figures: bool = True) -> Path:
     """``table.md/.csv`` (the per-year comparison), ``ablation.md/.csv``, ``years.csv`` (every config x protocol
     x year), ``predictions.csv.gz`` (test and validation frames, column ``part``; a blend's validation
-    predictions are its nested ones), ``settings.json`` (with the runtime) and ``figures/gc_<year>.png``."""
-    from gaitforce.evaluate.report import markdown_table
+    predictions are its nested ones), ``settings.json`` (with the runtime), ``figures/gc_<year>.png``, and
+    ``index.md`` with its self-contained twin ``index.html`` (the tables and figures on one page)."""
+    from gaitforce.evaluate.report import markdown_table, write_html
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -526,14 +528,30 @@ def write_results(res: BenchmarkResult, out: str | Path, *, figures: bool = True
     pd.concat(preds).to_csv(out / "predictions.csv.gz", index=False)
     (out / "settings.json").write_text(json.dumps({**res.settings, "chosen": res.chosen,
                                                    "runtime_s": round(res.runtime_s, 1)}, indent=1, default=str))
-    if figures:
-        plot_years(res, out / "figures")
+    figs = plot_years(res, out / "figures") if figures else []
+    chosen = res.frames.get((res.chosen, PROTOCOLS[0]), pd.DataFrame(columns=["stance_id"]))
+    n_stances = int(chosen["stance_id"].nunique())
+    n_subjects = int(chosen["subject"].nunique()) if "subject" in chosen else "?"
+    lines = ["# Knee Grand Challenge: each year predicted by models trained on the other years", "",
+             f"Medial knee contact force; reference: in vivo implant (eTibia), {n_stances} test stances of "
+             f"{n_subjects} subjects, one year (subject and session) per fold. Chosen by the lowest validation "
+             f"RMSE: **{res.chosen}**. Runtime {res.runtime_s:.0f} s. With one subject a year, a difference in "
+             "one year's RMSE rests on that subject's few stances; the years are not independent tests.", "",
+             "## Per year", "", markdown_table(table.reset_index()), "",
+             "## Ablation (validation chooses, test years reported)", "", markdown_table(show), ""]
+    if figs:
+        lines += ["## Figures", "", *[f"![{p.stem}: in vivo implant (solid) and {res.chosen} (dashed)]"
+                                       f"(figures/{p.name})\n" for p in figs]]
+    lines += ["## Files", "", "- [table.csv](table.csv), [ablation.csv](ablation.csv), [years.csv](years.csv)",
+              "- [predictions.csv.gz](predictions.csv.gz), [settings.json](settings.json)", ""]
+    (out / "index.md").write_text("\n".join(lines))
+    write_html(out / "index.md")
     return out
 
 
-def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "seed") -> list[Path]:
+def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "paper") -> list[Path]:
     """One figure per year: measured (solid) and predicted (dashed, our chosen model's seed ensemble) medial
-    force over stance for each test stance, with the year's RMSE of the winners, the seed and ours."""
+    force over stance for each test stance, with the year's RMSE of the winners, Rane et al. 2019 and ours."""
     from gaitforce._plot import subplots
 
     folder = Path(folder)
@@ -552,8 +570,8 @@ def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "see
         ax.set_xlabel("stance (%)")
         ax.set_ylabel("medial contact force (N)")
         ax.set_title(f"{year}: ours {yt.loc[year, 'rmse_ens']:.0f} N, winners {WINNERS.get(year, '?')}, "
-                     f"seed {SEED_PAPER.get(year, ('?',))[0]}", fontsize=8)
-        ax.plot([], [], color="k", lw=1.4, label="measured")
+                     f"Rane 2019 {PAPER_TABLE5.get(year, ('?',))[0]}", fontsize=8)
+        ax.plot([], [], color="k", lw=1.4, label="in vivo implant")
         ax.plot([], [], color="k", lw=1.2, ls="--", label=f"{res.chosen}")
         ax.legend(fontsize=7, frameon=False)
         fig.tight_layout()

@@ -3,7 +3,7 @@
 -------
 :func:`per_trial_metrics` scores each stance and target: RMSE in the target's unit, RMSE in % body weight,
 Pearson r and the error of the peak. :func:`summarise` turns those rows into "mean (std)" tables like the
-seed's Tables 2-4.
+paper's Tables 2-4.
 """
 
 from __future__ import annotations

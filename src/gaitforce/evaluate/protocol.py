@@ -154,7 +154,7 @@ def best_baseline(per_trial: pd.DataFrame, target: str) -> str | None:
 
 def fold_table(per_trial: pd.DataFrame, target: str) -> tuple[pd.DataFrame, str]:
     """Rows model x feature set of one split, a column per fold: mean RMSE / mean r over its test stances
-    (the layout of the seed's Table 5, one column per Grand Challenge year), and the target's unit."""
+    (the layout of the paper's Table 5, one column per Grand Challenge year), and the target's unit."""
     rows = []
     g = per_trial[per_trial["target"] == target]
     unit = g["unit"].iloc[0] if len(g) else "N"

@@ -8,7 +8,7 @@ of stance ids, each list in the order of the stance table. The same ``seed`` giv
 
 - :func:`subject_naive_split`: no subject appears in two sets (generalisation to new people).
 - :func:`subject_exposed_split`: a random split of walks (the stances of one ``trial`` stay together), then
-  each held-out stance's subject is given at least one walk in training (the seed paper's "subject-exposed"
+  each held-out stance's subject is given at least one walk in training (the paper's "subject-exposed"
   setting).
 - :func:`leave_one_group_out`: one split per value of a column (e.g. ``year``: the Grand Challenge setting),
   optionally dropping from training the stances an ``exclude`` predicate names (:func:`same_subject` gives

@@ -48,7 +48,7 @@ def summarise(
 ) -> pd.DataFrame:
     """Mean (std) over stances of each metric, per target and per ``by`` group(s).
 
-    With ``formatted=True`` (default) each cell reads like the seed's Tables 2-4, "216 (88)": mean and
+    With ``formatted=True`` (default) each cell reads like the paper's Tables 2-4, "216 (88)": mean and
     sample standard deviation (ddof=1) over stances, NaN rows left out (a metric with none left reads "-"),
     RMSE and peak error with the decimals of the target's unit (:func:`decimals`: "216 (88)" N, "0.052 (0.011)");
     columns are labelled with units ("RMSE (N)", "RMSE (%BW)", "r", "peak error (N)") and ``n`` counts the

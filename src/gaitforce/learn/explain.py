@@ -1,11 +1,11 @@
-"""Network interrogation: which inputs drive a predicted force, and when in stance (the seed's Fig. 6).
+"""Network interrogation: which inputs drive a predicted force, and when in stance (the paper's Fig. 6).
 
 :func:`explain` takes a trained model (a :class:`~gaitforce.learn.bundle.Bundle`, a fitted
 :class:`~gaitforce.learn.training.Estimator`, or a torch module with its column names) and a
 :class:`~gaitforce.data.dataset.Dataset`, and returns an :class:`Explanation` holding two maps of
 features x % stance, both in the target's unit (e.g. N):
 
-**Sensitivity map** (the seed's method). For every frame of every stance, the partial derivative of the
+**Sensitivity map** (the paper's method). For every frame of every stance, the partial derivative of the
 output with respect to each input, ``g[f] = dy/dx_f``. Each stance's gradient curves are resampled by linear
 interpolation on ``stance_pct`` to ``points`` stance points (default 101: 0, 1, ..., 100 %), averaged over
 stances, and multiplied at each point by the standard deviation across stances (``ddof=1``) of that feature,
@@ -73,7 +73,7 @@ from gaitforce.errors import GaitforceError, MissingChannelError
 POINTS = 101
 FD_STEP = 1e-3
 IG_STEPS = 50
-#: Expected direction of effect (sign of d target / d feature) from the seed's discussion and the knee-loading
+#: Expected direction of effect (sign of d target / d feature) from the paper's discussion and the knee-loading
 #: literature: more knee adduction (varus, i.e. less abduction) and more vertical GRF load the medial compartment.
 EXPECTED_SIGNS: dict[str, dict[str, int]] = {"knee_medial": {"knee_add": +1, "grf_y": +1}}
 #: Stance points where either map is below this fraction of its largest magnitude are ignored by the sign check.
@@ -358,7 +358,7 @@ class Explanation:
     unit: str
     features: list[str]
     stance_pct: np.ndarray  # (P,)
-    sensitivity: np.ndarray  # (F, P): mean gradient x SD (the seed's map)
+    sensitivity: np.ndarray  # (F, P): mean gradient x SD (the paper's map)
     integrated: np.ndarray  # (F, P): integrated-gradients map
     mean_gradient: np.ndarray  # (F, P), target unit per feature unit
     feature_mean: np.ndarray  # (F, P)

@@ -18,7 +18,7 @@ is ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``. ``threads`
 
 Predictions are in target units; a frame with a non-finite feature gets NaN.
 
-Options beyond the seed:
+Options beyond the paper:
 
 - ``body_weight_norm=True``: force inputs (columns named ``grf_*``, in N) and targets in N are divided by the
   frame's body weight (``mass`` x 9.81) before normalisation, so the network learns in body weights; predictions

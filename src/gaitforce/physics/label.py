@@ -153,7 +153,7 @@ def _label_task(packed: dict, static: dict | None, settings: dict, work: str, ca
 
 def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, static=None,
                   scheduler: str | None = None, n_workers: int | None = None, progress: bool = True,
-                  stats: dict | None = None):
+                  stats: dict | None = None, dashboard_address: str | None = None):
     """Label many trials (stance phases) in parallel on Dask; returns ``(labels, failures)``.
 
     ``trials``: a mapping name -> Trial (or a list, named by source and index). Each result is cached in
@@ -164,8 +164,10 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
     of :class:`GaitforceError`, one per failed trial, the others still labelled. ``static``: one static
     Trial for all, or a mapping name -> static Trial (or None) per trial. ``stats``: a dict to fill with the
     names taken from the cache (``"cached"``) and the names sent to the workers (``"computed"``).
+    ``dashboard_address`` (e.g. ``":8787"``): serve the local cluster's Dask dashboard there; by default there is
+    none, and the scheduler's small HTTP server takes a free loopback port (no "port 8787 in use" warning).
     """
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
 
     settings = settings or LabelSettings()
     if not isinstance(trials, dict):
@@ -192,8 +194,7 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
             import os
 
             workers = n_workers or max(1, min(len(todo), (os.cpu_count() or 2)))
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            cluster = local_cluster(workers, dashboard_address)
             client = Client(cluster)
         try:
             packed = {id(st): _pack(st) for st in statics.values() if st is not None}
@@ -224,6 +225,17 @@ def label_dataset(trials, *, out_dir, settings: LabelSettings | None = None, sta
         if path.exists():
             labels[name] = pd.read_parquet(path)
     return labels, failures
+
+
+def local_cluster(n_workers: int, dashboard_address: str | None = None):
+    """A ``LocalCluster`` of single-threaded worker processes; a dashboard only at ``dashboard_address``.
+    ``dashboard_address=None`` alone would still bind the scheduler's HTTP server to port 8787 (and warn "Port
+    8787 is already in use" when another cluster holds it); a free loopback port does neither."""
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=dashboard_address,
+                        scheduler_kwargs=None if dashboard_address else {"dashboard_address": "127.0.0.1:0"})
 
 
 def _safe(name: str) -> str:

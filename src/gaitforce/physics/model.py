@@ -7,7 +7,7 @@ Two models are known (:data:`MODELS`, chosen with ``LabelSettings(model=...)`` /
   Kidzinski et al. 2018). The fastest 3-D muscle model OpenSim 4.6 loads here (static optimisation about
   36-80 ms a frame), so the demo cohort and the Grand Challenge stances label in minutes on 2 cores. Its
   hamstrings, vasti and gastrocnemius are single lumped muscles, so it has no separate semimembranosus,
-  biceps femoris, vastus medialis/lateralis, medial/lateral gastrocnemius or TFL (the seed's EMG muscles). Its
+  biceps femoris, vastus medialis/lateralis, medial/lateral gastrocnemius or TFL (the paper's EMG muscles). Its
   foot-ground contact (HuntCrossleyForce + contact spheres) is removed: measured ground reactions are applied.
   Extracted from the osim-rl source distribution (``pip download``).
 - **rajagopal2015**: Rajagopal et al. 2016 (IEEE TBME 63:2068), 40 Hill muscles a leg with separate heads

@@ -283,10 +283,16 @@ def write_external_loads(trial: Trial, plates: dict[int, str], work: Path) -> Pa
 @contextlib.contextmanager
 def quiet_stdout(log: Path):
     """Send what OpenSim prints straight to the C++ standard output (model summaries, tool banners, which its
-    ``Logger`` levels do not reach) to ``log`` instead of the terminal."""
+    ``Logger`` levels do not reach) to ``log`` instead of the terminal, and OpenSim's ``Logger`` file to ``log``
+    too: by default OpenSim creates ``opensim.log`` in the current directory, outside any output folder. After
+    the block OpenSim keeps no log file."""
     sys.stdout.flush()
     saved = os.dup(1)
+    logger = _opensim_logger()
     try:
+        if logger is not None:
+            logger.removeFileSink()  # the default ./opensim.log
+            logger.addFileSink(str(log))
         with open(log, "ab") as fh:
             os.dup2(fh.fileno(), 1)
             try:
@@ -296,6 +302,16 @@ def quiet_stdout(log: Path):
                 os.dup2(saved, 1)
     finally:
         os.close(saved)
+        if logger is not None:
+            logger.removeFileSink()
+
+
+def _opensim_logger():
+    try:
+        import opensim
+    except ImportError:
+        return None
+    return getattr(opensim, "Logger", None)
 
 
 def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
