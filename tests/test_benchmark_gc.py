@@ -331,13 +331,13 @@ def test_nested_choices_are_the_lowest_inner_scores_and_ours_is_built_from_them(
     out = nb.write_nested(res, tmp_path / "o", figures=False)
     t = pd.read_csv(out / "table.csv", index_col=0)
     assert list(t.columns[:6]) == [str(y) for y in b.YEARS]
-    assert {"competition winners", "Rane et al. 2019 (GRF only)", "ridge-bw [seed]", "kNN [seed]",
-            "ours nested [seed]", "ours nested [strict]"} <= set(t.index)
+    assert {"competition winners", "Rane et al. 2019 (GRF only)", "ridge-bw [paper]", "kNN [paper]",
+            "ours nested [paper]", "ours nested [strict]"} <= set(t.index)
     assert t.loc["competition winners", "2011"] == 312 and t.loc["Rane et al. 2019 (GRF only)", "2012"] == 464
     f = res.frames[("ours", "paper")]
     g = f[(f.seed == "ensemble") & (f.year == 2014)]
     by_hand = g.groupby("stance_id").apply(lambda s: np.sqrt(np.mean((s.pred - s.true) ** 2))).mean()
-    assert t.loc["ours nested [seed]", "2014"] == pytest.approx(by_hand, abs=0.05)
+    assert t.loc["ours nested [paper]", "2014"] == pytest.approx(by_hand, abs=0.05)
     paired = pd.read_csv(out / "paired.csv")
     assert set(paired.method) == {"ours", "network"} and (paired.n == 12).all()
     assert set(paired.baseline) <= {"ridge-bw", "knn"}
