@@ -11,7 +11,14 @@ import sys
 
 import pytest
 
-from gaitforce.cli.main import COMMANDS, SUMMARIES, HelpFormatter, build_parser, main, plain
+from gaitforce.cli.main import (
+    COMMANDS,
+    SUMMARIES,
+    HelpFormatter,
+    build_parser,
+    main,
+    plain,
+)
 
 HEAVY = ("torch", "onnxruntime", "opensim", "dask", "scipy", "pandas", "matplotlib", "captum", "pyarrow")
 

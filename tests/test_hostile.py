@@ -21,7 +21,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from builders import make_bundle
-from hostile_gen import BUNDLE_KINDS, DATASET_KINDS, TRIAL_KINDS, make_bundle_kind, make_dataset_kind, make_trial_file
+from hostile_gen import (
+    BUNDLE_KINDS,
+    DATASET_KINDS,
+    TRIAL_KINDS,
+    make_bundle_kind,
+    make_dataset_kind,
+    make_trial_file,
+)
 
 from gaitforce.cli.main import main
 from gaitforce.data import synthetic
@@ -235,7 +242,7 @@ def test_train_over_a_bundle_killed_after_the_model_keeps_the_old_bundle(world, 
 
 
 def test_predict_interrupted_midway_leaves_no_half_output(world, tmp_path, capsys, monkeypatch):
-    import gaitforce.cli.predict as cp
+    import gaitforce.learn.predict as cp  # the command imports predict_file from here when it runs
 
     calls = []
     real = cp.predict_file
@@ -522,9 +529,10 @@ def _stream(pipe, samples, stamps):
 
 
 def test_marker_unit_check_names_metres_in_a_mm_file(world, tmp_path):
+    from hostile_gen import c3d_metres_labelled_mm
+
     from gaitforce.errors import UnitError
     from gaitforce.io import read
-    from hostile_gen import c3d_metres_labelled_mm
 
     with pytest.raises(UnitError, match="markers look like metres but the file says mm"):
         read(c3d_metres_labelled_mm(tmp_path))

@@ -174,7 +174,6 @@ def _states(model, coordinates_file: Path, lowpass_hz: float):
     names = [cs.get(i).getName() for i in range(cs.getSize())]
     q = np.zeros((len(t), len(names)))
     u = np.zeros_like(q)
-    first = osim.StdVectorInt([0])
     arg = osim.Vector(1, 0.0)
     for j, name in enumerate(names):
         c = cs.get(name)
@@ -184,9 +183,9 @@ def _states(model, coordinates_file: Path, lowpass_hz: float):
         f = splines.get(name)
         k = 1.0 if c.getMotionType() == 2 else np.pi / 180  # 2: translational
         for i, ti in enumerate(t):
-            arg.set(0, float(ti))
-            q[i, j] = f.calcValue(arg) * k
-            u[i, j] = f.calcDerivative(first, arg) * k
+            value, slope = _value_and_slope(f, arg, float(ti))
+            q[i, j] = value * k
+            u[i, j] = slope * k
     return t, names, q, u
 
 
@@ -278,16 +277,14 @@ def extract(model_path: Path, coordinates_file: Path, id_file: Path, settings) -
     zero = osim.SpatialVec(osim.Vec3(0.0), osim.Vec3(0.0))
     physiology = bool(settings.muscle_physiology)
     arg = osim.Vector(1, 0.0)
-    first = osim.StdVectorInt([0])
     for i in range(T):
         for j, c in enumerate(coords):
             c.setValue(state, float(q[i, j]), False)
             c.setSpeedValue(state, float(u[i, j]))
         model.realizeVelocity(state)
         for dep, ind, fn, scale in couplers:
-            arg.set(0, float(q[i, ind]))
             if ind in free:
-                N[i, uidx[dep], free.index(ind)] = scale * fn.calcDerivative(first, arg)
+                N[i, uidx[dep], free.index(ind)] = scale * _value_and_slope(fn, arg, float(q[i, ind]))[1]
         for j, mus, path, fmax in muscles:
             gain[i, j] = mus.calcInextensibleTendonActiveFiberForce(state, 1.0) if physiology else fmax
             body = osim.VectorOfSpatialVec(nb, zero)
@@ -360,3 +357,23 @@ def static_optimisation(model_path: Path, ext_xml: Path, t0: float, t1: float, w
     seconds["iterations"] = sol.iterations
     seconds["max_residual"] = float(sol.residual.max())
     return seconds
+
+
+#: Step (s for the coordinate splines, rad or m for the couplers) of the central differences in
+#: :func:`_value_and_slope`.
+DERIVATIVE_STEP = 1e-5
+
+
+def _value_and_slope(fn, arg, x: float) -> tuple[float, float]:
+    """Value and first derivative of a one-argument OpenSim Function at ``x``, the derivative by central
+    differences of ``calcValue`` (the models' splines are smooth: error ~1e-9). ``Function.calcDerivative``
+    takes a ``std::vector<int>`` whose SWIG type another SWIG-wrapped package of the process (ezc3d) may have
+    registered first, which made the call fail with a TypeError depending on import order; ``calcValue`` takes
+    a SimTK Vector only."""
+    h = DERIVATIVE_STEP
+    arg.set(0, x + h)
+    fp = fn.calcValue(arg)
+    arg.set(0, x - h)
+    fm = fn.calcValue(arg)
+    arg.set(0, x)
+    return fn.calcValue(arg), (fp - fm) / (2 * h)
