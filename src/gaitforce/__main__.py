@@ -1,10 +1,10 @@
+import os
 import sys
 
 try:  # Ctrl-C while the command line is imported is 'interrupted' too, not a traceback
-    from gaitforce.cli import main
-
-    code = main()
+    from gaitforce.cli.main import entry
 except KeyboardInterrupt:
     print("gaitforce: interrupted", file=sys.stderr)
-    code = 130
-sys.exit(code)
+    sys.stderr.flush()
+    os._exit(130)
+entry()

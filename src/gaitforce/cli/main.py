@@ -156,5 +156,24 @@ def _one_line(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def entry() -> None:
+    """The console script and ``python -m gaitforce``: :func:`main`, then exit with its code. After Ctrl-C the
+    process leaves at once (``os._exit`` once the streams are flushed): letting the interpreter finalise after a
+    KeyboardInterrupt inside a C extension's import (torch, pyarrow) sometimes ended it by SIGINT (-2) after
+    "interrupted" was printed, instead of exit 130. Every output is already whole or absent at that point."""
+    import os
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("gaitforce: interrupted", file=sys.stderr)
+        code = 130
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
