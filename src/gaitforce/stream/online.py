@@ -161,8 +161,7 @@ class OnlinePipeline:
         hi = np.array([ranges.get(c, (-np.inf, np.inf))[1] for c in bundle.columns])
         width = np.where(np.isfinite(hi - lo), np.maximum(hi - lo, 1e-9), 0.0)
         self._ood_lo, self._ood_hi = lo - OOD_MARGIN * width, hi + OOD_MARGIN * width
-        #: frames with a feature beyond its widened training range, per feature (``FLAG_OUT_OF_RANGE``)
-        self.ood_frames: dict[str, int] = {}
+        self._ood_counts = np.zeros(len(bundle.columns), dtype=np.int64)
         self._need_angles = bool(np.isin(bundle.columns, features.ANGLES).any())
         try:
             #: the marker map's outcome per side (map, slots matched, filled and from what)
@@ -221,6 +220,11 @@ class OnlinePipeline:
         self._fresh = True
 
     @property
+    def ood_frames(self) -> dict[str, int]:
+        """Frames with a feature beyond its widened training range, per feature (``FLAG_OUT_OF_RANGE``)."""
+        return {c: int(n) for c, n in zip(self.bundle.columns, self._ood_counts) if n}
+
+    @property
     def active(self) -> dict[str, _Stance]:
         """{side: the newest stance of that side} for limbs loaded at this frame (a short dropout, merged into
         the stance as offline, has no prediction)."""
@@ -251,9 +255,11 @@ class OnlinePipeline:
         self._last_ts = timestamp
         self.n_frames += 1
         m, f, c, _ = self.layout.split(np.asarray(sample, dtype=np.float64))  # free moments: no feature
-        wild_m = np.abs(m) > MAX_STREAM_MARKER_M
-        wild_f = (np.abs(f) > MAX_STREAM_FORCE_N).any(axis=1) | (np.abs(c) > MAX_STREAM_MARKER_M).any(axis=1)
-        if wild_m.any() or wild_f.any():
+        # one cheap test per frame (NaN compares False); the masks only for the rare frame that fails it
+        if (np.abs(m).max(initial=0.0) > MAX_STREAM_MARKER_M or np.abs(f).max(initial=0.0) > MAX_STREAM_FORCE_N
+                or np.abs(c).max(initial=0.0) > MAX_STREAM_MARKER_M):
+            wild_m = np.abs(m) > MAX_STREAM_MARKER_M
+            wild_f = (np.abs(f) > MAX_STREAM_FORCE_N).any(axis=1) | (np.abs(c) > MAX_STREAM_MARKER_M).any(axis=1)
             m, f, c = m.copy(), f.copy(), c.copy()
             m[wild_m.any(axis=1)] = np.nan  # the marker is occluded this frame
             f[wild_f], c[wild_f] = np.nan, np.nan  # the plate's force unknown: no load, held in the filter
@@ -324,9 +330,7 @@ class OnlinePipeline:
             out_of_range = (x < self._ood_lo) | (x > self._ood_hi)
             if out_of_range.any():
                 flags |= FLAG_OUT_OF_RANGE
-                for j in np.flatnonzero(out_of_range):
-                    name = self.bundle.columns[j]
-                    self.ood_frames[name] = self.ood_frames.get(name, 0) + 1
+                self._ood_counts += out_of_range
             if np.isfinite(x).all():
                 self._x[len(rows)] = x
                 rows.append(side)
