@@ -32,18 +32,12 @@ def run(args) -> int:
         load_marker_map(marker_map)  # a missing or malformed map: one error before any file
     failures: list[str] = []
     for target in _expand([Path(p) for p in args.paths], failures):
-        from gaitforce.data.ingest import check_file_name, unexpected_error
+        from gaitforce.data.ingest import per_file
 
-        try:
-            check_file_name(target)
-            text = _describe(target, stances=not args.no_stances, marker_map=marker_map)
-        except GaitforceError as err:
-            failures.append(err.with_source(target).line())
-            continue
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as err:  # one file's unforeseen failure must not stop the others
-            failures.append(unexpected_error(err, target).line())
+        failed: list = []
+        text = per_file(target, lambda p: _describe(p, stances=not args.no_stances, marker_map=marker_map), failed)
+        if text is None:
+            failures += [f.line() for f in failed]
             continue
         print(text)
         print()

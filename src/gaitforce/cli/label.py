@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import pandas as pd
 
-    from gaitforce.data.ingest import IngestSettings, check_file_name, expand_paths, trial_keys, unexpected_error
+    from gaitforce.data.ingest import IngestSettings, expand_paths, per_file, trial_keys
     from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
     from gaitforce.physics import LabelSettings, label_dataset
     from gaitforce.physics.merge import merge_labels
@@ -78,21 +78,17 @@ def run(args) -> int:
     subjects = SubjectInfo(subject=args.subject, mass=args.mass, height=args.height, tables=tables)
     static = read_for_labelling(Path(args.static), subjects) if args.static else None
     stances, statics, failures = {}, {}, []
+    def stances_of(p):
+        found, source_static = label_stances(read_for_labelling(p, subjects), ingest, key=keys[p], path=p)
+        if not found:
+            raise GaitforceError("no usable stance phase found")
+        return found, source_static
+
     for path in files:
-        try:
-            check_file_name(path)
-            trial = read_for_labelling(path, subjects)
-            found, source_static = label_stances(trial, ingest, key=keys[path], path=path)
-            if not found:
-                raise GaitforceError("no usable stance phase found")
-            stances.update(found)
-            statics.update({name: static or source_static for name in found})
-        except GaitforceError as err:
-            failures.append(err.with_source(path))
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as err:  # one file's unforeseen failure must not stop the batch
-            failures.append(unexpected_error(err, path))
+        got = per_file(path, stances_of, failures)
+        if got is not None:
+            stances.update(got[0])
+            statics.update({name: static or got[1] for name in got[0]})
     if not stances:
         if len(failures) == 1:  # one file, one line: its own
             raise failures[0]

@@ -67,7 +67,7 @@ def run(args) -> int:
         raise GaitforceError(f"bundle's ingest settings are unusable: {err}", source=args.bundle) from None
     if args.marker_map:
         settings = marker_map_setting(settings, args.marker_map)
-    from gaitforce.data.ingest import check_file_name, trial_keys, unexpected_error
+    from gaitforce.data.ingest import per_file, trial_keys
     from gaitforce.data.subjects import SubjectInfo, find_sidecars, read_subjects
 
     tables = (read_subjects(args.subjects),) if args.subjects else tuple(find_sidecars(args.files))
@@ -78,17 +78,10 @@ def run(args) -> int:
     # every output goes into one temporary folder, renamed into place at the end: Ctrl-C leaves nothing half-made
     with atomic_dir(out_dir, overwrite=args.overwrite) as tmp:
         for path in files:
-            try:
-                check_file_name(path)
-                written = predict_file(bundle, path, tmp, settings, taken=taken, mass=mass, key=keys[path],
-                                       subjects=subjects, side=args.side, progression=args.progression)
-            except GaitforceError as err:
-                failures.append(err.with_source(path))
-                continue
-            except (KeyboardInterrupt, MemoryError):
-                raise
-            except Exception as err:  # a reader's unforeseen failure on one file must not stop the batch
-                failures.append(unexpected_error(err, path))
+            written = per_file(path, lambda p: predict_file(
+                bundle, p, tmp, settings, taken=taken, mass=mass, key=keys[p], subjects=subjects, side=args.side,
+                progression=args.progression), failures)
+            if written is None:
                 continue
             n_files += 1
             n_out += len(written) // 2

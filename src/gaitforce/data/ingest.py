@@ -300,6 +300,22 @@ def unexpected_error(err: BaseException, path) -> InputFileError:
     return InputFileError(f"cannot be read ({type(err).__name__}: {first[:200]})", source=shown)
 
 
+def per_file(path, fn, failures: list):
+    """``fn(path)`` for one file of a batch. Its :class:`GaitforceError`, or any unforeseen exception (as
+    :func:`unexpected_error`), is appended to ``failures`` as that file's one line and None returned, so the
+    batch goes on; a name that is not UTF-8 is refused first; Ctrl-C and MemoryError pass through."""
+    try:
+        check_file_name(path)
+        return fn(path)
+    except GaitforceError as err:
+        failures.append(err.with_source(path))
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as err:  # a reader's unforeseen failure on one file must not lose the batch
+        failures.append(unexpected_error(err, path))
+    return None
+
+
 def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bool = True,
                   subjects: SubjectInfo | None = None):
     """Read every file, build its frames, keep going past failures: ``(Dataset, failures)``.
@@ -325,18 +341,14 @@ def build_dataset(paths, *, settings: IngestSettings | None = None, progress: bo
         iterator = tqdm(files, desc="ingest", unit="file")
     parts, sources, failures, warned = [], [], [], []
     for path in iterator:
-        try:
-            check_file_name(path)
-            trial = subjects.apply(read(path), path)
-            df = trial_frames(trial, settings=settings, key=keys[path])
-        except GaitforceError as err:
-            failures.append(err.with_source(path))
+        def frames_of(p):
+            t = subjects.apply(read(p), p)
+            return t, trial_frames(t, settings=settings, key=keys[p])
+
+        got = per_file(path, frames_of, failures)
+        if got is None:
             continue
-        except (KeyboardInterrupt, MemoryError):
-            raise
-        except Exception as err:  # a reader's unforeseen failure on one file must not lose the batch
-            failures.append(unexpected_error(err, path))
-            continue
+        trial, df = got
         empty = [t for t in settings.targets if t in df and not df[t].notna().any()]
         if empty:  # a target the file has but never measured: kept as NaN, said aloud
             warned.append(f"{path}: target(s) {', '.join(empty)} are NaN in every frame")
