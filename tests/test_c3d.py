@@ -439,12 +439,29 @@ def test_plate_sign_not_fooled_by_an_unloaded_offset(tmp_path):
     stance = np.zeros(N * PER_FRAME, bool)
     stance[10 * PER_FRAME: LOADED.stop * PER_FRAME] = True  # a short stance: frames 10-14 of 20
     analogs[0, :6, ~stance] = 0.0
-    for k in range(3):
-        analogs[0, k, ~stance] += offset[k]
+    for k in range(3):  # an amplifier's offset is there in every sample, loaded or not
+        analogs[0, k, :] += offset[k]
     c["data"]["analogs"] = analogs
     c.write(str(path))
     trial = read_c3d(path, y_up=False)
+    # the offset is measured on the unloaded samples and removed: the stance reads the true GRF, swing reads 0;
+    # on the body in lab axes: plate x = -lab x, z down, then negated (force on plate -> on body)
     assert np.allclose(trial.forces[12, 0], GRF, atol=1e-3)
+    assert np.allclose(trial.forces[:8, 0], 0.0, atol=1e-3)
+    assert any("unloaded offset (15.0, 15.0, -14.0) N removed" in h for h in trial.history)
+
+
+def test_a_standing_subject_is_not_taken_for_an_offset():
+    from gaitforce.io.c3d_plates import zero_offset
+
+    rate = 1000.0
+    walk = np.full(3000, 21.0)  # unzeroed amplifier, then a step of ~800 N
+    walk[1000:1600] += 800.0 * np.sin(np.linspace(0, np.pi, 600))
+    assert zero_offset(walk, rate) == pytest.approx(21.0)
+    assert zero_offset(walk - 21.0, rate) is None  # zeroed already: nothing to remove
+    assert zero_offset(np.full(3000, 400.0), rate) is None  # standing on the plate the whole capture
+    assert zero_offset(np.full(3000, 21.0), rate) is None  # never stepped on: no step to show it is an offset
+    assert zero_offset(walk + 60.0, rate) is None  # 81 N is too large to be taken for an offset
 
 
 def test_empty_and_tiny_files_one_line(tmp_path):

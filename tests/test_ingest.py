@@ -255,3 +255,19 @@ def test_stance_windows_cut_the_raw_trial_where_trial_frames_put_its_stances():
     fv = trial.to_y_up().forces[:, :, 1].max(axis=1)
     for start, stop, _ in windows:
         assert fv[start + (stop - start) // 2] > 100.0
+
+
+def test_progression_from_the_markers_when_the_cop_stays_put():
+    from gaitforce import Trial
+    from gaitforce.data.features import marker_progression
+
+    n = 60
+    t = np.arange(n) / 100.0
+    base = np.array([[0.0, 0.9, 0.1], [0.1, 0.5, 0.0], [0.0, 0.1, 0.2], [0.2, 1.0, -0.1]])
+    walk = base[None] + (1.2 * t)[:, None, None] * np.array([0.0, 0.0, -1.0])  # 0.7 m along -z in the stance
+    trial = Trial(time=t, markers=walk, marker_names=("A", "B", "C", "D"))
+    assert np.allclose(marker_progression(trial), [0.0, 0.0, -1.0])
+    still = Trial(time=t, markers=np.repeat(base[None], n, axis=0), marker_names=("A", "B", "C", "D"))
+    assert marker_progression(still) is None  # a treadmill or a subject standing: no direction from markers
+    walk[-1, 1:] = np.nan  # only one marker seen at both ends: too few to trust
+    assert marker_progression(trial.replace(markers=walk)) is None

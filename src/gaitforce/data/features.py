@@ -330,6 +330,25 @@ def cop_progression(stance: Trial, *, treadmill: bool) -> np.ndarray | None:
     return -d if treadmill else d
 
 
+def marker_progression(stance: Trial, *, min_travel: float = 0.1) -> np.ndarray | None:
+    """Progression of a stance (Y-up) from its markers' travel, heel strike to toe off: the median horizontal
+    displacement of the markers seen at both ends, whatever their names (the body moves about 0.5-0.8 m over a
+    walking stance overground). None with fewer than 3 such markers or under ``min_travel`` m (a treadmill, a
+    subject standing): the caller then has no direction from the markers."""
+    if stance.markers is None or stance.n_frames < 2:
+        return None
+    y = stance.to_y_up().markers
+    first, last = y[0], y[-1]
+    ok = np.isfinite(first).all(axis=1) & np.isfinite(last).all(axis=1)
+    if ok.sum() < 3:
+        return None
+    d = np.median(last[ok] - first[ok], axis=0)
+    d[1] = 0.0
+    if np.linalg.norm(d) < min_travel:
+        return None
+    return d / np.linalg.norm(d)
+
+
 def grf_and_cop(trial: Trial) -> tuple[np.ndarray, np.ndarray]:
     """Force summed over plates (T, 3), NaN in frames where a plate's force is unknown, and the
     vertical-force-weighted CoP (T, 3) of the plates that are loaded and have a CoP; NaN where none is.

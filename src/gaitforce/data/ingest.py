@@ -198,8 +198,14 @@ def trial_frames(trial: Trial, *, settings: IngestSettings | None = None, target
         else:
             st = features.no_slot_trial(stance)
             d = direction if direction is not None else features.cop_progression(stance, treadmill=treadmill)
+            if d is None and not treadmill:
+                d = features.marker_progression(stance)
+                if d is not None:
+                    assumed.append(f"stance {s.id}: progression from the markers' travel (its CoP moves less "
+                                   "than 5 cm)")
             if d is None:
-                raise GaitforceError(f"stance {s.id}: no direction of progression (its CoP moves less than 5 cm): "
+                raise GaitforceError(f"stance {s.id}: no direction of progression (its CoP moves less than 5 cm"
+                                     f"{'' if trial.markers is None else ' and its markers less than 10 cm'}): "
                                      "give --progression +x|-x|+z|-z", source=trial.source)
             cols = features.stance_features(st, d)
         n = st.n_frames

@@ -11,6 +11,13 @@ from gaitforce.io.units import force_factor, moment_factor
 
 #: Largest plausible force (N) on one plate; beyond it the plate's units or calibration are wrong.
 MAX_PLATE_FORCE_N = 25_000.0
+#: An unloaded plate's vertical reading up to this size (N) is an instrument offset (an amplifier not zeroed before
+#: the capture) and is removed; a larger one is left (a subject standing on the plate the whole capture).
+MAX_ZERO_OFFSET_N = 60.0
+#: ... and is only removed if the plate also bears a real step (this much more than the offset, N) ...
+OFFSET_STEP_N = 200.0
+#: ... and its unloaded samples last at least this long (s).
+OFFSET_QUIET_S = 0.1
 
 
 def _frame_mean(x: np.ndarray, per_frame: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -66,6 +73,24 @@ def _no_sensor_offsets(params, i: int) -> bool:
         return True
     a, b = origin.reshape(-1, 3)[i][:2]
     return abs(a) < 1e-9 and abs(b) < 1e-9
+
+
+def zero_offset(fv: np.ndarray, rate: float, *, band: float = 10.0) -> float | None:
+    """The unloaded reading of a plate (N, vertical, on the body) from its analog samples ``fv``, or None when
+    there is none to remove: the median of the samples within ``band`` N of the 20th percentile (the quiet,
+    unloaded part of a walking capture), kept when they last :data:`OFFSET_QUIET_S` s or more, the plate also
+    bears a step :data:`OFFSET_STEP_N` N above it, and it is between 2 N and :data:`MAX_ZERO_OFFSET_N` N in size
+    (c3d.org sample01: 21 and 31 N, so the plates read as loaded through the whole capture)."""
+    fv = fv[np.isfinite(fv)]
+    if fv.size == 0:
+        return None
+    quiet = fv[np.abs(fv - np.percentile(fv, 20)) <= band]
+    if quiet.size < OFFSET_QUIET_S * rate:
+        return None
+    base = float(np.median(quiet))
+    if not 2.0 <= abs(base) <= MAX_ZERO_OFFSET_N or fv.max() < base + OFFSET_STEP_N:
+        return None
+    return base
 
 
 def _plates(c3d, n: int, rate: float, length: float, threshold: float, path):
@@ -139,6 +164,14 @@ def _plates(c3d, n: int, rate: float, length: float, threshold: float, path):
     )
     signs = np.asarray(signs)[:, None, None]
     grf, tz = raw_f * signs, raw_tz * signs
+    for p in range(len(names)):  # amplifiers not zeroed: an unloaded plate reading tens of N looks loaded
+        base = zero_offset(grf[p, vertical], a_rate if a_rate > 0 else rate * per_frame)
+        if base is not None:
+            quiet = np.abs(grf[p, vertical] - base) <= 10.0
+            offset = np.nanmedian(grf[p][:, quiet], axis=1)
+            grf[p] -= offset[:, None]
+            notes.append(f"{names[p]}: unloaded offset ({', '.join(f'{v:.1f}' for v in offset)}) N removed "
+                         "(median of its unloaded samples); CoP as computed by ezc3d from the raw channels")
     fz = grf[:, vertical, :]
     weights = np.where(fz > threshold, fz, 0.0)[:, None, :].repeat(3, axis=1)
     cop_src = np.where(weights > 0, np.nan_to_num(raw_cop), 0.0)
