@@ -343,11 +343,12 @@ def run_id_for_so(model_path: Path, ext_xml: Path, t0: float, t1: float, dt: flo
 
 
 def static_optimisation(model_path: Path, ext_xml: Path, t0: float, t1: float, work: Path, settings, *,
-                        tol: float = 1e-6) -> dict:
+                        tol: float = 1e-6, emg=None) -> dict:
     """Batched SO of the stance in ``work`` (``ik.mot``): writes ``so_so_activation.sto`` and
     ``so_so_force.sto`` (the actuator columns OpenSim's SO writes, same names) and returns seconds per part
     (``id``, ``load``, ``states``, ``arms``, ``demand``, ``solve``, ``write``). Raises if a frame does not
-    converge."""
+    converge. ``emg``: an :class:`emg_so.EMGInput`, needed by ``settings.criterion == 'emg'`` (its calibration
+    goes to ``work/emg_calibration.json``)."""
     from gaitforce.physics import files
     from gaitforce.physics.pipeline import read_sto
 
@@ -361,7 +362,18 @@ def static_optimisation(model_path: Path, ext_xml: Path, t0: float, t1: float, w
     problem = extract(model_path, work / "ik.mot", id_file, settings)
     seconds.update(problem.seconds)
     tic = _time.perf_counter()
-    sol = solve(problem.A, problem.demand, problem.lower, problem.upper, exponent=3.0, tol=tol)
+    track = {}
+    if getattr(settings, "criterion", "a3") == "emg":  # the EMG-informed criterion (physics/emg_so.py)
+        import json
+
+        from gaitforce.physics import emg_so
+
+        if emg is None:
+            raise GaitforceError("criterion 'emg' needs the trial's EMG and none was given (use criterion='a3')")
+        w, e, info = emg_so.tracking(problem, emg, settings)
+        track = {"track_weight": w, "track_target": e}
+        (work / "emg_calibration.json").write_text(json.dumps(info, indent=1))
+    sol = solve(problem.A, problem.demand, problem.lower, problem.upper, exponent=3.0, tol=tol, **track)
     seconds["solve"] = _time.perf_counter() - tic
     if not sol.converged.all():
         bad = np.flatnonzero(~sol.converged)
