@@ -123,3 +123,36 @@ def test_tracking_solution_follows_calibrated_emg():
     truth = np.clip(scales * env, 0.01, 1)
     assert np.abs(sol.x[:, :3] - truth).max() < 0.03
     assert np.abs(plain.x[:, :3] - truth).max() > 0.05
+
+
+@pytest.mark.opensim
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_emg_criterion_on_a_grand_challenge_stance_tracks_the_scaled_envelopes(gc_dir, tmp_path, fetched_model):
+    # JW GC4 og1 (the stance whose gastrocnemius sum a^3 drives to 0.94 in late stance): the tracked muscles come
+    # closer to their calibrated EMG than sum a^3 leaves them, scales within [0, 1], the moments still met
+    import json
+
+    import pandas as pd
+
+    from gaitforce.io.grand_challenge import read_gc_mat
+    from gaitforce.physics.pipeline import read_sto
+
+    mat = read_gc_mat(gc_dir / "competitions" / "JW__GC4__jw_ngait_og1.mat").to_y_up()
+    a, b = mat.meta["stance_frames"]
+    st = mat.slice_frames(a, b).replace(meta={**mat.meta, "side": "right"})
+    label_trial(st, settings=LabelSettings(), work_dir=tmp_path / "a3")
+    label_trial(st, settings=LabelSettings(criterion="emg", emg_weight=10.0), work_dir=tmp_path / "emg")
+    info = json.loads((tmp_path / "emg" / "emg_calibration.json").read_text())
+    assert "gastroc_r" in info["scales"] and "iliopsoas_r" in info["untracked"]
+    assert all(0.0 <= s <= 1.0 for s in info["scales"].values())
+    assert info["moment_rms_Nm"] < info["id_rms_Nm"]  # the EMG explains part of the ID moments
+    act = {k: read_sto(tmp_path / k / "so_so_activation.sto") for k in ("a3", "emg")}
+    env = {k[len("emg_env_"):]: np.asarray(v) for k, v in st.signals.items() if k.startswith("emg_env_")}
+    emg = emg_so.EMGInput(np.asarray(st.time), env, "r")
+    t = act["emg"]["time"].to_numpy()
+    cols, targets, _ = emg_so.muscle_targets(emg, list(act["emg"].columns[1:]), t, "gait14dof22musc")
+    names = [act["emg"].columns[1 + c] for c in cols]
+    target = pd.DataFrame(targets * np.array([info["scales"][n] for n in names]), columns=names)
+    err = {k: float(np.sqrt(np.mean((act[k][names].to_numpy() - target.to_numpy()) ** 2))) for k in act}
+    assert err["emg"] < 0.7 * err["a3"]
