@@ -156,3 +156,13 @@ def test_emg_criterion_on_a_grand_challenge_stance_tracks_the_scaled_envelopes(g
     target = pd.DataFrame(targets * np.array([info["scales"][n] for n in names]), columns=names)
     err = {k: float(np.sqrt(np.mean((act[k][names].to_numpy() - target.to_numpy()) ** 2))) for k in act}
     assert err["emg"] < 0.7 * err["a3"]
+
+
+def test_targets_hold_the_ends_within_half_a_frame_and_refuse_a_longer_window():
+    # SO's times come from ik.mot, written with rounding: a last time a hair past the EMG's is the last frame
+    t = np.arange(10) / 100.0
+    emg = emg_so.EMGInput(t, {"rf": np.linspace(0.1, 1.0, 10)}, "r")
+    _, targets, _ = emg_so.muscle_targets(emg, ["rect_fem_r"], t + 1e-7, "gait14dof22musc")
+    assert np.isfinite(targets).all() and targets[-1, 0] == pytest.approx(1.0)
+    with pytest.raises(GaitforceError, match="spans"):
+        emg_so.muscle_targets(emg, ["rect_fem_r"], np.arange(12) / 100.0, "gait14dof22musc")

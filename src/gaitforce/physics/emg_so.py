@@ -105,8 +105,14 @@ def muscle_targets(emg: EMGInput, actuators, time, model: str):
     if mapping is None:
         raise GaitforceError(f"criterion 'emg': no electrode-to-muscle map for model {model}")
     norm = {}
+    time = np.asarray(time, float)
+    half = 0.5 * float(np.median(np.diff(emg.time))) if len(emg.time) > 1 else 0.0
+    if time.min() < emg.time[0] - half or time.max() > emg.time[-1] + half:
+        raise GaitforceError(f"criterion 'emg': the EMG spans {emg.time[0]:.3f}-{emg.time[-1]:.3f} s, the "
+                             f"stance {time.min():.3f}-{time.max():.3f} s")
     for name, env in emg.envelopes.items():
-        y = np.interp(time, emg.time, np.asarray(env, float), left=np.nan, right=np.nan)
+        # SO's times are the trial's frames as written to ik.mot (rounded): the ends are held, not NaN
+        y = np.interp(time, emg.time, np.asarray(env, float))
         peak = np.nanmax(y) if np.isfinite(y).any() else np.nan
         if not np.isfinite(y).all() or not (np.isfinite(peak) and peak > 0):
             continue
