@@ -107,6 +107,14 @@ def test_scales_calibrated_on_moments_recover_known_scales():
     np.testing.assert_allclose(s_ridge, scales, rtol=0.05)
 
 
+def test_long_stance_takes_the_sparse_path_to_the_same_scales():
+    # 400 frames x 1 untracked muscle + 3 scales > 400 unknowns: the block-diagonal sparse least squares
+    problem, env, scales, _ = _synthetic_problem(T=400, seed=5)
+    s, info = emg_so.calibrate_scales(problem, np.array([0, 1, 2]), env, "r", ridge=0.0)
+    np.testing.assert_allclose(s, scales, atol=1e-3)
+    assert info["moment_rms_Nm"] < 0.05
+
+
 def test_tracking_solution_follows_calibrated_emg():
     # the moments were made by scales x envelopes: with a large weight the EMG criterion returns those
     # activations (plain sum a^3 does not), and the moment equality still holds

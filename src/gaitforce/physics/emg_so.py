@@ -154,18 +154,29 @@ def calibrate_scales(problem, cols, targets, side: str, *, ridge: float = RIDGE)
     crosses = (np.abs(A).max(axis=(0, 1)) > 1e-6 * max(np.abs(A).max(), 1e-12))
     untracked = [j for j in range(n) if problem.muscle[j] and crosses[j] and j not in tracked]
     k, u = len(cols), len(untracked)
-    # columns: s (k), then x[t, j] for each frame t and untracked muscle j
-    M = np.zeros((T * r, k + T * u))
-    M[:, :k] = (A[:, :, cols] * targets[:, None, :]).reshape(T * r, k)
-    for t in range(T):
-        M[t * r:(t + 1) * r, k + t * u:k + (t + 1) * u] = A[t][:, untracked]
+    # columns: s (k), then x[t, j] for each frame t and untracked muscle j (block diagonal in t: sparse when large)
+    from scipy import sparse
+
     y = tau.reshape(-1)
     lam = np.sqrt(ridge * max(np.mean(y ** 2), 1e-12))
-    M = np.vstack([M, lam * np.eye(k + T * u)])
-    y = np.r_[y, np.zeros(k + T * u)]
+    left = (A[:, :, cols] * targets[:, None, :]).reshape(T * r, k)
+    blocks = sparse.block_diag([A[t][:, untracked] for t in range(T)], format="csr") if u else None
+    nv = k + T * u
+    if nv <= 400:
+        M = np.zeros((T * r, nv))
+        M[:, :k] = left
+        if u:
+            M[:, k:] = blocks.toarray()
+        M = np.vstack([M, lam * np.eye(nv)])
+        method = "bvls"
+    else:
+        M = sparse.vstack([sparse.hstack([sparse.csr_matrix(left), blocks]), lam * sparse.identity(nv)],
+                          format="csr")
+        method = "trf"
+    y = np.r_[y, np.zeros(nv)]
     lo = np.r_[np.zeros(k), np.tile(problem.lower[untracked], T)] if u else np.zeros(k)
     hi = np.r_[np.ones(k), np.tile(problem.upper[untracked], T)] if u else np.ones(k)
-    fit = lsq_linear(M, y, bounds=(lo, hi), method="bvls" if M.shape[1] <= 400 else "trf", lsmr_tol="auto")
+    fit = lsq_linear(M, y, bounds=(lo, hi), method=method, lsmr_tol="auto")
     s = fit.x[:k]
     pred = np.einsum("trk,tk->tr", A[:, :, cols], s * targets)
     if u:
