@@ -2,7 +2,7 @@
 stance, beside sum a^3, with the weight chosen on one subject and reported on the others.
 
 Usage: python benchmarks/physics_gc_emg.py [--weights 1 10 100] [--workers 1] [--out /tmp/gf-physics-gc-emg]
-                                           [--json FILE]
+                                           [--pooled] [--json FILE]
 
 Each of the 29 stances (4 subjects) is labelled with sum a^3 and with the EMG criterion at every weight of
 ``--weights`` (``label_dataset``, cached, so a rerun or a longer grid only labels what is missing). Protocol
@@ -10,6 +10,11 @@ Each of the 29 stances (4 subjects) is labelled with sum a^3 and with the EMG cr
 stances is taken and reported on each of the other subjects; a subject's held-out figure is the mean over the
 three choosers. The EMG-to-activation scales are calibrated per stance on its inverse-dynamics moments only
 (``physics/emg_so.py``); the implant force enters only the RMSE used to choose ``w`` on the choosing subject.
+
+``--pooled`` adds the same criterion with one calibration per session (competition: one electrode placement):
+each electrode's envelope divided by its maximum over the session's stances, and one set of scales fitted to the
+stacked ID moments of all the session's stances (the SO problems are read from the sum a^3 run's work folders,
+whose IK and ID do not depend on the criterion); labelled as ``emgpool_w<w>``.
 """
 
 from __future__ import annotations
@@ -47,15 +52,53 @@ def subject_means(rows: dict) -> dict:
     return out
 
 
-def held_out(per_setting: dict, weights) -> dict:
+def pooled_calibration(all_stances, work: Path, settings) -> dict:
+    """name -> (emg_norm, emg_scales) with one calibration per competition (see the module's doc)."""
+    from gaitforce.physics import emg_so
+    from gaitforce.physics.so_batch import extract
+
+    by_session: dict = {}
+    for name, st in all_stances.items():
+        by_session.setdefault(st.meta["competition"], []).append(name)
+    out = {}
+    for session, names in sorted(by_session.items()):
+        problems = {n: extract(work / n / "model_scaled.osim", work / n / "ik.mot", work / n / "id_so.sto", settings)
+                    for n in names}
+        emg = {n: emg_so.from_trial(all_stances[n], "r") for n in names}
+        norm = {}
+        for n in names:
+            for k, env in emg[n].envelopes.items():
+                peak = float(np.nanmax(env)) if np.isfinite(env).any() else 0.0
+                norm[k] = max(norm.get(k, 0.0), peak)
+        norm = {k: v for k, v in norm.items() if v > 0}
+        targets, cols = [], None
+        for n in names:
+            e = emg_so.EMGInput(emg[n].time, emg[n].envelopes, "r", norm=norm)
+            c, t, _ = emg_so.muscle_targets(e, problems[n].actuators, problems[n].time, settings.model)
+            if cols is not None and list(c) != list(cols):
+                raise SystemExit(f"{session}: stances track different muscles")
+            cols = c
+            targets.append(t)
+        stacked = emg_so.stack_problems([problems[n] for n in names])
+        s, info = emg_so.calibrate_scales(stacked, cols, np.concatenate(targets), "r")
+        scales = {stacked.actuators[c]: float(v) for c, v in zip(cols, s)}
+        print(json.dumps({"session": session, "stances": len(names), "scales": {k: round(v, 3) for k, v in
+                                                                                 scales.items()},
+                          "moment_rms_Nm": info["moment_rms_Nm"], "id_rms_Nm": info["id_rms_Nm"]}), flush=True)
+        for n in names:
+            out[n] = (norm, scales)
+    return out
+
+
+def held_out(per_setting: dict, weights, prefix: str = "emg_w") -> dict:
     """For each choosing subject: the weight it picks; for each reported subject: the mean over the choosers
     other than itself of the figures at the chosen weight."""
     subjects = sorted(per_setting["a3"])
-    chosen = {c: min(weights, key=lambda w: per_setting[f"emg_w{w:g}"][c]["medial_rmse_BW"]) for c in subjects}
+    chosen = {c: min(weights, key=lambda w: per_setting[f"{prefix}{w:g}"][c]["medial_rmse_BW"]) for c in subjects}
     report = {}
     for s in subjects:
         picks = [chosen[c] for c in subjects if c != s]
-        figs = [per_setting[f"emg_w{w:g}"][s] for w in picks]
+        figs = [per_setting[f"{prefix}{w:g}"][s] for w in picks]
         report[s] = {"weights_used": picks, **{k: float(np.mean([f[k] for f in figs])) for k in figs[0]
                                                if k != "stances"}, "stances": figs[0]["stances"]}
     return {"chosen_by": chosen, "reported": report}
@@ -67,6 +110,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 10.0, 100.0])
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default="/tmp/gf-physics-gc-emg")
+    ap.add_argument("--pooled", action="store_true", help="also one calibration per session (competition)")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args(argv)
     from gaitforce.physics import LabelSettings
@@ -74,9 +118,20 @@ def main(argv=None) -> dict:
     all_stances = stances()
     out = Path(args.out) / args.model
     per_setting, runs = {}, {}
-    for name, settings in [("a3", LabelSettings(model=args.model))] + [
-            (f"emg_w{w:g}", LabelSettings(model=args.model, criterion="emg", emg_weight=w)) for w in args.weights]:
-        rows, failed, wall, computed = run(all_stances, settings, out, args.workers)
+    grid = [("a3", LabelSettings(model=args.model), all_stances)] + [
+        (f"emg_w{w:g}", LabelSettings(model=args.model, criterion="emg", emg_weight=w), all_stances)
+        for w in args.weights]
+    todo = grid + ([("pooled", None, None)] if args.pooled else [])
+    for name, settings, trials in todo:  # "pooled" appends its settings to ``todo`` when it comes
+        if name == "pooled":
+            cal = pooled_calibration(all_stances, out / "work", LabelSettings(model=args.model, criterion="emg"))
+            pooled = {n: st.replace(meta={**st.meta, "emg_norm": cal[n][0], "emg_scales": cal[n][1]})
+                      for n, st in all_stances.items()}
+            for w in args.weights:
+                todo.append((f"emgpool_w{w:g}", LabelSettings(model=args.model, criterion="emg", emg_weight=w),
+                             pooled))
+            continue
+        rows, failed, wall, computed = run(trials, settings, out, args.workers)
         per_setting[name] = subject_means(rows)
         runs[name] = {"labelled": len(rows), "failed": failed, "wall_s": round(wall, 1), "computed": computed,
                       "stances": rows}
@@ -84,12 +139,15 @@ def main(argv=None) -> dict:
                           "subjects": {s: {k: round(v, 3) for k, v in f.items()} for s, f in
                                        per_setting[name].items()}}), flush=True)
     ho = held_out(per_setting, args.weights)
+    ho_pool = held_out(per_setting, args.weights, "emgpool_w") if args.pooled else None
     subjects = sorted(per_setting["a3"])
     overall = {}
-    for name in ["a3", "emg_held_out"]:
-        src = per_setting["a3"] if name == "a3" else ho["reported"]
+    for name, src in [("a3", per_setting["a3"]), ("emg_held_out", ho["reported"])] + (
+            [("emg_pooled_held_out", ho_pool["reported"])] if ho_pool else []):
         overall[name] = {k: float(np.mean([src[s][k] for s in subjects]))
                          for k in ("medial_rmse_BW", "medial_r", "lateral_rmse_BW", "lateral_r", "total_rmse_BW")}
+    if ho_pool:
+        ho = {"per_stance": ho, "pooled": ho_pool}
     result = {"model": args.model, "weights": args.weights, "per_setting": per_setting, "held_out": ho,
               "overall_mean_of_subjects": overall, "runs": runs}
     print(json.dumps({"held_out": ho, "overall": overall}, indent=1))

@@ -115,6 +115,27 @@ def test_long_stance_takes_the_sparse_path_to_the_same_scales():
     assert info["moment_rms_Nm"] < 0.05
 
 
+def test_pooled_calibration_over_stacked_stances_and_given_scales():
+    # two stances made with the same scales: stacked, one fit recovers them; given scales bypass the calibration
+    p1, e1, scales, _ = _synthetic_problem(T=30, seed=1)
+    p2, e2, _, _ = _synthetic_problem(T=25, seed=3)
+    stacked = emg_so.stack_problems([p1, p2])
+    assert stacked.A.shape[0] == 55
+    s, _ = emg_so.calibrate_scales(stacked, np.array([0, 1, 2]), np.concatenate([e1, e2]), "r", ridge=0.0)
+    np.testing.assert_allclose(s, scales, atol=1e-6)
+    given = {"hamstrings_r": 0.5, "vasti_r": 0.25, "gastroc_r": 0.125}
+    emg = emg_so.EMGInput(p1.time, {"semimem": e1[:, 0], "vasmed": e1[:, 1], "medgas": e1[:, 2]}, "r",
+                          norm={"semimem": 2 * e1[:, 0].max()}, scales=given)
+    w, e, info = emg_so.tracking(p1, emg, LabelSettings(criterion="emg"))
+    assert info == {"given_scales": True, "weight": 1.0, "electrodes": {"hamstrings_r": ["semimem"],
+                    "vasti_r": ["vasmed"], "gastroc_r": ["medgas"]}, "scales": given}
+    np.testing.assert_allclose(e[:, 0], np.clip(0.5 * e1[:, 0] / 2, 0.01, 1))  # the given normaliser
+    np.testing.assert_allclose(e[:, 1], np.clip(0.25 * e1[:, 1], 0.01, 1))
+    with pytest.raises(GaitforceError, match="no given EMG scale"):
+        emg_so.tracking(p1, emg_so.EMGInput(p1.time, {"semimem": e1[:, 0]}, "r", scales={"vasti_r": 1.0}),
+                        LabelSettings(criterion="emg"))
+
+
 def test_tracking_solution_follows_calibrated_emg():
     # the moments were made by scales x envelopes: with a large weight the EMG criterion returns those
     # activations (plain sum a^3 does not), and the moment equality still holds

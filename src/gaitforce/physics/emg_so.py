@@ -18,7 +18,9 @@ an electrode stay on ``sum a^3``). Here:
   ``benchmarks/physics_gc_emg.py``).
 
 The scales are calibrated per labelled stance (one task = one stance in :func:`gaitforce.physics.label_dataset`),
-not pooled per subject over trials.
+unless the trial's ``meta['emg_scales']`` gives them (and ``meta['emg_norm']`` the envelope normalisers), e.g.
+pooled over a subject's or a session's stances by the caller with :func:`stack_problems` and
+:func:`calibrate_scales` (``benchmarks/physics_gc_emg.py --pooled``).
 
 Electrodes to muscles. gait14dof22musc is lumped: ``hamstrings`` <- semimembranosus + biceps femoris (mean),
 ``vasti`` <- vastus medialis + lateralis, ``gastroc`` <- medial + lateral gastrocnemius, ``rect_fem`` <- rf,
@@ -75,10 +77,11 @@ class EMGInput:
     time: np.ndarray  # (T,) s
     envelopes: dict  # electrode name -> (T,) envelope, any unit (normalised here)
     side: str
-
-    def key_arrays(self):
-        """What the labels depend on, for the cache key."""
-        return [self.time] + [np.asarray(self.envelopes[k], float) for k in sorted(self.envelopes)]
+    #: electrode -> the value that maps to 1 (default: the envelope's maximum over the labelled window)
+    norm: dict | None = None
+    #: actuator name (e.g. 'gastroc_r') -> EMG-to-activation scale given by the caller (e.g. calibrated on all
+    #: of a subject's stances: :func:`calibrate_scales` on their stacked problems); None: calibrated per stance
+    scales: dict | None = None
 
 
 def from_trial(trial, side: str) -> EMGInput:
@@ -93,7 +96,10 @@ def from_trial(trial, side: str) -> EMGInput:
 
         done = emg_envelope(trial)
         env = {n: np.asarray(done.signals[f"emg_{n}"], float) for n in trial.emg_names}
-    return EMGInput(time=np.asarray(trial.time, float), envelopes=env, side=side)
+    norm, scales = trial.meta.get("emg_norm"), trial.meta.get("emg_scales")
+    return EMGInput(time=np.asarray(trial.time, float), envelopes=env, side=side,
+                    norm=None if norm is None else {k: float(v) for k, v in norm.items()},
+                    scales=None if scales is None else {k: float(v) for k, v in scales.items()})
 
 
 def muscle_targets(emg: EMGInput, actuators, time, model: str):
@@ -113,7 +119,8 @@ def muscle_targets(emg: EMGInput, actuators, time, model: str):
     for name, env in emg.envelopes.items():
         # SO's times are the trial's frames as written to ik.mot (rounded): the ends are held, not NaN
         y = np.interp(time, emg.time, np.asarray(env, float))
-        peak = np.nanmax(y) if np.isfinite(y).any() else np.nan
+        peak = (np.nanmax(y) if np.isfinite(y).any() else np.nan) if not emg.norm or name not in emg.norm \
+            else emg.norm[name]
         if not np.isfinite(y).all() or not (np.isfinite(peak) and peak > 0):
             continue
         norm[name] = np.clip(y / peak, 0.0, 1.0)
@@ -191,7 +198,14 @@ def calibrate_scales(problem, cols, targets, side: str, *, ridge: float = RIDGE)
 def tracking(problem, emg: EMGInput, settings):
     """``(track_weight (n,), track_target (T, n), info)`` for :func:`so_batch.solve` on ``problem``."""
     cols, targets, used = muscle_targets(emg, problem.actuators, problem.time, settings.model)
-    s, info = calibrate_scales(problem, cols, targets, emg.side)
+    if emg.scales is None:
+        s, info = calibrate_scales(problem, cols, targets, emg.side)
+    else:  # given (pooled over stances by the caller); a tracked muscle without one is an error
+        missing = [problem.actuators[c] for c in cols if problem.actuators[c] not in emg.scales]
+        if missing:
+            raise GaitforceError(f"criterion 'emg': no given EMG scale for {', '.join(missing)}")
+        s = np.array([emg.scales[problem.actuators[c]] for c in cols])
+        info = {"given_scales": True}
     n = len(problem.actuators)
     w = np.zeros(n)
     w[cols] = float(settings.emg_weight)
@@ -200,3 +214,18 @@ def tracking(problem, emg: EMGInput, settings):
     info = {**info, "weight": float(settings.emg_weight), "electrodes": used,
             "scales": {problem.actuators[c]: round(float(v), 4) for c, v in zip(cols, s)}}
     return w, e, info
+
+
+def stack_problems(problems):
+    """Several stances' SO problems (same model, same actuators and coordinates) as one, frames one after the
+    other, so :func:`calibrate_scales` fits one set of scales to all of them."""
+    from gaitforce.physics.so_batch import SOProblem
+
+    first = problems[0]
+    for p in problems[1:]:
+        if list(p.actuators) != list(first.actuators) or list(p.coordinates) != list(first.coordinates):
+            raise GaitforceError("criterion 'emg': stances with different actuators or coordinates cannot pool")
+    cat = lambda name: np.concatenate([getattr(p, name) for p in problems], axis=0)  # noqa: E731
+    return SOProblem(time=cat("time"), actuators=list(first.actuators), muscle=first.muscle,
+                     coordinates=list(first.coordinates), arms=cat("arms"), gain=cat("gain"), demand=cat("demand"),
+                     lower=first.lower, upper=first.upper)

@@ -80,6 +80,9 @@ def cache_key(trial: Trial, settings: LabelSettings) -> str:
             h.update(name.encode() + np.ascontiguousarray(trial.signals[name], dtype=np.float64).tobytes())
         if trial.emg is not None:
             h.update(np.ascontiguousarray(trial.emg, dtype=np.float64).tobytes())
+        for name in ("emg_norm", "emg_scales"):  # given by the caller (pooled calibration)
+            if trial.meta.get(name) is not None:
+                h.update(name.encode() + json.dumps(trial.meta[name], sort_keys=True, default=float).encode())
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 
