@@ -62,6 +62,80 @@ def test_saturated_muscle_leaves_the_rest_to_the_reserve():
     assert sol.x[0, 0] == pytest.approx(1.0, abs=1e-6)
 
 
+# -- the EMG-informed criterion: sum |x|^3 + sum w (x - e)^2 ----------------------------------------------------
+def test_tracking_weight_zero_is_the_plain_criterion():
+    A, b, lower, upper = _problem(T=10, seed=5)
+    plain = so_batch.solve(A, b, lower, upper)
+    rng = np.random.default_rng(1)
+    zero = so_batch.solve(A, b, lower, upper, track_weight=np.zeros(A.shape[2]),
+                          track_target=rng.uniform(0, 1, (10, A.shape[2])))
+    assert plain.converged.all() and zero.converged.all()
+    np.testing.assert_allclose(zero.x, plain.x, atol=1e-9)
+
+
+def test_large_tracking_weight_reproduces_feasible_targets():
+    # targets that meet the demand exactly with the reserves at 0: as w grows the solution goes to them
+    T, m, nm = 12, 3, 8
+    A, _, lower, upper = _problem(T=T, m=m, nm=nm, seed=7)
+    target = np.random.default_rng(2).uniform(0.05, 0.9, (T, nm))
+    b = np.einsum("tmn,tn->tm", A[:, :, :nm], target)
+    e = np.concatenate([target, np.zeros((T, m))], axis=1)
+    w = np.r_[np.ones(nm), np.zeros(m)]
+    plain = so_batch.solve(A, b, lower, upper)
+    assert np.abs(plain.x[:, :nm] - target).max() > 0.1  # sum a^3 alone picks other activations
+    errs = []
+    for weight in (1e2, 1e4, 1e6):
+        sol = so_batch.solve(A, b, lower, upper, track_weight=weight * w, track_target=e)
+        assert sol.converged.all()
+        assert np.abs(np.einsum("tmn,tn->tm", A, sol.x) - b).max() < 1e-6  # the moments still hold
+        errs.append(np.abs(sol.x[:, :nm] - target).max())
+    assert errs[0] > errs[1] > errs[2] and errs[2] < 1e-4
+    assert np.abs(sol.x[:, nm:]).max() < 1e-3  # reserves back to ~0 N m
+
+
+def test_tracking_matches_scipy_on_a_partly_tracked_problem():
+    # moderate weight on three of eight muscles, targets not feasible on their own: the convex optimum per frame
+    from scipy.optimize import Bounds, LinearConstraint, minimize
+
+    A, b, lower, upper = _problem(T=4, seed=11)
+    n = A.shape[2]
+    w = np.zeros(n)
+    w[[0, 3, 5]] = 0.7
+    e = np.random.default_rng(4).uniform(0, 1, (4, n))
+    sol = so_batch.solve(A, b, lower, upper, track_weight=w, track_target=e, tol=1e-8)
+    assert sol.converged.all()
+    for t in range(len(b)):
+        cost = lambda x: np.sum(np.abs(x) ** 3) + np.sum(w * (x - e[t]) ** 2)  # noqa: E731
+        ref = minimize(cost, np.clip(np.zeros(n), lower, upper), jac=lambda x: 3 * x * np.abs(x) + 2 * w * (x - e[t]),
+                       hess=lambda x: np.diag(6 * np.abs(x) + 2 * w), method="trust-constr",
+                       bounds=Bounds(lower, upper), constraints=[LinearConstraint(A[t], b[t], b[t])],
+                       options={"gtol": 1e-12, "xtol": 1e-14, "maxiter": 5000})
+        assert cost(sol.x[t]) <= cost(ref.x) * (1 + 1e-8) + 1e-9
+        np.testing.assert_allclose(sol.x[t], ref.x, atol=1e-4)
+
+
+def test_tracking_single_muscle_closed_form():
+    # one coordinate, one muscle (arm 1), demand 0.2 met by the muscle and a 1 N m reserve r:
+    # min a^3 + |r|^3 + w (a - e)^2, a + r = 0.2. With w = 0 a = r = 0.1; with e = 0.2 and w large a -> 0.2.
+    A = np.array([[[1.0, 1.0]]])
+    b = np.array([[0.2]])
+    plain = so_batch.solve(A, b, [0.0, -np.inf], [1.0, np.inf])
+    assert plain.x[0, 0] == pytest.approx(0.1, abs=1e-6)
+    sol = so_batch.solve(A, b, [0.0, -np.inf], [1.0, np.inf], track_weight=[1.0, 0.0], track_target=[[0.2, 0.0]])
+    # stationarity (r = 0.2 - a): 3 a^2 + 2 (a - 0.2) = 3 (0.2 - a)^2  ->  3.2 a = 0.52  ->  a = 0.1625
+    assert sol.converged.all()
+    assert sol.x[0, 0] == pytest.approx(0.1625, abs=1e-6)
+    assert sol.x[0, 1] == pytest.approx(0.0375, abs=1e-6)
+
+
+def test_tracking_rejects_bad_weights():
+    A, b, lower, upper = _problem(T=2)
+    with pytest.raises(ValueError):
+        so_batch.solve(A, b, lower, upper, track_weight=-np.ones(A.shape[2]), track_target=np.zeros((2, A.shape[2])))
+    with pytest.raises(ValueError):
+        so_batch.solve(A, b, lower, upper, track_weight=np.ones(A.shape[2]))
+
+
 def test_settings_reject_an_unknown_solver():
     from gaitforce.physics import LabelSettings
 

@@ -35,10 +35,27 @@ def register(subparsers) -> None:
     p.add_argument("--so", choices=("batched", "opensim"), default="batched",
                    help="static optimisation: batched (all frames of a stance at once, the same problem; default) "
                         "or opensim (OpenSim's StaticOptimization, the reference, ~8x slower stage)")
+    p.add_argument("--criterion", choices=("a3", "emg"), default="a3",
+                   help="SO cost: a3 (sum of cubed activations; default) or emg (also tracks the file's EMG "
+                        "envelopes, scaled on the inverse-dynamics moments; files without EMG fail)")
+    p.add_argument("--emg-weight", type=_weight, default=1.0, metavar="W", help="weight of the EMG tracking term")
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _weight(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
 
 
 def run(args) -> int:
@@ -55,7 +72,8 @@ def run(args) -> int:
     # an existing --out is a previous run to resume (it has the cache) or needs --overwrite
     resume = (Path(args.out) / "cache").is_dir()
     out = check_output(args.out, overwrite=args.overwrite, allow_existing=resume)
-    settings = LabelSettings(side=args.side, model=args.model, so=args.so)
+    settings = LabelSettings(side=args.side, model=args.model, so=args.so, criterion=args.criterion,
+                             emg_weight=args.emg_weight)
     dataset = None
     first = Path(args.paths[0])
     if len(args.paths) == 1 and (first / "manifest.json").exists():

@@ -68,9 +68,21 @@ def cache_key(trial: Trial, settings: LabelSettings) -> str:
     h = hashlib.sha256()
     for arr in (trial.time, trial.markers, trial.forces, trial.cop, trial.free_moment):
         h.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    fields = settings.to_dict()
+    if fields.get("criterion") == "a3":  # the default criterion keeps the keys labels had before the option
+        fields.pop("criterion")
+        fields.pop("emg_weight")
     meta = {"markers": trial.marker_names, "plates": trial.plate_names, "mass": trial.subject.mass,
-            "up": trial.up_axis, "side": trial.meta.get("side"), "settings": settings.to_dict(),
+            "up": trial.up_axis, "side": trial.meta.get("side"), "settings": fields,
             "version": PIPELINE_VERSION}
+    if settings.criterion == "emg":  # the EMG the criterion tracks (a3 keys stay as they were)
+        for name in sorted(k for k in trial.signals if k.startswith("emg_env_")):
+            h.update(name.encode() + np.ascontiguousarray(trial.signals[name], dtype=np.float64).tobytes())
+        if trial.emg is not None:
+            h.update(np.ascontiguousarray(trial.emg, dtype=np.float64).tobytes())
+        for name in ("emg_norm", "emg_scales"):  # given by the caller (pooled calibration)
+            if trial.meta.get(name) is not None:
+                h.update(name.encode() + json.dumps(trial.meta[name], sort_keys=True, default=float).encode())
     h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 
@@ -96,8 +108,13 @@ def label_trial(trial: Trial, *, settings: LabelSettings | None = None, static: 
     side = stance_side(trial, settings)
     temp = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="gaitforce-label-")) if temp else Path(work_dir)
+    emg = None
+    if settings.criterion == "emg":  # before any OpenSim work: no EMG is a one-line error
+        from gaitforce.physics.emg_so import from_trial
+
+        emg = from_trial(trial, side)
     try:
-        tables, seconds = run_trial(trial, work, settings, static=static)
+        tables, seconds = run_trial(trial, work, settings, static=static, emg=emg)
         targets = targets_from_tables(tables, side, settings)
     finally:
         if temp and not settings.keep_files:

@@ -314,17 +314,18 @@ def _opensim_logger():
     return getattr(opensim, "Logger", None)
 
 
-def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+def run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None,
+              emg=None) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """Run the whole pipeline on ``trial`` in folder ``work``; returns the result tables and seconds per stage.
     OpenSim's console output goes to ``work/opensim.log``. ``work`` is made absolute: OpenSim resolves the file
     names inside a setup XML against the XML's folder, so a relative path would be joined twice."""
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     with quiet_stdout(work / "opensim.log"):
-        return _run_trial(trial, work, settings, static=static)
+        return _run_trial(trial, work, settings, static=static, emg=emg)
 
 
-def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None):
+def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Trial | None = None, emg=None):
 
     trial = trial.to_y_up()
     t0, t1 = float(trial.time[0]), float(trial.time[-1])
@@ -359,7 +360,7 @@ def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tri
     run_id(model_path, work / "ik.mot", ext_xml, t0, t1, work, settings)
     seconds["id"] = _time.perf_counter() - tic
 
-    static_optimisation_and_reaction(model, model_path, ext_xml, t0, t1, work, settings, seconds)
+    static_optimisation_and_reaction(model, model_path, ext_xml, t0, t1, work, settings, seconds, emg=emg)
 
     tables = {
         "calibration": pd.DataFrame([cal.measures]),
@@ -372,16 +373,16 @@ def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tri
 
 
 def static_optimisation_and_reaction(model, model_path: Path, ext_xml: Path, t0: float, t1: float, work: Path,
-                                     settings: LabelSettings, seconds: dict) -> None:
+                                     settings: LabelSettings, seconds: dict, *, emg=None) -> None:
     """SO (``work/so_so_force.sto``) then the knee joint reactions (``work/jr_jr_ReactionLoads.sto``) on the
-    coordinates in ``work/ik.mot``; stage seconds into ``seconds``."""
+    coordinates in ``work/ik.mot``; stage seconds into ``seconds``. ``emg``: the EMG for ``criterion='emg'``."""
     import opensim as osim
 
     tic = _time.perf_counter()
     if settings.so == "batched":  # the same problem, all frames at once (physics/so_batch.py)
         from gaitforce.physics.so_batch import static_optimisation
 
-        parts = static_optimisation(model_path, ext_xml, t0, t1, work, settings)
+        parts = static_optimisation(model_path, ext_xml, t0, t1, work, settings, emg=emg)
         seconds.update({f"so_{k}": v for k, v in parts.items()})
     else:
         so = osim.StaticOptimization()

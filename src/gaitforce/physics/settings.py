@@ -30,7 +30,12 @@ class LabelSettings:
     a stance at once, the same problem as OpenSim's) or 'opensim' (OpenSim's ``StaticOptimization``, the
     reference, ~40-100x slower);
     ``model``: the musculoskeletal model, a name in :data:`gaitforce.physics.model.MODELS` ('gait14dof22musc',
-    fast, lumped muscles; 'rajagopal2015', 40 muscles a leg, about 10x slower).
+    fast, lumped muscles; 'rajagopal2015', 40 muscles a leg, about 10x slower);
+    ``criterion``: the static optimisation cost, 'a3' (default: sum of cubed activations) or 'emg' (sum a^3 +
+    ``emg_weight`` x sum over the muscles with an electrode of (a - s e(t))^2, scales s calibrated on the
+    inverse-dynamics moments: :mod:`gaitforce.physics.emg_so`; batched SO only; a trial without EMG is an error,
+    never a silent fall-back to 'a3');
+    ``emg_weight``: ``w`` of the EMG criterion.
     """
 
     lowpass_hz: float = 6.0
@@ -45,12 +50,20 @@ class LabelSettings:
     keep_files: bool = True
     model: str = "gait14dof22musc"
     so: str = "batched"
+    criterion: str = "a3"
+    emg_weight: float = 1.0
 
     def __post_init__(self):
         if self.side not in ("stance", "right", "left"):
             raise ValueError(f"side must be 'stance', 'right' or 'left', not {self.side!r}")
         if self.so not in ("batched", "opensim"):
             raise ValueError(f"so must be 'batched' or 'opensim', not {self.so!r}")
+        if self.criterion not in ("a3", "emg"):
+            raise ValueError(f"criterion must be 'a3' or 'emg', not {self.criterion!r}")
+        if self.criterion == "emg" and self.so != "batched":
+            raise ValueError("criterion 'emg' needs so='batched'")
+        if not (self.emg_weight >= 0 and self.emg_weight < float("inf")):
+            raise ValueError(f"emg_weight must be finite and >= 0, not {self.emg_weight!r}")
         from gaitforce.physics.model import MODELS
 
         if self.model not in MODELS:

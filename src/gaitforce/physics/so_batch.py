@@ -58,9 +58,11 @@ class SOSolution:
 X_FLOOR = 1e-6
 
 
-def _ipm(A, b, lower, upper, p, x, y, mu0, tol, max_iter):
-    """Primal-dual interior point (fraction to the boundary 0.995, centring 0.1) on every frame at once."""
+def _ipm(A, b, lower, upper, p, x, y, mu0, tol, max_iter, w=None, e=None):
+    """Primal-dual interior point (fraction to the boundary 0.995, centring 0.1) on every frame at once.
+    ``w``/``e`` (T, n): the tracking term ``sum w (x - e)^2`` added to the cost (None: none)."""
     T, m, n = A.shape
+    track = w is not None
     hl, hu = np.isfinite(lower), np.isfinite(upper)
     lo, up = np.where(hl, lower, 0.0), np.where(hu, upper, 0.0)
     x = np.where(hl, np.maximum(x, lo + 1e-3 * np.where(hu, up - lo, 1.0)), x)
@@ -75,6 +77,8 @@ def _ipm(A, b, lower, upper, p, x, y, mu0, tol, max_iter):
         su = np.where(hu, np.maximum(up - x, 1e-14), 1.0)
         g = p * np.abs(x) ** (p - 1) * np.sign(x)
         H = p * (p - 1) * np.maximum(np.abs(x), X_FLOOR) ** (p - 2)
+        if track:  # + w (x - e)^2: gradient 2 w (x - e), curvature 2 w
+            g, H = g + 2.0 * w * (x - e), H + 2.0 * w
         rd = g - np.einsum("tmn,tm->tn", A, y) - zl + zu
         rp = np.einsum("tmn,tn->tm", A, x) - b
         mu = ((zl * sl * hl).sum(-1) + (zu * su * hu).sum(-1)) / nb
@@ -104,23 +108,40 @@ def _ipm(A, b, lower, upper, p, x, y, mu0, tol, max_iter):
 
 
 def solve(A, b, lower, upper, *, exponent: float = 3.0, tol: float = 1e-6, max_iter: int = 200,
-          x0=None, y0=None, stride: int = 8) -> SOSolution:
-    """min sum_j |x_j|^exponent s.t. A[t] x[t] = b[t], lower <= x <= upper, for every frame t.
+          x0=None, y0=None, stride: int = 8, track_weight=None, track_target=None) -> SOSolution:
+    """min sum_j |x_j|^exponent [+ sum_j w_j (x_j - e_j[t])^2] s.t. A[t] x[t] = b[t], lower <= x <= upper,
+    for every frame t.
 
     ``A``: (T, m, n) generalised force per unit control; ``b``: (T, m); ``lower``/``upper``: (n,) (may be
     +-inf). ``tol``: N m on every row of every frame. Warm start: ``x0``/``y0`` (T, n)/(T, m), e.g. a previous
     solve; by default every ``stride``-th frame is solved first from a cold start and every frame then starts
-    from the solution of the nearest solved frame before it (``stride=1``: all frames cold)."""
+    from the solution of the nearest solved frame before it (``stride=1``: all frames cold).
+    ``track_weight`` ``w`` ((n,) or (T, n), >= 0; 0 for a control not tracked) and ``track_target`` ``e``
+    ((T, n), e.g. EMG-derived activations; ignored where ``w`` is 0): the EMG-informed criterion
+    (:mod:`gaitforce.physics.emg_so`). The cost stays convex, so the same interior point solves it; ``w = 0``
+    is the plain ``sum |x|^exponent``."""
     A = np.asarray(A, dtype=float)
     b = np.asarray(b, dtype=float)
     T, m, n = A.shape
     lower = np.broadcast_to(np.asarray(lower, float), (n,)).copy()
     upper = np.broadcast_to(np.asarray(upper, float), (n,)).copy()
     p = float(exponent)
+    w = e = None
+    if track_weight is not None:
+        w = np.broadcast_to(np.asarray(track_weight, float), (T, n)).copy()
+        if (w < 0).any() or not np.isfinite(w).all():
+            raise ValueError("tracking weights must be finite and >= 0")
+        if track_target is None:
+            raise ValueError("track_weight needs track_target")
+        e = np.broadcast_to(np.asarray(track_target, float), (T, n))
+        e = np.where(w > 0, e, 0.0)
+        if not np.isfinite(e).all():
+            raise ValueError("tracking targets must be finite where their weight is > 0")
     if x0 is None and stride > 1 and T > 2:
         keys = np.unique(np.r_[np.arange(0, T, stride), T - 1])
         xk, yk, _, _, _ = _ipm(A[keys], b[keys], lower, upper, p, np.zeros((len(keys), n)),
-                               np.zeros((len(keys), m)), 1.0, tol, max_iter)
+                               np.zeros((len(keys), m)), 1.0, tol, max_iter,
+                               None if w is None else w[keys], None if e is None else e[keys])
         prev = np.searchsorted(keys, np.arange(T), side="right") - 1
         x0, y0, mu0 = xk[prev], yk[prev], 1e-4
     elif x0 is None:
@@ -129,7 +150,7 @@ def solve(A, b, lower, upper, *, exponent: float = 3.0, tol: float = 1e-6, max_i
         mu0 = 1e-4
         y0 = np.zeros((T, m)) if y0 is None else y0
     x, y, res, it, done = _ipm(A, b, lower, upper, p, np.array(x0, float), np.array(y0, float), mu0, tol,
-                               max_iter)
+                               max_iter, w, e)
     return SOSolution(x=x, y=y, residual=res, iterations=it, converged=done & (res <= tol))
 
 
@@ -322,11 +343,12 @@ def run_id_for_so(model_path: Path, ext_xml: Path, t0: float, t1: float, dt: flo
 
 
 def static_optimisation(model_path: Path, ext_xml: Path, t0: float, t1: float, work: Path, settings, *,
-                        tol: float = 1e-6) -> dict:
+                        tol: float = 1e-6, emg=None) -> dict:
     """Batched SO of the stance in ``work`` (``ik.mot``): writes ``so_so_activation.sto`` and
     ``so_so_force.sto`` (the actuator columns OpenSim's SO writes, same names) and returns seconds per part
     (``id``, ``load``, ``states``, ``arms``, ``demand``, ``solve``, ``write``). Raises if a frame does not
-    converge."""
+    converge. ``emg``: an :class:`emg_so.EMGInput`, needed by ``settings.criterion == 'emg'`` (its calibration
+    goes to ``work/emg_calibration.json``)."""
     from gaitforce.physics import files
     from gaitforce.physics.pipeline import read_sto
 
@@ -340,7 +362,18 @@ def static_optimisation(model_path: Path, ext_xml: Path, t0: float, t1: float, w
     problem = extract(model_path, work / "ik.mot", id_file, settings)
     seconds.update(problem.seconds)
     tic = _time.perf_counter()
-    sol = solve(problem.A, problem.demand, problem.lower, problem.upper, exponent=3.0, tol=tol)
+    track = {}
+    if getattr(settings, "criterion", "a3") == "emg":  # the EMG-informed criterion (physics/emg_so.py)
+        import json
+
+        from gaitforce.physics import emg_so
+
+        if emg is None:
+            raise GaitforceError("criterion 'emg' needs the trial's EMG and none was given (use criterion='a3')")
+        w, e, info = emg_so.tracking(problem, emg, settings)
+        track = {"track_weight": w, "track_target": e}
+        (work / "emg_calibration.json").write_text(json.dumps(info, indent=1))
+    sol = solve(problem.A, problem.demand, problem.lower, problem.upper, exponent=3.0, tol=tol, **track)
     seconds["solve"] = _time.perf_counter() - tic
     if not sol.converged.all():
         bad = np.flatnonzero(~sol.converged)
