@@ -129,11 +129,14 @@ __all__ = ["CONTEXT", "RIDGE_ALPHAS", "KNN_KS", "design", "RidgeBW", "KnnBW"]
 
 class BaselineEstimator:
     """The baselines behind an Estimator-like face for :func:`gaitforce.evaluate.protocol.run_folds`:
-    ``BaselineEstimator("ridge-bw" | "knn", targets=(...))``; ``fit(train, val)`` chooses ``alpha`` / ``k`` on
+    ``BaselineEstimator("ridge-bw" | "ridge-bw+moments" | "knn", targets=(...))``; ``fit(train, val)`` chooses ``alpha`` / ``k`` on
     the validation stances' mean per-stance RMSE (the grid's middle value without them), one model per target
     (targets in N only); ``predict(ds)`` gives (frames, targets) in N."""
 
-    MODELS = {"ridge-bw": (RidgeBW, "alpha", RIDGE_ALPHAS), "knn": (KnnBW, "k", KNN_KS)}
+    MODELS = {"ridge-bw": (RidgeBW, "alpha", RIDGE_ALPHAS), "knn": (KnnBW, "k", KNN_KS),
+              "ridge-bw+moments": (RidgeBW, "alpha", RIDGE_ALPHAS)}
+    #: baselines that need the knee-moment columns (:data:`gaitforce.data.features.MOMENT_COLUMNS`)
+    NEEDS_MOMENTS = ("ridge-bw+moments",)
 
     def __init__(self, model: str, *, targets=("knee_medial",), context: int = CONTEXT, **_ignored):
         if model not in self.MODELS:
@@ -150,7 +153,8 @@ class BaselineEstimator:
         for t in self.targets:
             best, best_score = None, np.inf
             for h in (grid if val is not None and len(val) else (grid[len(grid) // 2],)):
-                m = cls(**{arg: h}, context=self.context, target=t).fit(train)
+                m = cls(**{arg: h}, context=self.context, target=t,
+                        moments=self.model in self.NEEDS_MOMENTS).fit(train)
                 if val is None or not len(val):
                     best = m
                     break
