@@ -440,3 +440,17 @@ def test_nested_with_moments_and_leave_one_subject_out(tmp_path):
     p = pd.read_csv(out / "paired.csv")
     sp = p[p.protocol == "subject"]
     assert "ridge-bw" in set(sp.baseline) and sp.best_baseline.any() and (sp.n == 12).all()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_grand_challenge_knee_adduction_moments_are_in_the_walking_range(gc_dir):
+    """Every GC stance's peak external knee adduction moment (ingest's feature function) is 1-10 % BW x m,
+    positive (the GRF passes medial to the knee in stance); its lever arm under 20 cm where the frontal force is
+    >= 80 N (below that the plate's CoP is noise: there it reaches 39 cm)."""
+    f = b.load_gc(gc_dir).frames
+    bw = f["mass"] * 9.81
+    peak = (f["knee_add_moment"] / bw).groupby(f["stance_id"]).max()
+    assert len(peak) == 29 and peak.between(0.01, 0.10).all()
+    loaded = np.hypot(f["grf_y"], f["grf_z"]) >= 80.0
+    assert f.loc[loaded, "knee_add_lever"].abs().max() < 0.20 and np.isfinite(f[MOMENTS].to_numpy()).all()
