@@ -19,6 +19,11 @@ the outer strict fold does), and the test year is touched only to score the fina
 4. **Outer fit.** The chosen network is trained on the whole pool for its chosen epoch count with ``seeds``
    (the ensemble is their mean), the baselines with their chosen hyperparameter; the test year is predicted.
 
+Issue 17, second round: where the data has the knee-moment columns (:data:`gaitforce.data.features.MOMENT_COLUMNS`)
+``ridge-bw+moments`` is a baseline candidate too, and the blend's ridge member is whichever of ridge-bw and
+ridge-bw+moments has the lower inner score; ``tcn15+bw+moments`` is a network configuration. The ``subject``
+protocol groups by subject instead of year (outer and inner leave-one-subject-out: the subject-naive case).
+
 The test year's stances never enter steps 1-3 (tested: corrupting a test year's targets changes no choice of
 its fold). Reported per method and year: the ensemble's mean per-stance RMSE (N) and r; per protocol, a paired
 Wilcoxon test over the test stances of ours (and the network alone) against the better baseline.
