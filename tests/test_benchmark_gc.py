@@ -359,3 +359,98 @@ def test_ridge_bw_is_exact_on_a_force_linear_in_grf_and_knn_memorises():
     np.testing.assert_allclose(x[r[0], 1], x[r[0], 4])  # grf_y at t and t-1 on the first frame
     np.testing.assert_allclose(x[r[5], 4], g["grf_y"].iloc[4] / bw[r[5]])
     np.testing.assert_allclose(x[r, -2], g["stance_pct"] / 100.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# knee moments in the nested benchmark (issue 17): ridge-bw+moments, a wider kNN grid, leave-one-subject-out
+# ---------------------------------------------------------------------------------------------------------
+MOMENTS = ["knee_add_moment", "knee_flex_moment", "knee_add_lever", "knee_flex_lever"]
+
+
+def with_moments(ds: Dataset, seed=1) -> Dataset:
+    """gc_like with knee-moment columns: an adduction moment whose shape differs per stance (a stance-specific
+    lever arm), and a target that depends on it as well as on the GRF."""
+    rng = np.random.default_rng(seed)
+    f = ds.frames.copy()
+    lever = f.groupby("stance_id")["grf_y"].transform(lambda s: rng.uniform(0.01, 0.06) + 0 * s)
+    f["knee_add_lever"], f["knee_flex_lever"] = lever, 0.02
+    f["knee_add_moment"], f["knee_flex_moment"] = lever * f["grf_y"], 0.02 * f["grf_y"]
+    f["knee_medial"] = 0.8 * f["grf_y"] + 40.0 * f["knee_add_moment"]
+    manifest = json.loads(json.dumps(ds.manifest))
+    manifest["features"] += MOMENTS
+    manifest["feature_sets"]["grf_moments"] = {"columns": GRF + MOMENTS, "shape": [1, 7]}
+    return Dataset(f, manifest)
+
+
+def test_ridge_bw_with_moments_sees_the_moments_divided_by_body_weight():
+    ds = b.resample_stances(with_moments(gc_like()), 21)
+    f = ds.frames
+    x, bw = bl.design(f, context=2, moments=True)
+    assert x.shape[1] == 2 * 7 + 2
+    r = 30
+    np.testing.assert_allclose(x[r, :7], [f.grf_x[r] / bw[r], f.grf_y[r] / bw[r], f.grf_z[r] / bw[r],
+                                          f.knee_add_moment[r] / bw[r], f.knee_flex_moment[r] / bw[r],
+                                          f.knee_add_lever[r], f.knee_flex_lever[r]])
+    ids = ds.stance_ids
+    train, test = ds.subset(ids[:12]), ds.subset(ids[12:])
+    y = test.frames["knee_medial"].to_numpy()
+    err = {m: np.sqrt(np.mean((bl.RidgeBW(alpha=1e-6, moments=m).fit(train).predict(test) - y) ** 2))
+           for m in (False, True)}
+    assert err[True] < 1e-3 * np.abs(y).max() < err[False]  # the target is linear in the moment, not in the GRF
+    with pytest.raises(b.GaitforceError, match="knee_add_moment"):
+        bl.design(gc_like().frames, moments=True)
+
+
+def test_knn_grid_reaches_past_50():
+    assert max(bl.KNN_KS) > 50 and 50 in bl.KNN_KS
+
+
+def test_nested_with_moments_and_leave_one_subject_out(tmp_path):
+    ds = with_moments(gc_like(n_per_year=2))
+    res = nb.run_nested(ds, seeds=(0,), networks=("tiny-cnn",), configs=TINY, epoch_grid=(1, 2), n_points=11,
+                        protocols=("paper", "subject"), log=lambda m: None)
+    assert res.settings["baselines"] == ["ridge-bw", "ridge-bw+moments", "knn"]
+    sc = res.inner_scores
+    for _, ch in res.choices.iterrows():
+        s = sc[(sc.protocol == ch.protocol) & (sc.fold == ch.fold)]
+        rm = s[s.kind == "ridge-bw+moments"].sort_values("inner_rmse").iloc[0]
+        assert rm.hyper == ch.ridge_moments_alpha
+        # the blend takes the ridge (with or without moments) the inner folds rank first: here the moments
+        ridge = s[s.kind.isin(["ridge-bw", "ridge-bw+moments"])].sort_values("inner_rmse").iloc[0]
+        assert ch.blend_ridge == ridge.kind == "ridge-bw+moments"
+    subj = ds.stances().set_index("stance_id")["subject"]
+    sub = res.choices[res.choices.protocol == "subject"]
+    assert sorted(sub.fold) == ["DM", "JW", "PS", "SC"]
+    for fold, split in nb.outer_folds(ds, "subject").items():
+        assert set(subj[split["test"]]) == {fold} and fold not in set(subj[split["train"]])
+        inner = nb.inner_folds(ds.stances(), split["train"], "subject")
+        assert sorted(inner) == sorted(set(subj[split["train"]]))
+        for k, v in inner.items():
+            assert set(subj[v["val"]]) == {k} and k not in set(subj[v["train"]])
+    out = nb.write_nested(res, tmp_path / "o", figures=False)
+    st = pd.read_csv(out / "subject_table.csv", index_col=0)
+    assert {"ridge-bw", "ridge-bw+moments", "ours nested"} <= set(st.index) and (st["stances"] == 12).all()
+    f = res.frames[("ridge-bw+moments", "subject")]
+    g = f[(f.seed == "ensemble") & (f.fold == "PS")]
+    by_hand = g.groupby("stance_id").apply(lambda s: np.sqrt(np.mean((s.pred - s.true) ** 2))).mean()
+    assert st.loc["ridge-bw+moments", "PS"] == pytest.approx(by_hand, abs=0.05)
+    assert st.loc["ridge-bw+moments", "all"] < 0.2 * st.loc["ridge-bw", "all"]  # linear in the moment: ~exact
+    t = pd.read_csv(out / "table.csv", index_col=0)
+    assert "ridge-bw+moments [paper]" in t.index and not any("[subject]" in i for i in t.index)
+    p = pd.read_csv(out / "paired.csv")
+    sp = p[p.protocol == "subject"]
+    assert "ridge-bw" in set(sp.baseline) and sp.best_baseline.any() and (sp.n == 12).all()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_grand_challenge_knee_adduction_moments_are_in_the_walking_range(gc_dir):
+    """Every GC stance's peak external knee adduction moment (ingest's feature function) is 1-10 % BW x m,
+    positive (the GRF passes medial to the knee in stance); its lever arm under 20 cm where the frontal force is
+    >= 80 N (below that the plate's CoP is noise: there it reaches 39 cm)."""
+    f = b.load_gc(gc_dir).frames
+    bw = f["mass"] * 9.81
+    peak = (f["knee_add_moment"] / bw).groupby(f["stance_id"]).max()
+    assert len(peak) == 29 and peak.between(0.01, 0.10).all()
+    loaded = np.hypot(f["grf_y"], f["grf_z"]) >= 80.0
+    assert f.loc[loaded, "knee_add_lever"].abs().max() < 0.20 and np.isfinite(f[MOMENTS].to_numpy()).all()

@@ -485,6 +485,28 @@ def test_body_weight_bundle_predicts_as_torch(model, bw_data, tmp_path):
     np.testing.assert_allclose(two[:, 1], one[:, 1], atol=1e-5)
 
 
+def test_body_weight_bundle_divides_the_knee_moments_not_their_lever_arms(bw_data, tmp_path):
+    """A bundle reading the knee moments (N m) divides them by body weight in its graph, like the GRF; the lever
+    arms (m) are not divided: twice the body weight with forces and moments doubled gives twice the force."""
+    train, _ = bw_data
+    ren = {"f1_x": "knee_add_moment", "f1_y": "knee_add_lever", "f1_z": "knee_flex_moment"}
+    fr = train.frames.rename(columns=ren)
+    fr[["knee_add_moment", "knee_flex_moment"]] *= fr[["mass"]].to_numpy() * 9.81 * 0.05
+    cols = [ren.get(c, c) for c in train.manifest["features"]]
+    ds = Dataset(fr, {**train.manifest, "features": cols, "feature_sets": {"all": {"columns": cols, "shape": [ROWS, 3]}}})
+    est = Estimator("ridge", targets=("knee_medial",), threads=1, verbose=False, body_weight_norm=True).fit(ds)
+    bundle = load_bundle(est.save(tmp_path / "m"))
+    assert bundle.spec["input"]["body_weight_divides"] == ["grf_x", "grf_y", "grf_z", "knee_add_moment",
+                                                           "knee_flex_moment"]
+    x = fr[bundle.columns].to_numpy(np.float32)[:6]
+    np.testing.assert_allclose(bundle.predict_features(x, body_weight=fr["mass"].to_numpy()[:6] * 9.81)[:, 0],
+                               est.predict(ds)[:6, 0], rtol=1e-4)
+    x2 = x.copy()
+    x2[:, np.isin(bundle.columns, bundle.spec["input"]["body_weight_divides"])] *= 2
+    np.testing.assert_allclose(bundle.predict_features(x2, body_weight=1200.0)[:, 0],
+                               2 * bundle.predict_features(x, body_weight=600.0)[:, 0], rtol=1e-5)
+
+
 def test_body_weight_bundle_needs_a_body_weight_and_rows_without_one_are_nan(bw_data, tmp_path):
     train, val = bw_data
     est = Estimator("ridge", targets=TARGETS, threads=1, verbose=False, body_weight_norm=True).fit(train, val)

@@ -519,6 +519,28 @@ def test_run_folds_scores_ridge_bw_beside_the_networks_and_it_beats_a_mean_predi
     assert float(row["knee_medial vs best baseline: p"]) < 0.01
 
 
+def test_ridge_bw_with_knee_moments_in_the_repeated_folds(tmp_path):
+    """ridge-bw+moments reads the knee moments / BW and lever arms: on a force linear in the adduction moment it
+    is near exact where ridge-bw (GRF only) is not; without the moment columns it fails in one line."""
+    from gaitforce.evaluate.baselines import BaselineEstimator
+    from gaitforce.evaluate.protocol import repeated_folds, run_folds
+
+    ds = Dataset.load(make_dataset(tmp_path / "ds"))
+    f = ds.frames
+    f["grf_x"], f["grf_y"], f["grf_z"] = f["f0"] * 50, 700 + 100 * f["f1"], f["f2"] * 10
+    f["knee_add_lever"] = 0.03 + 0.01 * np.sin(f["f2"] * 3)
+    f["knee_add_moment"] = f["knee_add_lever"] * f["grf_y"]
+    f["knee_flex_moment"], f["knee_flex_lever"] = 0.02 * f["grf_y"], 0.02
+    f["knee_medial"] = 1.0 * f["grf_y"] + 30.0 * f["knee_add_moment"]
+    folds = {"subject-naive": repeated_folds("subject-naive", ds.stances(), [0])}
+    per, _, failures = run_folds(ds, folds, models=["ridge-bw", "ridge-bw+moments"], feature_sets=["all"],
+                                 targets=["knee_medial"], seeds=[0], estimator=StandInEstimator)
+    rmse = per.groupby("model")["rmse"].mean()
+    assert failures == [] and rmse["ridge-bw+moments"] < 1.0 < 0.1 * rmse["ridge-bw"]
+    with pytest.raises(GaitforceError, match="knee_add_moment"):
+        BaselineEstimator("ridge-bw+moments").fit(Dataset.load(make_dataset(tmp_path / "ds2")))
+
+
 def test_subject_exposed_keeps_the_stances_of_one_walk_together():
     rows = []
     for s in ("a", "b", "c"):

@@ -183,3 +183,72 @@ def test_unknown_force_is_nan_not_zero():
     force, c = F.grf_and_cop(trial)
     assert np.isnan(force[3]).all() and np.isnan(c[3]).all()
     np.testing.assert_allclose(force[[0, 1, 2, 4, 5]], np.tile([10.0, 700.0, -5.0], (5, 1)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# knee moments of the GRF (physics-informed features): hand-computed known answers
+# ---------------------------------------------------------------------------------------------------------
+KNEE_CENTRE = np.array([-0.0456, 0.5, 0.0864])  # mid-point of NEUTRAL's epicondyles
+
+
+def _moments(grf, cop, *, side="right", n=1):
+    """The moment columns of frame_features for NEUTRAL slots (mirrored for a left stance), lab = stance frame."""
+    slots, grf, cop = _slots(n), np.tile(np.asarray(grf, float), (n, 1)), np.tile(np.asarray(cop, float), (n, 1))
+    if side == "left":  # the mirror image in the lab: z -> -z
+        slots, grf, cop = slots * [1, 1, -1], grf * [1, 1, -1], cop * [1, 1, -1]
+    rot = F.stance_rotation(np.array([1.0, 0.0, 0.0]), side)
+    x = F.frame_features(slots, grf, cop, rot, np.zeros(3))
+    cols = F.feature_columns()
+    return {c: x[:, cols.index(c)] for c in F.MOMENT_COLUMNS}
+
+
+def test_vertical_force_medial_and_behind_the_knee_gives_known_moments():
+    # 700 N straight up, CoP on the floor 5 cm medial of and 4 cm behind the knee centre (0.5 m above the floor):
+    # adduction = 0.05 m x 700 N = 35 N m, flexion = 0.04 m x 700 N = 28 N m; lever arms 0.05 and 0.04 m
+    cop = KNEE_CENTRE + [-0.04, -0.5, -0.05]
+    for side in ("right", "left"):
+        m = _moments([0.0, 700.0, 0.0], cop, side=side)
+        np.testing.assert_allclose(m["knee_add_moment"], 35.0, atol=1e-9, err_msg=side)
+        np.testing.assert_allclose(m["knee_flex_moment"], 28.0, atol=1e-9, err_msg=side)
+        np.testing.assert_allclose(m["knee_add_lever"], 0.05, atol=1e-12, err_msg=side)
+        np.testing.assert_allclose(m["knee_flex_lever"], 0.04, atol=1e-12, err_msg=side)
+    # lateral of and in front of the knee: the signs turn (external abduction and extension moments)
+    m = _moments([0.0, 700.0, 0.0], KNEE_CENTRE + [0.02, -0.5, 0.03])
+    np.testing.assert_allclose([m["knee_add_moment"][0], m["knee_flex_moment"][0]], [-21.0, -14.0], atol=1e-9)
+
+
+def test_shear_force_moments_and_lever_arm_threshold():
+    # 100 N forward on the foot, CoP under the knee: it swings the shank forward = extension, 0.5 m x 100 N
+    m = _moments([100.0, 0.0, 0.0], KNEE_CENTRE + [0.0, -0.5, 0.0])
+    np.testing.assert_allclose(m["knee_flex_moment"], -50.0, atol=1e-9)
+    np.testing.assert_allclose(m["knee_flex_lever"], -0.5, atol=1e-12)
+    # no frontal-plane force: no adduction moment, and its lever arm is 0 (under COP_THRESHOLD_N), not inf
+    np.testing.assert_allclose([m["knee_add_moment"][0], m["knee_add_lever"][0]], [0.0, 0.0], atol=1e-12)
+    # 10 N medial shear on the foot (on the body: -z), 0.5 m below the knee: M_x = r_y F_z = -0.5 x -10 = +5
+    m = _moments([0.0, 0.0, -10.0], KNEE_CENTRE + [0.0, -0.5, 0.0])
+    np.testing.assert_allclose(m["knee_add_moment"], 5.0, atol=1e-9)
+    np.testing.assert_allclose(m["knee_add_lever"], 0.0, atol=1e-12)  # 10 N < 20 N: lever arm undefined -> 0
+
+
+def test_moments_follow_the_stance_frame_and_can_be_skipped():
+    # the same stance moved and turned in the lab: the moments do not change (they live in the stance frame)
+    cop = KNEE_CENTRE + [-0.04, -0.5, -0.05]
+    want = _moments([30.0, 700.0, -20.0], cop)
+    turn = Rotation.from_euler("y", 130, degrees=True).as_matrix()
+    shift = np.array([2.0, 0.0, -1.0])
+    slots = _slots(1) @ turn.T + shift
+    grf, cop_lab = np.array([[30.0, 700.0, -20.0]]) @ turn.T, cop[None] @ turn.T + shift
+    rot = F.stance_rotation(turn @ [1.0, 0.0, 0.0], "right")
+    x = F.frame_features(slots, grf, cop_lab, rot, shift)
+    for k, c in enumerate(F.MOMENT_COLUMNS):
+        np.testing.assert_allclose(x[:, F.feature_columns().index(c)], want[c], atol=1e-9, err_msg=c)
+    off = F.frame_features(slots, grf, cop_lab, rot, shift, moments=False)
+    assert np.isnan(off[:, [F.feature_columns().index(c) for c in F.MOMENT_COLUMNS]]).all()
+    assert F.FEATURE_SETS["grf_moments"] == (F.GRF_COLUMNS + F.MOMENT_COLUMNS, (1, 7))
+
+
+def test_body_weight_norm_scales_moments_not_lever_arms():
+    from gaitforce.learn.training import Estimator
+
+    cols = ["grf_y", "knee_add_moment", "knee_add_lever", "knee_flex_moment@-3", "knee_flex_lever@-3", "cop_x"]
+    assert Estimator._force_inputs(cols).tolist() == [True, True, False, True, False, False]

@@ -148,9 +148,11 @@ def test_stance_rules_and_constants_travel_in_the_manifest(two_subjects):
     assert ds.manifest["constants"]["g"] == 9.81 and ds.manifest["emg_normalisation"] == "max"
 
 
-def test_online_features_are_the_offline_feature_function_by_construction():
+@pytest.mark.parametrize("feature_set", ["all", "grf_moments"])
+def test_online_features_are_the_offline_feature_function_by_construction(feature_set):
     """Filter off: each online frame's features equal :func:`features.frame_features` of the same frame's raw
-    markers (through the same marker map), force and CoP, in the stance frame the stream chose, to 1e-9."""
+    markers (through the same marker map), force and CoP, in the stance frame the stream chose, to 1e-9; a
+    bundle reading the knee moments gets them computed live (and one that does not, not)."""
     import tempfile
     from pathlib import Path
 
@@ -160,7 +162,7 @@ def test_online_features_are_the_offline_feature_function_by_construction():
     from gaitforce.stream.layout import StreamLayout
     from gaitforce.stream.online import OnlinePipeline, OnlineSettings
 
-    bundle = load_bundle(make_bundle(Path(tempfile.mkdtemp()) / "b"))
+    bundle = load_bundle(make_bundle(Path(tempfile.mkdtemp()) / "b", feature_set=feature_set))
     walk = synthetic.generate_trial(seed=0, subject=2, trial=1).to_y_up()
     pipe = OnlinePipeline(bundle, StreamLayout.for_trial(walk), rate=walk.rate,
                           settings=OnlineSettings.from_bundle(bundle, lowpass_cutoff=None))
@@ -171,6 +173,9 @@ def test_online_features_are_the_offline_feature_function_by_construction():
     idx = {float(t): i for i, t in enumerate(walk.time)}
     slots = {side: features.resolve_slots(walk, MAP, side=side)[0] for side in ("right", "left")}
     worst = 0.0
+    mom = [features.feature_columns().index(c) for c in features.MOMENT_COLUMNS]
+    live = np.array([f[mom] for _, _, f, *_ in pipe.features_log])
+    assert np.isfinite(live).all() if feature_set == "grf_moments" else np.isnan(live).all()
     for t, side, feat, rot, origin, plate in pipe.features_log:
         i = idx[float(t)]
         want = features.frame_features(slots[side][i][None], walk.forces[i, plate][None], walk.cop[i, plate][None],

@@ -43,11 +43,12 @@ def register(subparsers) -> None:
     gc.add_argument("--flat", action="store_true", help="the earlier ablation: one choice from pooled validation "
                     "stances of all folds (not nested; kept to reproduce the earlier table)")
     gc.add_argument("--networks", default=None, help="nested: comma-separated network configurations to choose "
-                    "from (default: " + "cnn+bw,cnn+bw+markers,tcn15+bw,tcn15+bw+cop,tcn15+bw+markers; reduced "
+                    "from (default: " + "cnn+bw,cnn+bw+markers,tcn15+bw,tcn15+bw+cop,tcn15+bw+markers,tcn15+bw+moments; reduced "
                     "cnn+bw,tcn15+bw)")
     gc.add_argument("--epoch-grid", default=None, help="nested: comma-separated epoch counts to choose from "
                     "(default 5,10,20,40,80; reduced 3,6,12)")
-    gc.add_argument("--protocols", default="paper,strict", help="nested: protocols to run (paper, strict)")
+    gc.add_argument("--protocols", default="paper,strict", help="nested: protocols to run (paper, strict; "
+                    "subject: leave-one-subject-out, the choice nested on the other subjects)")
     gc.set_defaults(func=run)
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
 
@@ -96,9 +97,9 @@ def _run_nested(args) -> int:
     if args.configs:
         raise GaitforceError("--configs selects the flat ablation's configurations: use --networks (or --flat)")
     protocols = _names(args.protocols) or []
-    bad = [p for p in protocols if p not in ("paper", "strict")]
+    bad = [p for p in protocols if p not in ("paper", "strict", "subject")]
     if bad or not protocols:
-        raise GaitforceError(f"--protocols must name paper and/or strict, got {args.protocols!r}")
+        raise GaitforceError(f"--protocols must name paper, strict and/or subject, got {args.protocols!r}")
     try:
         grid = [int(e) for e in _names(args.epoch_grid)] if args.epoch_grid else None
     except ValueError:
@@ -108,7 +109,9 @@ def _run_nested(args) -> int:
                        epoch_grid=grid, threads=args.threads, protocols=protocols,
                        log=lambda m: print(m, file=sys.stderr, flush=True))
     out = n.write_nested(res, args.out, figures=not args.no_figures)
-    print((out / "table.md").read_text())
+    for name in ("table.md", "subject_table.md"):
+        if (out / name).exists():
+            print((out / name).read_text())
     for _, r in res.paired.iterrows():
         print(f"[{r['protocol']}] {r['method']} vs {r['baseline']}: {r['method_rmse']:.0f} vs {r['baseline_rmse']:.0f} N "
               f"per stance (mean), delta {r['delta']:+.0f} N, better on {100 * r['wins']:.0f} % of {r['n']} stances, "

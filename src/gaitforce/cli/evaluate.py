@@ -3,7 +3,8 @@
 With ``--bundle B`` every stance of DATASET is predicted by the bundle and scored. Without it, each model x
 feature set x seed is trained on each fold of each split (:data:`gaitforce.evaluate.splits.SCHEMES`) and scored on
 the fold's test stances; ``ridge`` is always trained too, and on data with GRF, mass and stance % in N the strong
-baselines ``ridge-bw`` and ``knn`` (:mod:`gaitforce.evaluate.baselines`), each network compared with the best
+baselines ``ridge-bw`` and ``knn`` (and ``ridge-bw+moments`` on data with the knee moments;
+:mod:`gaitforce.evaluate.baselines`), each network compared with the best
 of them by a paired Wilcoxon test over stances. The split
 itself uses ``--split-seed``; ``--split-seeds 0,1,2,...`` repeats every split with each seed (with few subjects
 this rotates which subject is tested) and pools the per-stance metrics of all repeats. ``--seeds`` vary the
@@ -195,9 +196,14 @@ def _run_training(ds: Dataset, out: Path, args, by: list[str]) -> int:
         models.append(BASELINE)
     strong = set(GRF_COLUMNS) | {"mass", "stance_pct"} <= set(ds.frames.columns)
     if strong and all(ds.targets.get(t) == "N" for t in _targets(ds, _csv(args.target))):
+        from gaitforce.data.features import MOMENT_COLUMNS
+        from gaitforce.evaluate.baselines import BaselineEstimator
         from gaitforce.evaluate.protocol import BASELINE_MODELS
 
-        models += [m for m in BASELINE_MODELS if m not in models]  # ridge-bw and kNN beside every table
+        # ridge-bw and kNN beside every table; ridge-bw+moments where the dataset has the knee moments
+        has_moments = set(MOMENT_COLUMNS) <= set(ds.frames.columns)
+        models += [m for m in BASELINE_MODELS if m not in models
+                   and (has_moments or m not in BaselineEstimator.NEEDS_MOMENTS)]
     splits, feature_sets = _csv(args.splits), _csv(args.feature_sets)
     seeds = _ints(args.seeds, "--seeds")
     split_seeds = _ints(args.split_seeds, "--split-seeds") if args.split_seeds else [args.split_seed]

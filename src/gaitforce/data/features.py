@@ -31,10 +31,21 @@ then rotated about the vertical so progression is +x (:func:`gaitforce.signal.mi
 translated so the origin is the CoP at heel strike (first frame with >= 80 N vertical GRF), on the floor: x forward, y up,
 z to the right (lateral for the stance limb).
 
-Feature sets (columns ``<slot>_x|y|z``, ``grf_x|y|z`` (N, on the body), ``cop_x|y|z`` (m), angles in deg):
+Feature sets (columns ``<slot>_x|y|z``, ``grf_x|y|z`` (N, on the body), ``cop_x|y|z`` (m), angles in deg,
+knee moments in N m, lever arms in m):
 ``all`` (20, 3) = 18 slots + GRF + CoP; ``kinematics`` (18, 3); ``force_plate`` (2, 3) = GRF + CoP;
-``angles_grf`` (4, 3) = hip, knee, ankle angles + GRF. CoP at unloaded frames (NaN) takes the nearest
-loaded value.
+``angles_grf`` (4, 3) = hip, knee, ankle angles + GRF; ``grf_moments`` (1, 7) = GRF + the knee moments and
+lever arms below. CoP at unloaded frames (NaN) takes the nearest loaded value.
+
+Knee moments (physics-informed features, issue 17): the external moment of the GRF about the knee centre ``k``
+(the mid-point of ``knee_lat`` and ``knee_med``), ``M = (CoP - k) x GRF``, in the stance frame (x forward, y up,
+z lateral; a left stance is mirrored, so both sides read as a right limb): ``knee_add_moment = M_x`` (+ external
+adduction: the GRF passes medial to the knee), ``knee_flex_moment = -M_z`` (+ external flexion: the GRF passes
+behind the knee). Their lever arms are the moment over the GRF's component in that plane (frontal: y, z;
+sagittal: x, y), i.e. the perpendicular distance of the GRF line from the knee centre in that plane (m), and 0
+at frames whose in-plane force is under :data:`gaitforce.constants.COP_THRESHOLD_N`. Moments are in N m; a
+``body_weight_norm`` estimator divides them by body weight (N), as it does the GRF (so the network sees m, i.e.
+the moment in body weights x metres); datasets store no height, so they are not divided by height.
 
 Joint angles: segment frames from markers (pelvis: z from contralateral to ipsilateral ASIS, x towards the
 mid-ASIS from the mid-PSIS; hip centre by Bell et al. 1990, (-0.19, -0.30, +0.36) x inter-ASIS width in the
@@ -59,7 +70,7 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from gaitforce.constants import ORIGIN_MIN_FORCE_N
+from gaitforce.constants import COP_THRESHOLD_N, ORIGIN_MIN_FORCE_N
 from gaitforce.errors import GaitforceError, InputFileError, MissingChannelError
 from gaitforce.signal.mirror import _progression_direction
 from gaitforce.trial import Trial
@@ -82,11 +93,16 @@ BELL_HJC = np.array([-0.19, -0.30, 0.36])
 SLOT_COLUMNS = [f"{s}_{a}" for s in SLOTS for a in AXES]
 GRF_COLUMNS = [f"grf_{a}" for a in AXES]
 COP_COLUMNS = [f"cop_{a}" for a in AXES]
+#: external knee moments (N m) of the GRF about the knee centre and their lever arms (m); see the module doc
+MOMENT_COLUMNS = ["knee_add_moment", "knee_flex_moment", "knee_add_lever", "knee_flex_lever"]
+#: moment columns in N m: divided by body weight (N) like the GRF under ``body_weight_norm``
+BW_SCALED_MOMENTS = ("knee_add_moment", "knee_flex_moment")
 FEATURE_SETS = {
     "all": (SLOT_COLUMNS + GRF_COLUMNS + COP_COLUMNS, (20, 3)),
     "kinematics": (SLOT_COLUMNS, (18, 3)),
     "force_plate": (GRF_COLUMNS + COP_COLUMNS, (2, 3)),
     "angles_grf": (list(ANGLES) + GRF_COLUMNS, (4, 3)),
+    "grf_moments": (GRF_COLUMNS + MOMENT_COLUMNS, (1, 7)),
 }
 
 
@@ -492,21 +508,42 @@ def _hold_nearest(x: np.ndarray) -> np.ndarray:
 
 def _slices() -> dict[str, slice]:
     cols, out, k = feature_columns(), {}, 0
-    for name, part in (("slots", SLOT_COLUMNS), ("grf", GRF_COLUMNS), ("cop", COP_COLUMNS), ("angles", ANGLES)):
+    for name, part in (("slots", SLOT_COLUMNS), ("grf", GRF_COLUMNS), ("cop", COP_COLUMNS), ("angles", ANGLES),
+                       ("moments", MOMENT_COLUMNS)):
         assert cols[k:k + len(part)] == list(part)
         out[name] = slice(k, k + len(part))
         k += len(part)
     return out
 
 
+def knee_moments(slots: np.ndarray, grf: np.ndarray, cop: np.ndarray) -> np.ndarray:
+    """(T, 4) external knee adduction and flexion moments (N m) of the GRF about the knee centre and their lever
+    arms (m), :data:`MOMENT_COLUMNS` order, from stance-frame ``slots`` (T, 18, 3) m, ``grf`` (T, 3) N (on the
+    body) and ``cop`` (T, 3) m (see the module doc for axes and signs)."""
+    knee = (slots[:, SLOTS.index("knee_lat")] + slots[:, SLOTS.index("knee_med")]) / 2
+    r = cop - knee
+    m_x = r[:, 1] * grf[:, 2] - r[:, 2] * grf[:, 1]
+    m_z = r[:, 0] * grf[:, 1] - r[:, 1] * grf[:, 0]
+    add, flex = m_x, -m_z
+    f_front = np.hypot(grf[:, 1], grf[:, 2])
+    f_sag = np.hypot(grf[:, 0], grf[:, 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lever_add = np.where(f_front >= COP_THRESHOLD_N, add / f_front, 0.0)
+        lever_flex = np.where(f_sag >= COP_THRESHOLD_N, flex / f_sag, 0.0)
+    lever_add[~np.isfinite(add)] = np.nan
+    lever_flex[~np.isfinite(flex)] = np.nan
+    return np.column_stack([add, flex, lever_add, lever_flex])
+
+
 def frame_features(slots: np.ndarray, grf: np.ndarray, cop: np.ndarray, rotation: np.ndarray, origin: np.ndarray,
-                   *, angles: bool = True, out: np.ndarray | None = None) -> np.ndarray:
+                   *, angles: bool = True, moments: bool = True, out: np.ndarray | None = None) -> np.ndarray:
     """Every feature of frames, (T, F) in :func:`feature_columns` order: the one feature function of ingest
     (:func:`stance_features`) and the live stream (:class:`gaitforce.stream.online.OnlinePipeline`).
 
     Inputs in the Y-up lab frame: ``slots`` (T, 18, 3) m, ``grf`` (T, 3) N, ``cop`` (T, 3) m; ``rotation``
     (3, 3) and ``origin`` (3,) give the stance frame (:func:`stance_rotation`). ``angles=False`` leaves the
-    joint angles NaN (a model that does not read them); ``out`` is filled in place where given."""
+    joint angles NaN (a model that does not read them), ``moments=False`` the knee moments and lever arms
+    (:func:`knee_moments`); ``out`` is filled in place where given."""
     n = slots.shape[0]
     out = np.full((n, len(_SLICES_CACHE["cols"])), np.nan) if out is None else out
     sl = _SLICES_CACHE["sl"]
@@ -517,6 +554,8 @@ def frame_features(slots: np.ndarray, grf: np.ndarray, cop: np.ndarray, rotation
     if angles:
         ang = joint_angles(s)
         out[:, sl["angles"]] = np.column_stack([ang[a] for a in ANGLES])
+    if moments:
+        out[:, sl["moments"]] = knee_moments(s, out[:, sl["grf"]], out[:, sl["cop"]])
     return out
 
 
@@ -539,8 +578,8 @@ def feature_sets_manifest() -> dict[str, dict[str, Any]]:
 
 
 def feature_columns() -> list[str]:
-    """All feature columns in store order: slots, GRF, CoP, angles."""
-    return SLOT_COLUMNS + GRF_COLUMNS + COP_COLUMNS + list(ANGLES)
+    """All feature columns in store order: slots, GRF, CoP, angles, knee moments and lever arms."""
+    return SLOT_COLUMNS + GRF_COLUMNS + COP_COLUMNS + list(ANGLES) + MOMENT_COLUMNS
 
 
 _SLICES_CACHE = {"cols": feature_columns(), "sl": _slices()}

@@ -63,7 +63,7 @@ class IngestSettings:
     min_duration: float = C.MIN_STANCE_S
     max_dropout: float = C.MAX_DROPOUT_S
     foot_on_plate: float = C.FOOT_ON_PLATE_M
-    feature_sets: tuple[str, ...] = ("all", "kinematics", "force_plate", "angles_grf")
+    feature_sets: tuple[str, ...] = ("all", "kinematics", "force_plate", "angles_grf", "grf_moments")
     emg_window: float = 0.05
     emg_normalise: str = "max"  # the paper's trial maximum; "mvc": the file's MVC values
     emg_map: dict[str, list[str]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_EMG_MAP.items()})

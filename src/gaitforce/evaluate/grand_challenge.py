@@ -114,6 +114,14 @@ CONFIGS = (
     Config("blend-ridge+net-pooled", "blend", members=("ridge-grf", "network"), blend_weight="pooled",
            what="as blend-ridge+net, one w per fold from every fold's validation stances of its training years"),
 )
+#: configurations of the nested benchmark only (issue 17; not part of the flat ablation above): the GRF with the
+#: external knee moments and their lever arms (feature set ``grf_moments``, :func:`gaitforce.data.features.knee_moments`)
+MOMENT_CONFIGS = (
+    Config("tcn15+bw+moments", "tcn", "grf_moments", window=15, body_weight_norm=True,
+           what="GRF + external knee adduction / flexion moments and lever arms, causal TCN, 15 frames"),
+    Config("cnn+bw+moments", "paper-cnn", "grf_moments", body_weight_norm=True,
+           what="GRF + knee moments and lever arms of one frame, body-weight normalised"),
+)
 REDUCED_CONFIGS = ("paper-replica", "ridge-grf", "tcn15+bw+cop", "blend-ridge+net")
 #: the member name that stands for the network (non-ridge, non-blend configuration) with the lowest validation RMSE
 NETWORK = "network"
@@ -581,5 +589,5 @@ def plot_years(res: BenchmarkResult, folder: str | Path, *, protocol: str = "pap
     return paths
 
 
-__all__ = ["CONFIGS", "Config", "BenchmarkResult", "load_gc", "resample_stances", "add_window", "folds",
+__all__ = ["CONFIGS", "MOMENT_CONFIGS", "Config", "BenchmarkResult", "load_gc", "resample_stances", "add_window", "folds",
            "run_config", "run_benchmark", "blend_frames", "best_blend_weight", "results_table", "write_results", "stance_metrics", "year_table"]

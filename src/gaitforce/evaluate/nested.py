@@ -19,6 +19,11 @@ the outer strict fold does), and the test year is touched only to score the fina
 4. **Outer fit.** The chosen network is trained on the whole pool for its chosen epoch count with ``seeds``
    (the ensemble is their mean), the baselines with their chosen hyperparameter; the test year is predicted.
 
+Issue 17, second round: where the data has the knee-moment columns (:data:`gaitforce.data.features.MOMENT_COLUMNS`)
+``ridge-bw+moments`` is a baseline candidate too, and the blend's ridge member is whichever of ridge-bw and
+ridge-bw+moments has the lower inner score; ``tcn15+bw+moments`` is a network configuration. The ``subject``
+protocol groups by subject instead of year (outer and inner leave-one-subject-out: the subject-naive case).
+
 The test year's stances never enter steps 1-3 (tested: corrupting a test year's targets changes no choice of
 its fold). Reported per method and year: the ensemble's mean per-stance RMSE (N) and r; per protocol, a paired
 Wilcoxon test over the test stances of ours (and the network alone) against the better baseline.
@@ -38,32 +43,39 @@ from gaitforce import evaluate as ev
 from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
 from gaitforce.evaluate import grand_challenge as gc
+from gaitforce.data.features import MOMENT_COLUMNS
 from gaitforce.evaluate.baselines import KNN_KS, RIDGE_ALPHAS, KnnBW, RidgeBW, design
 
 #: network configurations tried by default (names of :data:`grand_challenge.CONFIGS`)
-NETWORKS = ("cnn+bw", "cnn+bw+markers", "tcn15+bw", "tcn15+bw+cop", "tcn15+bw+markers")
+NETWORKS = ("cnn+bw", "cnn+bw+markers", "tcn15+bw", "tcn15+bw+cop", "tcn15+bw+markers", "tcn15+bw+moments")
 REDUCED_NETWORKS = ("cnn+bw", "tcn15+bw")
 EPOCH_GRID = (5, 10, 20, 40, 80)
 REDUCED_EPOCH_GRID = (3, 6, 12)
-BASELINES = ("ridge-bw", "knn")
-METHODS = ("ours", "network", "ridge-bw", "knn")
+#: the baselines; ``ridge-bw+moments`` runs where the data has the knee-moment columns
+BASELINES = ("ridge-bw", "ridge-bw+moments", "knn")
+RIDGE_KINDS = ("ridge-bw", "ridge-bw+moments")
+METHODS = ("ours", "network", *BASELINES)
+#: the protocols and the group each leaves out: ``paper`` / ``strict`` leave one competition year out
+#: (strict: and the test subject's other year); ``subject`` leaves one subject out (outer and inner folds:
+#: subject-naive, the selection nested as for the years)
+PROTOCOL_GROUP = {"paper": "year", "strict": "year", "subject": "subject"}
 
 
 def outer_folds(ds: Dataset, protocol: str) -> dict[str, dict]:
-    """Leave-one-year-out folds with no validation draw: ``train`` is the whole pool (``strict``: less the
-    test subject's other years)."""
-    if protocol not in gc.PROTOCOLS:
-        raise GaitforceError(f"unknown protocol {protocol!r} (known: {', '.join(gc.PROTOCOLS)})")
+    """Leave-one-group-out folds (:data:`PROTOCOL_GROUP`) with no validation draw: ``train`` is the whole pool
+    (``strict``: less the test subject's other years)."""
+    if protocol not in PROTOCOL_GROUP:
+        raise GaitforceError(f"unknown protocol {protocol!r} (known: {', '.join(PROTOCOL_GROUP)})")
     exclude = ev.same_subject if protocol == "strict" else None
-    return ev.leave_one_group_out(ds.stances(), "year", val_fraction=0.0, exclude=exclude)
+    return ev.leave_one_group_out(ds.stances(), PROTOCOL_GROUP[protocol], val_fraction=0.0, exclude=exclude)
 
 
 def inner_folds(stances: pd.DataFrame, pool: Sequence[str], protocol: str) -> dict[str, dict]:
-    """Inner leave-one-year-out folds over the ``pool`` stances only: {year: {"train", "val"}}. ``strict``:
+    """Inner leave-one-group-out folds over the ``pool`` stances only: {group: {"train", "val"}}. ``strict``:
     the validation year's subject is left out of the inner training too."""
     sub = stances[stances["stance_id"].isin(set(pool))]
     exclude = ev.same_subject if protocol == "strict" else None
-    inner = ev.leave_one_group_out(sub, "year", val_fraction=0.0, exclude=exclude)
+    inner = ev.leave_one_group_out(sub, PROTOCOL_GROUP[protocol], val_fraction=0.0, exclude=exclude)
     return {k: {"train": v["train"], "val": v["test"]} for k, v in inner.items()}
 
 
@@ -93,7 +105,7 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
     from gaitforce.learn.training import Estimator
 
     t0 = time.perf_counter()
-    known = {c.name: c for c in (*gc.CONFIGS, *(configs or ()))}
+    known = {c.name: c for c in (*gc.CONFIGS, *gc.MOMENT_CONFIGS, *(configs or ()))}
     networks = tuple(networks or (REDUCED_NETWORKS if reduced else NETWORKS))
     bad = [n for n in networks if n not in known or known[n].is_blend or known[n].model == "ridge"]
     if bad:
@@ -119,6 +131,13 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
         return subsets[key]
 
     bx, bbw = design(ds.frames)
+    has_moments = all(c in ds.frames for c in MOMENT_COLUMNS) and bool(
+        np.isfinite(ds.frames[MOMENT_COLUMNS].to_numpy(np.float64)).all(axis=1).mean() > 0.5)
+    mx = design(ds.frames, moments=True)[0] if has_moments else None
+    base_x = {"ridge-bw": bx, "knn": bx, "ridge-bw+moments": mx}
+    baselines = tuple(b for b in BASELINES if base_x[b] is not None)
+    if not has_moments:
+        log("no knee-moment columns in the data: ridge-bw+moments is not run")
     by = ds.frames[gc.TARGET].to_numpy(np.float64)
     sid_all = ds.frames["stance_id"].to_numpy()
 
@@ -142,7 +161,7 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
     choice_rows, score_rows, paired_rows = [], [], []
     for protocol in protocols:
         outer = outer_folds(ds, protocol)
-        test_tables: dict[str, list] = {m: [] for m in METHODS}
+        test_tables: dict[str, list] = {m: [] for m in ("ours", "network", *baselines)}
         for fold, split in outer.items():
             pool = split["train"]
             inner = inner_folds(stances, pool, protocol)
@@ -160,13 +179,15 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
                         per_epoch[e].append(np.mean([m.at_epoch(e).predict(vp)[:, 0] for m in members], axis=0))
                 for e in epoch_grid:
                     preds[("network", name, e)] = np.concatenate(per_epoch[e])
-            for kind, cls, grid, arg in (("ridge-bw", RidgeBW, RIDGE_ALPHAS, "alpha"), ("knn", KnnBW, KNN_KS, "k")):
+            for kind in baselines:
+                cls, grid, arg = _BASELINE_SPEC[kind]
+                x = base_x[kind]
                 for h in grid:
                     out = []
                     for v in inner.values():
                         tr, va = rows(v["train"]), rows(v["val"])
-                        m = cls(**{arg: h}, target=gc.TARGET).fit_arrays(bx[tr], bbw[tr], by[tr])
-                        out.append(m.predict_arrays(bx[va], bbw[va]))
+                        m = cls(**{arg: h}, target=gc.TARGET).fit_arrays(x[tr], bbw[tr], by[tr])
+                        out.append(m.predict_arrays(x[va], bbw[va]))
                     preds[(kind, kind, h)] = np.concatenate(out)
             scores = {c: _score(true, p, key) for c, p in preds.items()}
             for c, s in scores.items():
@@ -179,8 +200,12 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
                     raise GaitforceError(f"fold {fold}: no {kind} candidate gave a finite inner score")
                 return min(cands, key=lambda c: scores[c])
 
-            net_c, ridge_c, knn_c = best("network"), best("ridge-bw"), best("knn")
-            ra, rb = preds[ridge_c], preds[net_c]
+            net_c, knn_c = best("network"), best("knn")
+            base_c = {k: best(k) for k in baselines}
+            ridge_c = base_c["ridge-bw"]
+            # the blend's ridge member: the ridge baseline (with or without the knee moments) the inner folds rank first
+            blend_c = min((base_c[k] for k in RIDGE_KINDS if k in base_c), key=lambda c: scores[c])
+            ra, rb = preds[blend_c], preds[net_c]
             w = gc.best_blend_weight(true, ra, rb, key)
             nested = np.empty_like(true)
             for k in inner:
@@ -192,12 +217,15 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
             choice = {"protocol": protocol, "fold": fold, "network": net_c[1], "epochs": int(net_c[2]),
                       "network_inner_rmse": scores[net_c], "ridge_alpha": ridge_c[2],
                       "ridge_inner_rmse": scores[ridge_c], "knn_k": int(knn_c[2]), "knn_inner_rmse": scores[knn_c],
-                      "blend_w": w, "blend_inner_rmse": blend_score, "ours": ours,
+                      **({"ridge_moments_alpha": base_c["ridge-bw+moments"][2],
+                          "ridge_moments_inner_rmse": scores[base_c["ridge-bw+moments"]]}
+                         if "ridge-bw+moments" in base_c else {}),
+                      "blend_ridge": blend_c[0], "blend_w": w, "blend_inner_rmse": blend_score, "ours": ours,
                       "inner_years": ",".join(inner), "pool_stances": len(pool)}
             choice_rows.append(choice)
             log(f"[{protocol}] {fold}: network {net_c[1]} @ {net_c[2]} epochs (inner {scores[net_c]:.0f} N), "
-                f"ridge-bw alpha {ridge_c[2]:g} ({scores[ridge_c]:.0f} N), knn k {knn_c[2]} ({scores[knn_c]:.0f} N), "
-                f"blend w {w:.2f} ({blend_score:.0f} N) -> ours = {ours}")
+                + ", ".join(f"{k} {_BASELINE_SPEC[k][2]} {c[2]:g} ({scores[c]:.0f} N)" for k, c in base_c.items())
+                + f", blend {blend_c[0]} w {w:.2f} ({blend_score:.0f} N) -> ours = {ours}")
             # outer fits: the test year is touched only here, to be predicted
             test_ds = subset(split["test"])
             tr, te = rows(pool), rows(split["test"])
@@ -208,22 +236,26 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
                 net_preds.append(p)
                 test_tables["network"].append(gc._frame_table(test_ds, p, fold, str(s)))
             pn = np.mean(net_preds, axis=0)
-            pr = RidgeBW(alpha=ridge_c[2], target=gc.TARGET).fit_arrays(bx[tr], bbw[tr], by[tr]).predict_arrays(
-                bx[te], bbw[te])
-            pk = KnnBW(k=knn_c[2], target=gc.TARGET).fit_arrays(bx[tr], bbw[tr], by[tr]).predict_arrays(bx[te], bbw[te])
+            base_p = {}
+            for k, c in base_c.items():
+                cls, _, arg = _BASELINE_SPEC[k]
+                x = base_x[k]
+                base_p[k] = cls(**{arg: c[2]}, target=gc.TARGET).fit_arrays(x[tr], bbw[tr], by[tr]).predict_arrays(
+                    x[te], bbw[te])
+            pr = base_p[blend_c[0]]
             wo = w if ours == "blend" else 0.0
             for s, p in zip(seeds, net_preds):
                 test_tables["ours"].append(gc._frame_table(test_ds, wo * pr + (1 - wo) * p, fold, str(s)))
             test_tables["network"].append(gc._frame_table(test_ds, pn, fold, "ensemble"))
             test_tables["ours"].append(gc._frame_table(test_ds, wo * pr + (1 - wo) * pn, fold, "ensemble"))
-            for m, p in (("ridge-bw", pr), ("knn", pk)):
+            for m, p in base_p.items():
                 test_tables[m].append(gc._frame_table(test_ds, p, fold, "0"))
                 test_tables[m].append(gc._frame_table(test_ds, p, fold, "ensemble"))
             tk = test_ds.frames["stance_id"].to_numpy()
             tt = test_ds.frames[gc.TARGET].to_numpy(np.float64)
             log(f"[{protocol}] {fold} test (per-stance RMSE, ensemble): " + ", ".join(
                 f"{m} {_score(tt, p, tk):.0f} N" for m, p in
-                (("ours", wo * pr + (1 - wo) * pn), ("network", pn), ("ridge-bw", pr), ("knn", pk))))
+                (("ours", wo * pr + (1 - wo) * pn), ("network", pn), *base_p.items())))
         metrics = {}
         for m, parts in test_tables.items():
             f = pd.concat(parts, ignore_index=True)
@@ -231,32 +263,43 @@ def run_nested(data: str | Path | Dataset, *, reduced: bool = False, seeds: Sequ
             metrics[m] = gc.stance_metrics(f)
             res.years[(m, protocol)] = gc.year_table(metrics[m])
         ens = {m: v[v["seed"] == "ensemble"].drop(columns="seed") for m, v in metrics.items()}
-        best_base = min(BASELINES, key=lambda m: ens[m]["rmse"].mean())
+        # reported against the baseline with the lowest test mean (the strongest bar, not a choice) and, where
+        # that is another, against ridge-bw too
+        best_base = min(baselines, key=lambda m: ens[m]["rmse"].mean())
         for m in ("ours", "network"):
-            pc = ev.paired_comparison(ens[m], ens[best_base])
-            paired_rows.append({"protocol": protocol, "method": m, "baseline": best_base, **pc,
-                                "method_rmse": float(ens[m]["rmse"].mean()),
-                                "baseline_rmse": float(ens[best_base]["rmse"].mean())})
-        log(f"[{protocol}] " + ", ".join(f"{m} {res.years[(m, protocol)]['rmse_ens'].mean():.0f} N" for m in METHODS)
-            + f" (mean of years); fits so far: {n_fits}")
+            for bb in dict.fromkeys((best_base, "ridge-bw")):
+                pc = ev.paired_comparison(ens[m], ens[bb])
+                paired_rows.append({"protocol": protocol, "method": m, "baseline": bb,
+                                    "best_baseline": bb == best_base, **pc,
+                                    "method_rmse": float(ens[m]["rmse"].mean()),
+                                    "baseline_rmse": float(ens[bb]["rmse"].mean())})
+        log(f"[{protocol}] " + ", ".join(f"{m} {ens[m]['rmse'].mean():.0f} N" for m in ens)
+            + f" (mean per-stance RMSE of the ensembles); fits so far: {n_fits}")
     res.choices, res.inner_scores, res.paired = (pd.DataFrame(r) for r in (choice_rows, score_rows, paired_rows))
     res.runtime_s = time.perf_counter() - t0
     res.settings = {"protocols": list(protocols), "networks": list(networks), "epoch_grid": list(epoch_grid),
                     "seeds": list(seeds), "inner_seeds": list(inner_seeds), "n_points": n_points,
                     "training": {**train_kw, "epochs": "chosen on inner folds from epoch_grid"},
                     "ridge_alphas": list(RIDGE_ALPHAS), "knn_ks": list(KNN_KS), "threads": threads,
-                    "reduced": reduced, "fits": n_fits, "selection": "inner leave-one-year-out, per-stance RMSE"}
+                    "baselines": list(baselines), "reduced": reduced, "fits": n_fits,
+                    "selection": {p: f"inner leave-one-{PROTOCOL_GROUP[p]}-out, per-stance RMSE" for p in protocols}}
     return res
+
+
+_BASELINE_SPEC = {"ridge-bw": (RidgeBW, RIDGE_ALPHAS, "alpha"), "knn": (KnnBW, KNN_KS, "k"),
+                  "ridge-bw+moments": (RidgeBW, RIDGE_ALPHAS, "alpha")}
 
 
 def table(res: NestedResult) -> pd.DataFrame:
     """Medial force RMSE (N) per method (rows) and year (columns): the winners, the paper, the baselines and
     ours nested (3-seed ensemble; paper and strict protocol), with the mean over years."""
-    labels = {"ours": "ours nested", "network": "network alone, nested", "ridge-bw": "ridge-bw", "knn": "kNN"}
+    labels = LABELS
     rows = [{"method": "competition winners", **{str(y): float(gc.WINNERS[y]) for y in gc.YEARS}},
             {"method": "Rane et al. 2019 (GRF only)", **{str(y): float(gc.PAPER_TABLE5[y][0]) for y in gc.YEARS}}]
     for protocol in res.settings.get("protocols", gc.PROTOCOLS):
-        for m in ("ridge-bw", "knn", "ours", "network"):
+        if PROTOCOL_GROUP.get(protocol) != "year":
+            continue
+        for m in (*BASELINES, "ours", "network"):
             yt = res.years.get((m, protocol))
             if yt is not None:
                 rows.append({"method": f"{labels[m]} [{protocol}]",
@@ -268,6 +311,29 @@ def table(res: NestedResult) -> pd.DataFrame:
     return df
 
 
+LABELS = {"ours": "ours nested", "network": "network alone, nested", "ridge-bw": "ridge-bw",
+          "ridge-bw+moments": "ridge-bw+moments", "knn": "kNN"}
+
+
+def subject_table(res: NestedResult, protocol: str = "subject") -> pd.DataFrame:
+    """The subject-naive (leave-one-subject-out) run: per method (rows), the mean per-stance RMSE (N) of the
+    ensemble on each held-out subject's stances (columns) and over all stances (``all``, each stance once),
+    and the number of stances."""
+    rows = []
+    for m in ("ours", "network", *BASELINES):
+        f = res.frames.get((m, protocol))
+        if f is None:
+            continue
+        met = gc.stance_metrics(f[f["seed"] == "ensemble"])
+        row = {"method": LABELS[m]}
+        for fold, g in met.groupby("fold", sort=True):
+            row[str(fold)] = round(float(g["rmse"].mean()), 1)
+        row["all"] = round(float(met["rmse"].mean()), 1)
+        row["stances"] = int(met["stance_id"].nunique())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
 def write_nested(res: NestedResult, out: str | Path, *, figures: bool = True) -> Path:
     """``table.csv/.md`` (:func:`table`), ``choices.csv`` (per fold), ``inner_scores.csv``, ``paired.csv``,
     ``years.csv``, ``predictions.csv.gz`` (test frames), ``settings.json`` and ``figures/gc_<year>.png``."""
@@ -277,12 +343,18 @@ def write_nested(res: NestedResult, out: str | Path, *, figures: bool = True) ->
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t = table(res)
-    t.to_csv(out / "table.csv")
-    show = t.copy()
-    for c in show.columns:
-        show[c] = show[c].round(0).astype(int)
-    (out / "table.md").write_text(markdown_table(show.reset_index()) + "\n")
+    protocols = res.settings.get("protocols", gc.PROTOCOLS)
+    if any(PROTOCOL_GROUP.get(p) == "year" for p in protocols):
+        t = table(res)
+        t.to_csv(out / "table.csv")
+        show = t.copy()
+        for c in show.columns:
+            show[c] = show[c].round(0).astype(int)
+        (out / "table.md").write_text(markdown_table(show.reset_index()) + "\n")
+    if "subject" in protocols:
+        st = subject_table(res)
+        st.to_csv(out / "subject_table.csv")
+        (out / "subject_table.md").write_text(markdown_table(st.round(0).reset_index()) + "\n")
     res.choices.to_csv(out / "choices.csv", index=False)
     res.inner_scores.to_csv(out / "inner_scores.csv", index=False)
     res.paired.to_csv(out / "paired.csv", index=False)
@@ -299,5 +371,5 @@ def write_nested(res: NestedResult, out: str | Path, *, figures: bool = True) ->
     return out
 
 
-__all__ = ["NETWORKS", "EPOCH_GRID", "METHODS", "NestedResult", "outer_folds", "inner_folds", "run_nested",
-           "table", "write_nested"]
+__all__ = ["NETWORKS", "EPOCH_GRID", "METHODS", "BASELINES", "PROTOCOL_GROUP", "NestedResult", "outer_folds",
+           "inner_folds", "run_nested", "table", "subject_table", "write_nested"]

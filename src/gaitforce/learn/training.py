@@ -20,7 +20,8 @@ Predictions are in target units; a frame with a non-finite feature gets NaN.
 
 Options beyond the paper:
 
-- ``body_weight_norm=True``: force inputs (columns named ``grf_*``, in N) and targets in N are divided by the
+- ``body_weight_norm=True``: force inputs (columns named ``grf_*``, in N; the knee moments in N m,
+  ``knee_add_moment`` / ``knee_flex_moment``) and targets in N are divided by the
   frame's body weight (``mass`` x 9.81) before normalisation, so the network learns in body weights; predictions
   are multiplied back and stay in N. Frames without a positive finite mass are dropped from training, and get
   NaN at prediction. :meth:`Estimator.predict_features` then needs ``body_weight=`` (N). Its bundle's ONNX graph
@@ -313,8 +314,12 @@ class Estimator:
 
     @staticmethod
     def _force_inputs(columns: Sequence[str]) -> np.ndarray:
-        """Which input columns are forces in N (scaled by body weight under ``body_weight_norm``)."""
-        return np.array([str(c).startswith("grf_") for c in columns], dtype=bool)
+        """Which input columns are forces in N or knee moments in N m (``grf_*``, :data:`features.BW_SCALED_MOMENTS`,
+        also as window columns ``<col>@-k``): scaled by body weight under ``body_weight_norm``."""
+        from gaitforce.data.features import BW_SCALED_MOMENTS
+
+        return np.array([str(c).startswith("grf_") or str(c).split("@")[0] in BW_SCALED_MOMENTS for c in columns],
+                        dtype=bool)
 
     # -- fit -------------------------------------------------------------------------------------------
     def fit(self, train: Dataset, val: Dataset | None = None, *, snapshots: Sequence[int] = ()) -> "Estimator":

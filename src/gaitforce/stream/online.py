@@ -163,6 +163,7 @@ class OnlinePipeline:
         self._ood_lo, self._ood_hi = lo - OOD_MARGIN * width, hi + OOD_MARGIN * width
         self._ood_counts = np.zeros(len(bundle.columns), dtype=np.int64)
         self._need_angles = bool(np.isin(bundle.columns, features.ANGLES).any())
+        self._need_moments = bool(np.isin(bundle.columns, features.MOMENT_COLUMNS).any())
         try:
             #: the marker map's outcome per side (map, slots matched, filled and from what)
             self.slot_lines: list[str] = []
@@ -401,7 +402,7 @@ class OnlinePipeline:
         origin = st.origin if st.origin is not None else cop
         feat = self._feat
         features.frame_features(self._slots(st.side, mf)[None], ff[st.plate][None], cop[None], st.rot, origin,
-                                angles=self._need_angles, out=feat[None])
+                                angles=self._need_angles, moments=self._need_moments, out=feat[None])
         x = feat[self._col_idx]
         if self.features_log is not None:
             self.features_log.append((self._last_ts, st.side, feat.copy(), st.rot.copy(), np.array(origin, float),
