@@ -207,7 +207,8 @@ def bundle_module(bundle, *, check_rows: np.ndarray | None = None):
     """The bundle's network rebuilt in torch from its registered architecture (``model.name``,
     ``model.hyperparameters``, ``input.shape``, one net for all targets or one per target) and its
     ``model.safetensors`` weights: a :class:`~gaitforce.learn.training.FoldedModel` mapping raw features to
-    targets like ``model.onnx``. ``None`` when the bundle holds no weights (older bundles) or needs the body weight.
+    targets like ``model.onnx``. ``None`` when the bundle holds no weights (older bundles), needs the body weight or
+    is an ensemble.
 
     The architecture is first built on torch's ``meta`` device (no memory) and every tensor's name and shape
     compared with the file, so a bundle.json naming a huge network fails before anything is allocated. With
@@ -218,7 +219,7 @@ def bundle_module(bundle, *, check_rows: np.ndarray | None = None):
     from gaitforce.learn.models import create_model
     from gaitforce.learn.training import FoldedModel
 
-    if bundle.needs_body_weight:
+    if bundle.needs_body_weight or bundle.is_ensemble:  # an ensemble: gradients through the ONNX graph
         return None
     tensors = load_weights(bundle)
     if tensors is None:
