@@ -63,6 +63,15 @@ def conformal_level(n: int, alpha: float = ALPHA) -> float:
     return r / n if r <= n else math.inf
 
 
+def min_calibration(alpha: float = ALPHA) -> int:
+    """The fewest calibration scores (or stances) with a finite quantile: the smallest n with
+    ``ceil((n + 1)(1 - alpha)) <= n`` (9 for alpha 0.1)."""
+    n = 1
+    while conformal_rank(n, alpha) > n:
+        n += 1
+    return n
+
+
 def normalised_scores(y, mean, spread, eps) -> np.ndarray:
     """``|y - mean| / (spread + eps)``, elementwise (broadcast; ``eps`` > 0 per target or one value)."""
     eps = np.asarray(eps, dtype=np.float64)
@@ -170,5 +179,5 @@ def interval_params(entry: Mapping[str, Any], targets: Sequence[str]) -> tuple[n
     return q, eps
 
 
-__all__ = ["ALPHA", "EPS_FRACTION", "conformal_rank", "conformal_level", "normalised_scores", "conformal_quantile",
+__all__ = ["ALPHA", "EPS_FRACTION", "conformal_rank", "conformal_level", "min_calibration", "normalised_scores", "conformal_quantile",
            "interval", "interval_coverage", "calibrate", "calibration_entry", "interval_params"]

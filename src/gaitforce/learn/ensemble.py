@@ -49,8 +49,11 @@ class EnsembleFolded(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
 
-    def forward(self, x: torch.Tensor, *rest: torch.Tensor):
-        ys = torch.stack([m(x, *rest) for m in self.members], dim=0)
+    def forward(self, x: torch.Tensor, body_weight: torch.Tensor | None = None):
+        if body_weight is None:
+            ys = torch.stack([m(x) for m in self.members], dim=0)
+        else:
+            ys = torch.stack([m(x, body_weight) for m in self.members], dim=0)
         mean = ys.mean(dim=0)
         spread = torch.sqrt(((ys - mean) ** 2).mean(dim=0))
         return mean, spread
