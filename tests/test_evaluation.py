@@ -630,3 +630,60 @@ def test_grouped_calibration_keeps_stance_coverage_where_pooled_frames_fall_shor
             out.append(cf.interval_coverage(test, -q + 0 * test, q + 0 * test, tg)["stance_coverage"])
     assert np.mean(grouped) >= 0.9 - 0.02
     assert np.mean(pooled) < np.mean(grouped) - 0.03
+
+
+# -- intervals in the reports ----------------------------------------------------------------------------------
+def test_bundle_mode_reports_the_interval_of_an_ensemble_bundle(tmp_path):
+    import warnings
+
+    from gaitforce.learn.ensemble import EnsembleEstimator
+
+    ds = Dataset.load(make_dataset(tmp_path / "ds", n_subjects=6, stances_per_subject=6))
+    ids = ds.stance_ids
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ens = EnsembleEstimator("mlp", members=3, epochs=30, width=8, threads=1, verbose=False, device="cpu")
+        ens.fit(ds.subset(ids[:18]), ds.subset(ids[18:28]))  # 10 validation stances: q finite at 90 %
+    assert ens.uncertainty_["targets"]["knee_medial"]["q"] is not None
+    ens.save(tmp_path / "b")
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(tmp_path / "ds"), "--out", str(out), "--bundle", str(tmp_path / "b")]) == 0
+    preds = pd.read_csv(out / "predictions.csv.gz")
+    _, lo, hi = ens.predict_interval(ds)
+    np.testing.assert_allclose(preds["knee_medial_lo"], lo[:, 0], rtol=1e-4, atol=0.05)
+    want = cf.interval_coverage(preds["knee_medial_ref"], preds["knee_medial_lo"], preds["knee_medial_hi"],
+                                preds["stance_id"].to_numpy())
+    table = pd.read_csv(out / "intervals.csv")
+    assert table.loc[0, "coverage_pct"] == pytest.approx(100 * want["coverage"], abs=0.01)
+    assert table.loc[0, "stances"] == 36 and table.loc[0, "mean_width"] == pytest.approx(want["width"], rel=1e-3)
+    md = (out / "index.md").read_text()
+    assert "## Intervals" in md and "90 % interval" in md
+
+
+def test_report_interval_summary_is_empty_without_bounds():
+    from gaitforce.evaluate.report import interval_summary
+
+    p = pd.DataFrame({"stance_id": ["a", "a", "b"], "stance_pct": [0, 100, 0], "t_ref": [1.0, 2.0, 3.0],
+                      "t_pred": [1.0, 2.0, 3.0]})
+    assert interval_summary(p, ["t"]).empty
+    p["t_lo"], p["t_hi"] = [0.0, 2.5, 3.5], [1.5, 3.0, 4.0]
+    row = interval_summary(p, ["t"]).iloc[0]
+    assert row["coverage_pct"] == pytest.approx(100 / 3) and row["stance_coverage_pct"] == pytest.approx(25.0)
+    assert row["mean_width"] == pytest.approx(2.5 / 3) and row["frames"] == 3 and row["stances"] == 2
+
+
+def test_evaluate_ensemble_option_scores_the_mean_and_calibrates_on_each_folds_validation(tmp_path, capsys):
+    ds_path = make_dataset(tmp_path / "ds", n_subjects=5, stances_per_subject=10, frames=11)
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(ds_path), "--out", str(out), "--models", "mlp", "--splits", "subject-naive",
+                 "--ensemble", "2", "--epochs", "3", "--threads", "1", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    rep = out / "subject-naive" / "mlp__all"
+    preds = pd.read_csv(rep / "predictions.csv.gz")
+    assert {"knee_medial_lo", "knee_medial_hi"} <= set(preds.columns)
+    assert (preds["knee_medial_lo"] <= preds["knee_medial_pred"]).all()
+    assert (rep / "intervals.csv").exists() and "## Intervals" in (rep / "index.md").read_text()
+    # the strong baselines stay single models: no interval of theirs
+    assert not (out / "subject-naive" / "ridge-bw__all" / "intervals.csv").exists()
+    assert main(["evaluate", str(ds_path), "--out", str(tmp_path / "x"), "--ensemble", "1"]) == 2
+    assert "at least 2 members" in capsys.readouterr().err
