@@ -69,7 +69,7 @@ def run_intervals(data: str | Path | Dataset, *, network: str = NETWORK, epochs:
     y_all = ds.frames[gc.TARGET].to_numpy(np.float64)
 
     def ensemble(train_ids) -> EnsembleEstimator:
-        ens = EnsembleEstimator(cfg.model, members=members, alpha=alpha, feature_set=fs, targets=(gc.TARGET,),
+        ens = EnsembleEstimator(cfg.model, members=members, interval_alpha=alpha, feature_set=fs, targets=(gc.TARGET,),
                                 seed=seed, threads=threads, verbose=False, device="cpu", epochs=epochs, **train_kw,
                                 **cfg.estimator_kwargs())
         return ens.fit(ds.subset(list(train_ids)), None, calibrate=False)

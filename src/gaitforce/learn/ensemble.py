@@ -45,9 +45,10 @@ class EnsembleFolded(nn.Module):
     """Member modules stacked: each maps (features[, body_weight]) -> (N, K); the ensemble gives (mean, spread),
     both (N, K), spread the members' population SD."""
 
-    def __init__(self, members: Sequence[nn.Module]):
+    def __init__(self, members: Sequence[nn.Module], *, mean_only: bool = False):
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.mean_only = bool(mean_only)
 
     def forward(self, x: torch.Tensor, body_weight: torch.Tensor | None = None):
         if body_weight is None:
@@ -55,6 +56,8 @@ class EnsembleFolded(nn.Module):
         else:
             ys = torch.stack([m(x, body_weight) for m in self.members], dim=0)
         mean = ys.mean(dim=0)
+        if self.mean_only:
+            return mean
         spread = torch.sqrt(((ys - mean) ** 2).mean(dim=0))
         return mean, spread
 
@@ -62,17 +65,17 @@ class EnsembleFolded(nn.Module):
 class EnsembleEstimator:
     """``members`` estimators of one configuration and different seeds; mean, spread and a calibrated interval.
 
-    Keyword arguments other than ``members``, ``alpha`` and ``calibrate`` go to every :class:`Estimator`
-    (``seed`` is the first member's seed)."""
+    ``interval_alpha``: the interval's miscoverage (0.1: 90 %; not ``alpha``, which is ridge's penalty). Other
+    keyword arguments go to every :class:`Estimator` (``seed`` is the first member's seed)."""
 
-    def __init__(self, model: str = "paper-cnn", *, members: int = DEFAULT_MEMBERS, alpha: float = conformal.ALPHA,
-                 **estimator_kwargs):
+    def __init__(self, model: str = "paper-cnn", *, members: int = DEFAULT_MEMBERS,
+                 interval_alpha: float = conformal.ALPHA, **estimator_kwargs):
         if isinstance(members, bool) or not isinstance(members, int) or members < 2:
             raise GaitforceError(f"an ensemble needs at least 2 members, got {members!r}")
-        conformal._check_alpha(alpha)
+        conformal._check_alpha(interval_alpha)
         self.model = model
         self.n_members = int(members)
-        self.alpha = float(alpha)
+        self.interval_alpha = float(interval_alpha)
         self.estimator_kwargs = dict(estimator_kwargs)
         self.seed = int(self.estimator_kwargs.pop("seed", 0))
         self._template = Estimator(model, seed=self.seed, **self.estimator_kwargs)  # checks the arguments now
@@ -114,7 +117,8 @@ class EnsembleEstimator:
         return self
 
     @classmethod
-    def from_members(cls, members: Sequence[Estimator], *, alpha: float = conformal.ALPHA) -> "EnsembleEstimator":
+    def from_members(cls, members: Sequence[Estimator], *,
+                     interval_alpha: float = conformal.ALPHA) -> "EnsembleEstimator":
         """An ensemble of already fitted estimators of one configuration (same columns, targets and units)."""
         members = list(members)
         if len(members) < 2:
@@ -127,7 +131,7 @@ class EnsembleEstimator:
             raise GaitforceError("ensemble members must share model, columns, targets and body-weight setting")
         params = first.get_params()
         model = params.pop("model")
-        out = cls(model, members=len(members), alpha=alpha, **params)
+        out = cls(model, members=len(members), interval_alpha=interval_alpha, **params)
         out.members_ = members
         out.seed = first.seed
         out._member_seeds = [m.seed for m in members]
@@ -147,9 +151,9 @@ class EnsembleEstimator:
         mean, spread = self.predict_spread(cal)
         y = cal.frames[list(self.targets)].to_numpy(np.float64)
         groups = cal.frames["stance_id"].to_numpy()
-        q = conformal.calibrate(y, mean, spread, self.eps_, groups, self.alpha)
+        q = conformal.calibrate(y, mean, spread, self.eps_, groups, self.interval_alpha)
         ok = np.isfinite(y).all(axis=1) & np.isfinite(mean).all(axis=1)
-        self.uncertainty_ = conformal.calibration_entry(q, self.eps_, self.targets, alpha=self.alpha,
+        self.uncertainty_ = conformal.calibration_entry(q, self.eps_, self.targets, alpha=self.interval_alpha,
                                                         n_stances=len(set(groups[ok])), n_frames=int(ok.sum()), on=on)
         return self.uncertainty_
 
@@ -221,6 +225,12 @@ class EnsembleEstimator:
     def folded_module(self) -> EnsembleFolded:
         self._check_fitted()
         return EnsembleFolded([m.folded_module() for m in self.members_]).eval()
+
+    def mean_module(self) -> EnsembleFolded:
+        """Raw features (N, F) -> the members' mean (N, K): what the gradient maps of
+        :mod:`gaitforce.learn.explain` differentiate."""
+        self._check_fitted()
+        return EnsembleFolded([m.folded_module() for m in self.members_], mean_only=True).eval()
 
     def export_module(self) -> EnsembleFolded:
         self._check_fitted()

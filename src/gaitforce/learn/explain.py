@@ -219,7 +219,7 @@ def bundle_module(bundle, *, check_rows: np.ndarray | None = None):
     from gaitforce.learn.models import create_model
     from gaitforce.learn.training import FoldedModel
 
-    if bundle.needs_body_weight or bundle.is_ensemble:  # an ensemble: gradients through the ONNX graph
+    if bundle.needs_body_weight or getattr(bundle, "is_ensemble", False):  # ensemble: gradients via ONNX
         return None
     tensors = load_weights(bundle)
     if tensors is None:
@@ -338,7 +338,8 @@ def as_model(model, *, columns: Sequence[str] | None = None, targets: Sequence[s
         if getattr(model, "force_inputs_", None) is not None:
             raise GaitforceError("a body-weight-normalised estimator cannot be explained yet (its network works in "
                                  "body weights, not in the dataset's units)")
-        return TorchModel(model.folded_module(), model.columns_, model.targets, model.target_units_)
+        module = model.mean_module() if hasattr(model, "mean_module") else model.folded_module()  # ensemble: mean
+        return TorchModel(module, model.columns_, model.targets, model.target_units_)
     import torch
 
     if isinstance(model, torch.nn.Module):
