@@ -359,3 +359,47 @@ def test_ridge_bw_is_exact_on_a_force_linear_in_grf_and_knn_memorises():
     np.testing.assert_allclose(x[r[0], 1], x[r[0], 4])  # grf_y at t and t-1 on the first frame
     np.testing.assert_allclose(x[r[5], 4], g["grf_y"].iloc[4] / bw[r[5]])
     np.testing.assert_allclose(x[r, -2], g["stance_pct"] / 100.0)
+
+
+# -- the interval's coverage, leave-one-year-out (evaluate.intervals_gc) -------------------------------------
+def run_intervals_tiny(ds, tmp=None):
+    from gaitforce.evaluate import intervals_gc as ig
+
+    return ig.run_intervals(ds, network="tiny-cnn", configs=TINY, members=2, epochs=2, n_points=11,
+                            protocols=("paper", "strict"), log=lambda m: None)
+
+
+def test_interval_calibration_never_sees_the_test_year_and_the_table_adds_up(tmp_path):
+    """q of fold 2012 comes from its pool's inner years only: corrupting 2012's force leaves it unchanged (and
+    changes other folds' q, whose pools hold 2012); coverage and width in the table are those of the frames."""
+    from gaitforce.evaluate import conformal as cf
+    from gaitforce.evaluate import intervals_gc as ig
+
+    ds = gc_like(n_per_year=2)
+    bad = Dataset(ds.frames.copy(), ds.manifest)
+    rows = bad.frames["year"] == 2012
+    bad.frames.loc[rows, "knee_medial"] = 5000.0 - 3.0 * bad.frames.loc[rows, "knee_medial"]
+    clean, dirty = run_intervals_tiny(ds), run_intervals_tiny(bad)
+    c = clean.calibration.set_index(["protocol", "fold"])
+    d = dirty.calibration.set_index(["protocol", "fold"])
+    assert c.loc[("paper", "2012"), "q"] == pytest.approx(d.loc[("paper", "2012"), "q"], rel=1e-9)
+    assert c.loc[("paper", "2012"), "calibration_stances"] == 10  # the 5 other years x 2 stances, each once
+    assert (np.abs(c["q_abs"] - d["q_abs"]).drop(("paper", "2012")) > 1.0).mean() > 0.5
+    f = clean.frames
+    p = f[f.protocol == "paper"]
+    assert np.isfinite(p["lo"]).all() and (p["lo"] <= p["mean"]).all() and (p["mean"] <= p["hi"]).all()
+    # strict pools of 8 stances (the test subject's other year out) are too few for a finite 90 % q: no interval
+    few = c.loc["strict"]["calibration_stances"] < cf.min_calibration(0.1)
+    assert few.any() and np.isinf(c.loc["strict"].loc[few, "q"]).all()
+    s = f[(f.protocol == "strict") & f.fold.isin(few[few].index)]
+    assert len(s) and s["lo"].isna().all()
+    t = clean.table.set_index(["protocol", "year"])
+    g = f[f.protocol == "paper"]
+    want = cf.interval_coverage(g["true"], g["lo"], g["hi"])
+    assert t.loc[("paper", "all"), "coverage_pct"] == pytest.approx(100 * want["coverage"])
+    assert t.loc[("paper", "all"), "width_N"] == pytest.approx(want["width"])
+    assert set(t.index.get_level_values("year")) == {*map(str, SUBJECTS), "all"}
+    out = ig.write_intervals(clean, tmp_path / "iv")
+    assert {"coverage.csv", "coverage.md", "calibration.csv", "predictions.csv.gz", "settings.json"} <= \
+        {p.name for p in out.iterdir()}
+    assert (out / "figures" / "intervals_paper.png").stat().st_size > 10_000
