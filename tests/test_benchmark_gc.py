@@ -403,3 +403,21 @@ def test_interval_calibration_never_sees_the_test_year_and_the_table_adds_up(tmp
     assert {"coverage.csv", "coverage.md", "calibration.csv", "predictions.csv.gz", "settings.json"} <= \
         {p.name for p in out.iterdir()}
     assert (out / "figures" / "intervals_paper.png").stat().st_size > 10_000
+
+
+def test_ridge_interval_baseline_calibrates_on_the_pool_only():
+    from gaitforce.evaluate import conformal as cf
+    from gaitforce.evaluate import intervals_gc as ig
+
+    ds = gc_like(n_per_year=2)
+    bad = Dataset(ds.frames.copy(), ds.manifest)
+    rows = bad.frames["year"] == 2012
+    bad.frames.loc[rows, "knee_medial"] = 5000.0 - 3.0 * bad.frames.loc[rows, "knee_medial"]
+    clean, dirty = ig.ridge_intervals(ds, n_points=11), ig.ridge_intervals(bad, n_points=11)
+    qc, qd = (f.groupby("fold")[["q", "ridge_alpha"]].first() for f in (clean, dirty))
+    pd.testing.assert_series_equal(qc.loc["2012"], qd.loc["2012"])
+    assert (np.abs(qc["q"] - qd["q"]).drop("2012") > 1.0).all()
+    assert np.allclose(clean["hi"] - clean["lo"], 2 * clean["q"])  # constant width
+    t = ig.ridge_table(clean).set_index(["protocol", "year"])
+    c = cf.interval_coverage(clean["true"], clean["lo"], clean["hi"])
+    assert t.loc[("paper", "all"), "coverage_pct"] == pytest.approx(100 * c["coverage"])

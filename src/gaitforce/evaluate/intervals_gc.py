@@ -116,6 +116,59 @@ def run_intervals(data: str | Path | Dataset, *, network: str = NETWORK, epochs:
     return res
 
 
+def ridge_intervals(data: str | Path | Dataset, *, alpha: float = conformal.ALPHA,
+                    protocols: Sequence[str] = ("paper",), n_points: int = 101) -> pd.DataFrame:
+    """The strongest simple baseline's interval under the same protocol: ridge-bw
+    (:class:`gaitforce.evaluate.baselines.RidgeBW`) with its penalty chosen on the pool's inner years (lowest
+    per-stance RMSE, as the nested benchmark chooses it) and a constant-width conformal interval, q the
+    stance-weighted quantile of ``|y - pred|`` over the same inner predictions. Test frames: protocol, fold,
+    year, stance_id, true, pred, lo, hi, q, ridge_alpha."""
+    from gaitforce.evaluate.baselines import RIDGE_ALPHAS, RidgeBW, design
+
+    base = data if isinstance(data, Dataset) else gc.load_gc(data)
+    ds = gc.resample_stances(base, n_points)
+    stances = ds.stances()
+    x, bw = design(ds.frames)
+    y = ds.frames[gc.TARGET].to_numpy(np.float64)
+    sid = ds.frames["stance_id"].to_numpy()
+
+    def rows(ids):
+        return np.flatnonzero(np.isin(sid, list(ids)))
+
+    out = []
+    for protocol in protocols:
+        for fold, split in nested.outer_folds(ds, protocol).items():
+            inner = nested.inner_folds(stances, split["train"], protocol)
+            preds = {}
+            for a in RIDGE_ALPHAS:
+                preds[a] = np.concatenate([
+                    RidgeBW(alpha=a, target=gc.TARGET).fit_arrays(x[rows(v["train"])], bw[rows(v["train"])],
+                                                                  y[rows(v["train"])]).predict_arrays(
+                        x[rows(v["val"])], bw[rows(v["val"])]) for v in inner.values()])
+            val = np.concatenate([rows(v["val"]) for v in inner.values()])
+            best = min(RIDGE_ALPHAS, key=lambda a: gc._mean_stance_rmse(y[val], preds[a], sid[val]))
+            q = conformal.conformal_quantile(np.abs(y[val] - preds[best]), alpha, sid[val])
+            tr, te = rows(split["train"]), rows(split["test"])
+            p = RidgeBW(alpha=best, target=gc.TARGET).fit_arrays(x[tr], bw[tr], y[tr]).predict_arrays(x[te], bw[te])
+            out.append(pd.DataFrame({"protocol": protocol, "fold": fold, "year": ds.frames["year"].to_numpy()[te],
+                                     "stance_id": sid[te], "true": y[te], "pred": p, "lo": p - q, "hi": p + q,
+                                     "q": q, "ridge_alpha": best}))
+    return pd.concat(out, ignore_index=True)
+
+
+def ridge_table(frames: pd.DataFrame) -> pd.DataFrame:
+    """Per protocol and year (and ``all``): coverage (%), mean width (N) and per-stance RMSE (N) of
+    :func:`ridge_intervals`."""
+    out = []
+    for protocol, fp in frames.groupby("protocol", sort=False):
+        for year, g in [(str(y), g) for y, g in fp.groupby("year")] + [("all", fp)]:
+            sid = g["stance_id"].to_numpy()
+            c = conformal.interval_coverage(g["true"], g["lo"], g["hi"], sid)
+            out.append({"protocol": protocol, "year": year, "coverage_pct": 100 * c["coverage"], "width_N": c["width"],
+                        "rmse_N": gc._mean_stance_rmse(g["true"].to_numpy(), g["pred"].to_numpy(), sid)})
+    return pd.DataFrame(out)
+
+
 def coverage_table(frames: pd.DataFrame) -> pd.DataFrame:
     """Per protocol and year (and ``all``): coverage (frames, %), stance-mean coverage (%), mean width (N) of the
     ensemble interval and of the constant-width baseline, and the mean's per-stance RMSE (N)."""
@@ -192,4 +245,5 @@ def write_intervals(res: IntervalResult, out: str | Path, *, figures: bool = Tru
     return out
 
 
-__all__ = ["IntervalResult", "run_intervals", "coverage_table", "plot_bands", "write_intervals"]
+__all__ = ["IntervalResult", "run_intervals", "ridge_intervals", "ridge_table", "coverage_table", "plot_bands",
+           "write_intervals"]
