@@ -585,22 +585,21 @@ def ensemble_bundle(tmp_path_factory):
 
     train, val = make_dataset(), make_dataset(12, seed=1)
     ens = EnsembleEstimator("mlp", members=3, targets=TARGETS, epochs=20, threads=1, verbose=False, width=16)
-    with _no_warning_check():
+    with _quiet():
         ens.fit(train, val)
     path = ens.save(tmp_path_factory.mktemp("e") / "ens")
     return ens, path, val
 
 
-class _no_warning_check:
-    def __enter__(self):
-        import warnings
+def _quiet():
+    """No collapse warnings from the tiny test networks (their collapse is not what these tests check)."""
+    import contextlib
+    import warnings
 
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
 
 
 def test_ensemble_bundle_is_one_graph_giving_the_members_mean_and_spread(ensemble_bundle):
@@ -653,9 +652,11 @@ def test_ensemble_q_is_the_conformal_quantile_of_the_validation_scores(ensemble_
         scores = np.abs(y[:, k] - mean[:, k]) / (spread[:, k] + ens.eps_[k])
         want = cf.conformal_quantile(scores, 0.1, groups=sid)
         assert ens.uncertainty_["targets"][t]["q"] == pytest.approx(want)
-        # by construction the validation stances' mean frame coverage is at least 10/11 x ... >= 0.9 x 12/13
+        # in sample, by construction: the 12 stances' mean frame coverage is (13/12) x the cumulative weight at q,
+        # so at least 0.9 x 13/12 (less one boundary frame that rounding may put outside)
         _, lo, hi = ens.predict_interval(val)
-        assert cf.interval_coverage(y[:, k], lo[:, k], hi[:, k], sid)["stance_coverage"] >= 0.9 * 13 / 13 - 1e-9
+        got = cf.interval_coverage(y[:, k], lo[:, k], hi[:, k], sid)["stance_coverage"]
+        assert got >= 0.9 * 13 / 12 - 1 / 480 - 1e-9
 
 
 def test_ensemble_with_too_few_calibration_stances_has_no_interval(tmp_path):
@@ -680,7 +681,7 @@ def test_body_weight_ensemble_bundle_predicts_as_torch(bw_data, tmp_path):
     val = bw_dataset(10, seed=1)
     ens = EnsembleEstimator("mlp", members=2, targets=TARGETS, epochs=3, threads=1, verbose=False,
                             body_weight_norm=True, width=8)
-    with _no_warning_check():
+    with _quiet():
         ens.fit(train, val)
     bundle = load_bundle(ens.save(tmp_path / "b"))
     assert bundle.needs_body_weight and bundle.is_ensemble

@@ -25,6 +25,12 @@ SHA-256, the calibration summary and the measured int8-vs-fp32 agreement on held
 ``bundle.json``'s ``quantized.int8``. ``default_precision`` says which model :func:`load_bundle` opens unless
 asked (``"fp32"`` when absent).
 
+An **ensemble** bundle (:class:`gaitforce.learn.ensemble.EnsembleEstimator`) holds its K members stacked in the
+one graph, which has a second output ``spread`` (the members' SD, (N, K) in target units) beside ``targets`` (their
+mean); ``bundle.json`` adds ``ensemble``, ``onnx.spread_output`` and, once calibrated, ``uncertainty`` (alpha, and
+per target the conformal ``q`` and ``eps`` of the interval ``mean +- q (spread + eps)``; see
+:mod:`gaitforce.evaluate.conformal`). A reader that ignores them gets the mean as from any bundle.
+
 ``load_bundle(DIR)`` checks the JSON (required keys and types), the ONNX file's SHA-256, that the graph uses
 only standard ONNX operators and embedded weights, and that its input/output sizes match the JSON, then opens
 an ONNX Runtime session. Nothing is unpickled and no Python from the bundle runs: a bundle from an untrusted
