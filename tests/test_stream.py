@@ -389,3 +389,21 @@ def test_stream_names_the_lag_of_a_zero_lag_bundle_once():
     assert lag_note({"lowpass_cutoff": 10.0, "lowpass_order": 4, "lowpass_causal": True}, 10.0) is None
     assert lag_note({"lowpass_cutoff": 10.0}, None) is None  # filter off online: no lag to name
     assert "~21 ms" in lag_note({"lowpass_cutoff": 20.0, "lowpass_order": 4}, 20.0)  # halves with twice the cutoff
+
+
+def test_cli_stream_records_the_band_of_an_ensemble_bundle(tmp_path):
+    """End to end through LSL: the recorded rows of an ensemble bundle carry lo <= force <= hi per limb."""
+    from builders import make_ensemble_bundle
+
+    b = make_ensemble_bundle(tmp_path / "ens", q=2.0)
+    trial = synthetic.generate_trial(seed=0, subject=5, trial=2)
+    synthetic.write_cohort(tmp_path, [trial], fmt="c3d")
+    assert cli.main(["stream", str(b), "--replay", str(tmp_path / "syn06_walk03.c3d"), "--speed", "0",
+                     "--record", str(tmp_path / "r.csv")]) == 0
+    rec = pd.read_csv(tmp_path / "r.csv")
+    assert len(rec) == trial.n_frames
+    for side in ("right", "left"):
+        f, lo, hi = rec[f"knee_medial_{side}"], rec[f"knee_medial_lo_{side}"], rec[f"knee_medial_hi_{side}"]
+        on = f.notna()
+        assert on.sum() > 20 and (lo[on] < f[on]).all() and (f[on] < hi[on]).all()
+        assert lo[~on].isna().all() and hi[~on].isna().all()
