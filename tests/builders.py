@@ -31,3 +31,16 @@ def make_bundle(path, feature_set="all"):
     ds = linear_dataset()
     est = Estimator("ridge", feature_set=feature_set, targets=("knee_medial",), threads=1, verbose=False).fit(ds)
     return save_bundle(est, path, dataset_manifest=ds.manifest)
+
+
+def make_ensemble_bundle(path, *, q=2.0):
+    """A 2-member mlp ensemble bundle on :func:`linear_dataset` with a set interval (q = ``q``, eps = 1 N)."""
+    from gaitforce.evaluate.conformal import calibration_entry
+    from gaitforce.learn.ensemble import EnsembleEstimator
+
+    ds = linear_dataset()
+    ens = EnsembleEstimator("mlp", members=2, targets=("knee_medial",), threads=1, verbose=False, epochs=2, width=8)
+    ens.fit(ds, None)
+    ens.eps_[:] = 1.0
+    ens.uncertainty_ = calibration_entry([q], [1.0], ["knee_medial"], alpha=0.1, n_stances=9, n_frames=900)
+    return save_bundle(ens, path, dataset_manifest=ds.manifest)

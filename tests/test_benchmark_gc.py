@@ -454,3 +454,65 @@ def test_grand_challenge_knee_adduction_moments_are_in_the_walking_range(gc_dir)
     assert len(peak) == 29 and peak.between(0.01, 0.10).all()
     loaded = np.hypot(f["grf_y"], f["grf_z"]) >= 80.0
     assert f.loc[loaded, "knee_add_lever"].abs().max() < 0.20 and np.isfinite(f[MOMENTS].to_numpy()).all()
+
+
+# -- the interval's coverage, leave-one-year-out (evaluate.intervals_gc) -------------------------------------
+def run_intervals_tiny(ds, tmp=None):
+    from gaitforce.evaluate import intervals_gc as ig
+
+    return ig.run_intervals(ds, network="tiny-cnn", configs=TINY, members=2, epochs=2, n_points=11,
+                            protocols=("paper", "strict"), log=lambda m: None)
+
+
+def test_interval_calibration_never_sees_the_test_year_and_the_table_adds_up(tmp_path):
+    """q of fold 2012 comes from its pool's inner years only: corrupting 2012's force leaves it unchanged (and
+    changes other folds' q, whose pools hold 2012); coverage and width in the table are those of the frames."""
+    from gaitforce.evaluate import conformal as cf
+    from gaitforce.evaluate import intervals_gc as ig
+
+    ds = gc_like(n_per_year=2)
+    bad = Dataset(ds.frames.copy(), ds.manifest)
+    rows = bad.frames["year"] == 2012
+    bad.frames.loc[rows, "knee_medial"] = 5000.0 - 3.0 * bad.frames.loc[rows, "knee_medial"]
+    clean, dirty = run_intervals_tiny(ds), run_intervals_tiny(bad)
+    c = clean.calibration.set_index(["protocol", "fold"])
+    d = dirty.calibration.set_index(["protocol", "fold"])
+    assert c.loc[("paper", "2012"), "q"] == pytest.approx(d.loc[("paper", "2012"), "q"], rel=1e-9)
+    assert c.loc[("paper", "2012"), "calibration_stances"] == 10  # the 5 other years x 2 stances, each once
+    assert (np.abs(c["q_abs"] - d["q_abs"]).drop(("paper", "2012")) > 1.0).mean() > 0.5
+    f = clean.frames
+    p = f[f.protocol == "paper"]
+    assert np.isfinite(p["lo"]).all() and (p["lo"] <= p["mean"]).all() and (p["mean"] <= p["hi"]).all()
+    # strict pools of 8 stances (the test subject's other year out) are too few for a finite 90 % q: no interval
+    few = c.loc["strict"]["calibration_stances"] < cf.min_calibration(0.1)
+    assert few.any() and np.isinf(c.loc["strict"].loc[few, "q"]).all()
+    s = f[(f.protocol == "strict") & f.fold.isin(few[few].index)]
+    assert len(s) and s["lo"].isna().all()
+    t = clean.table.set_index(["protocol", "year"])
+    g = f[f.protocol == "paper"]
+    want = cf.interval_coverage(g["true"], g["lo"], g["hi"])
+    assert t.loc[("paper", "all"), "coverage_pct"] == pytest.approx(100 * want["coverage"])
+    assert t.loc[("paper", "all"), "width_N"] == pytest.approx(want["width"])
+    assert set(t.index.get_level_values("year")) == {*map(str, SUBJECTS), "all"}
+    out = ig.write_intervals(clean, tmp_path / "iv")
+    assert {"coverage.csv", "coverage.md", "calibration.csv", "predictions.csv.gz", "settings.json"} <= \
+        {p.name for p in out.iterdir()}
+    assert (out / "figures" / "intervals_paper.png").stat().st_size > 10_000
+
+
+def test_ridge_interval_baseline_calibrates_on_the_pool_only():
+    from gaitforce.evaluate import conformal as cf
+    from gaitforce.evaluate import intervals_gc as ig
+
+    ds = gc_like(n_per_year=2)
+    bad = Dataset(ds.frames.copy(), ds.manifest)
+    rows = bad.frames["year"] == 2012
+    bad.frames.loc[rows, "knee_medial"] = 5000.0 - 3.0 * bad.frames.loc[rows, "knee_medial"]
+    clean, dirty = ig.ridge_intervals(ds, n_points=11), ig.ridge_intervals(bad, n_points=11)
+    qc, qd = (f.groupby("fold")[["q", "ridge_alpha"]].first() for f in (clean, dirty))
+    pd.testing.assert_series_equal(qc.loc["2012"], qd.loc["2012"])
+    assert (np.abs(qc["q"] - qd["q"]).drop("2012") > 1.0).all()
+    assert np.allclose(clean["hi"] - clean["lo"], 2 * clean["q"])  # constant width
+    t = ig.ridge_table(clean).set_index(["protocol", "year"])
+    c = cf.interval_coverage(clean["true"], clean["lo"], clean["hi"])
+    assert t.loc[("paper", "all"), "coverage_pct"] == pytest.approx(100 * c["coverage"])

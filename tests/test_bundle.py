@@ -598,3 +598,199 @@ def test_stream_pipeline_runs_a_body_weight_bundle_at_the_fixed_body_weight(tmp_
     np.testing.assert_allclose(got, want, rtol=1e-5)
     # and the weight matters: at another body weight the same features give other forces
     assert not np.allclose(bundle.predict_features(x, body_weight=1.3 * bw)[:, 0], want, rtol=1e-3)
+
+
+# -- ensembles: one stacked graph, mean + spread, a calibrated interval (issue 17 item 4) --------------------
+@pytest.fixture(scope="module")
+def ensemble_bundle(tmp_path_factory):
+    from gaitforce.learn.ensemble import EnsembleEstimator
+
+    train, val = make_dataset(), make_dataset(12, seed=1)
+    ens = EnsembleEstimator("mlp", members=3, targets=TARGETS, epochs=20, threads=1, verbose=False, width=16)
+    with _quiet():
+        ens.fit(train, val)
+    path = ens.save(tmp_path_factory.mktemp("e") / "ens")
+    return ens, path, val
+
+
+def _quiet():
+    """No collapse warnings from the tiny test networks (their collapse is not what these tests check)."""
+    import contextlib
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack
+
+
+def test_ensemble_bundle_is_one_graph_giving_the_members_mean_and_spread(ensemble_bundle):
+    ens, path, val = ensemble_bundle
+    bundle = load_bundle(path)
+    assert bundle.is_ensemble and bundle.has_interval and bundle.interval_level == pytest.approx(0.9)
+    assert [o.name for o in bundle.session.get_outputs()] == ["targets", "spread"]
+    x = val.frames[bundle.columns].to_numpy(np.float32)
+    members = np.stack([m.predict(val) for m in ens.members_])
+    assert len(ens.members_) == 3 and [m.seed for m in ens.members_] == [0, 1, 2]
+    assert np.ptp(members[:, :, 0], axis=0).max() > 1.0  # different seeds: members differ
+    mean, spread = bundle.predict_spread_features(x)
+    np.testing.assert_allclose(mean[:, 0], members[:, :, 0].mean(axis=0), atol=2e-3)
+    np.testing.assert_allclose(spread[:, 0], members[:, :, 0].std(axis=0), atol=2e-3)
+    np.testing.assert_allclose(mean[:, 1], members[:, :, 1].mean(axis=0), atol=1e-5)
+    # a reader that knows nothing of ensembles gets the mean from the usual output
+    np.testing.assert_array_equal(bundle.predict_features(x), mean)
+    # the interval from the bundle equals the estimator's, and is mean -+ q (spread + eps) with the stored q
+    m2, lo, hi = bundle.predict_interval_features(x)
+    _, elo, ehi = ens.predict_interval(val)
+    np.testing.assert_allclose(lo[:, 0], elo[:, 0], atol=5e-2)
+    np.testing.assert_allclose(hi[:, 1], ehi[:, 1], atol=1e-4)
+    spec = json.loads((path / "bundle.json").read_text())
+    q = spec["uncertainty"]["targets"]["knee_medial"]["q"]
+    eps = spec["uncertainty"]["targets"]["knee_medial"]["eps"]
+    np.testing.assert_allclose(hi[:, 0] - m2[:, 0], q * (spread[:, 0] + eps), rtol=1e-4)
+    assert spec["ensemble"]["members"] == 3 and spec["ensemble"]["seeds"] == [0, 1, 2]
+    assert spec["onnx"]["spread_output"] == "spread" and spec["weights"]["module"] == "EnsembleFolded"
+    assert spec["uncertainty"]["calibration"] == {"set": "validation", "stances": 12, "frames": 480,
+                                                  "grouping": "stance"}
+    assert eps == pytest.approx(0.01 * ens.members_[0].y_unit_scale_[0], rel=1e-6)
+    # one frame in a batch and alone: the same numbers (the batch axis of the stacked graph is dynamic)
+    one = bundle.predict_spread_features(x[7:8])
+    np.testing.assert_allclose(one[1], spread[7:8], atol=1e-4)
+    # predict_frames: the bounds as <target>_lo / _hi
+    df = bundle.predict_frames(val.frames, interval=True)
+    assert list(df.columns) == ["knee_medial", "emg_soleus", "knee_medial_lo", "knee_medial_hi", "emg_soleus_lo",
+                                "emg_soleus_hi"]
+    np.testing.assert_array_equal(df["knee_medial_lo"], lo[:, 0])
+
+
+def test_ensemble_q_is_the_conformal_quantile_of_the_validation_scores(ensemble_bundle):
+    from gaitforce.evaluate import conformal as cf
+
+    ens, _, val = ensemble_bundle
+    mean, spread = ens.predict_spread(val)
+    y = val.frames[list(TARGETS)].to_numpy(np.float64)
+    sid = val.frames["stance_id"].to_numpy()
+    for k, t in enumerate(TARGETS):
+        scores = np.abs(y[:, k] - mean[:, k]) / (spread[:, k] + ens.eps_[k])
+        want = cf.conformal_quantile(scores, 0.1, groups=sid)
+        assert ens.uncertainty_["targets"][t]["q"] == pytest.approx(want)
+        # in sample, by construction: the 12 stances' mean frame coverage is (13/12) x the cumulative weight at q,
+        # so at least 0.9 x 13/12 (less one boundary frame that rounding may put outside)
+        _, lo, hi = ens.predict_interval(val)
+        got = cf.interval_coverage(y[:, k], lo[:, k], hi[:, k], sid)["stance_coverage"]
+        assert got >= 0.9 * 13 / 12 - 1 / 480 - 1e-9
+
+
+def test_ensemble_with_too_few_calibration_stances_has_no_interval(tmp_path):
+    from gaitforce.learn.ensemble import EnsembleEstimator
+
+    train, val = make_dataset(), make_dataset(8, seed=1)  # 8 stances: weight 8/9 < 0.9
+    ens = EnsembleEstimator("ridge", members=2, targets=("knee_medial",), threads=1, verbose=False).fit(train, val)
+    assert ens.uncertainty_["targets"]["knee_medial"]["q"] is None
+    bundle = load_bundle(ens.save(tmp_path / "b"))
+    assert bundle.is_ensemble and not bundle.has_interval
+    assert list(bundle.predict_frames(val.frames, interval=True).columns) == ["knee_medial"]
+    _, lo, _ = bundle.predict_interval_features(val.frames[bundle.columns].to_numpy(np.float32))
+    assert np.isnan(lo).all()
+    with pytest.raises(GaitforceError, match="at least 2 members"):
+        EnsembleEstimator("ridge", members=1)
+
+
+def test_body_weight_ensemble_bundle_predicts_as_torch(bw_data, tmp_path):
+    from gaitforce.learn.ensemble import EnsembleEstimator
+
+    train, _ = bw_data
+    val = bw_dataset(10, seed=1)
+    ens = EnsembleEstimator("mlp", members=2, targets=TARGETS, epochs=3, threads=1, verbose=False,
+                            body_weight_norm=True, width=8)
+    with _quiet():
+        ens.fit(train, val)
+    bundle = load_bundle(ens.save(tmp_path / "b"))
+    assert bundle.needs_body_weight and bundle.is_ensemble
+    x = val.frames[bundle.columns].to_numpy(np.float32)
+    bw = val.frames["mass"].to_numpy() * 9.81
+    mean, spread = bundle.predict_spread_features(x, body_weight=bw)
+    tm, ts = ens.predict_spread(val)
+    np.testing.assert_allclose(mean[:, 0], tm[:, 0], atol=2e-3)
+    np.testing.assert_allclose(spread[:, 0], ts[:, 0], atol=2e-3)
+    # the fixed body weight of a stream reaches the stacked graph too
+    fixed = bundle.with_body_weight(700.0)
+    np.testing.assert_allclose(fixed.predict_spread_features(x[:5])[1],
+                               bundle.predict_spread_features(x[:5], body_weight=700.0)[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["uncertainty"]["targets"]["knee_medial"].update(q=-1.0), "q must be a finite number >= 0"),
+    (lambda s: s["uncertainty"]["targets"]["knee_medial"].update(eps=0), "eps must be a positive number"),
+    (lambda s: s["uncertainty"]["targets"].pop("emg_soleus"), "must name the targets"),
+    (lambda s: s["uncertainty"].update(alpha=1.5), "alpha must be between 0 and 1"),
+    (lambda s: s.pop("ensemble"), "given together"),
+    (lambda s: s["onnx"].update(spread_output="nope"), "'nope'"),
+    (lambda s: s["ensemble"].update(members=1), "at least 2"),
+])
+def test_wrong_ensemble_json_fails_with_one_clear_error(ensemble_bundle, tmp_path, edit, message):
+    b = _copy(ensemble_bundle[1], tmp_path)
+    spec = json.loads((b / "bundle.json").read_text())
+    edit(spec)
+    (b / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match=message) as err:
+        load_bundle(b)
+    assert "\n" not in err.value.line()
+
+
+def test_uncertainty_without_an_ensemble_is_refused(ridge_bundle, tmp_path):
+    b = _copy(ridge_bundle[1], tmp_path)
+    spec = json.loads((b / "bundle.json").read_text())
+    spec["uncertainty"] = {"alpha": 0.1, "targets": {t: {"q": 1.0, "eps": 1.0} for t in TARGETS}}
+    (b / "bundle.json").write_text(json.dumps(spec))
+    with pytest.raises(BundleError, match="needs an ensemble"):
+        load_bundle(b)
+
+
+def test_predict_tables_carry_the_interval_columns(ensemble_bundle, ridge_bundle, tmp_path):
+    from gaitforce.io.sto import read_sto_table
+    from gaitforce.io.writers import write_sto
+    from gaitforce.learn.predict import interval_columns, stance_tables
+
+    ens, path, val = ensemble_bundle
+    bundle = load_bundle(path)
+    tables = stance_tables(bundle, val.frames)
+    t = next(iter(tables.values()))
+    cols = list(t.columns)
+    assert cols[cols.index("emg_soleus") + 1:cols.index("emg_soleus") + 5] == interval_columns(bundle) == [
+        "knee_medial_lo", "knee_medial_hi", "emg_soleus_lo", "emg_soleus_hi"]
+    assert (t["knee_medial_lo"] <= t["knee_medial"]).all() and (t["knee_medial"] <= t["knee_medial_hi"]).all()
+    write_sto(tmp_path / "s.sto", t[["time", *bundle.targets, *interval_columns(bundle)]])
+    sto, _ = read_sto_table(tmp_path / "s.sto")
+    np.testing.assert_allclose(sto["knee_medial_hi"], t["knee_medial_hi"], rtol=1e-9)
+    plain = load_bundle(ridge_bundle[1])
+    assert interval_columns(plain) == [] and "knee_medial_lo" not in next(iter(stance_tables(plain, val.frames).values()))
+
+
+def test_cli_train_ensemble_writes_a_calibrated_bundle_and_reports_test_coverage(tmp_path, capsys):
+    ds = make_dataset(120, frames=10)
+    ds.save(tmp_path / "ds")
+    rc = cli.main(["train", str(tmp_path / "ds"), "--out", str(tmp_path / "b"), "--model", "ridge", "--quiet",
+                   "--threads", "1", "--ensemble", "3", "--split", "subject-exposed"])
+    assert rc == 0
+    out, err = capsys.readouterr()
+    spec = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert spec["ensemble"]["members"] == 3 and "uncertainty" in spec
+    cov = spec["metrics"]["interval"]["knee_medial"]
+    assert 0.0 <= cov["test_coverage"] <= 1.0 and cov["test_width"] > 0
+    assert "90 % interval for knee_medial" in err and "90 % interval covers" in out
+    assert "ridge ensemble of 3" in out
+    # too few validation stances for the 90 % level: the bundle is written, without a finite q, and says so
+    small = make_dataset(20, frames=10)
+    small.save(tmp_path / "small")
+    assert cli.main(["train", str(tmp_path / "small"), "--out", str(tmp_path / "s"), "--model", "ridge", "--quiet",
+                     "--ensemble", "2", "--split", "subject-exposed"]) == 0
+    assert "not finite (too few calibration stances" in capsys.readouterr().err
+    assert not load_bundle(tmp_path / "s").has_interval
+    for extra, message in ((["--sweep", "2"], "do not combine"), (["--quantize", "int8"], "do not combine"),
+                           (["--ensemble", "1"], "at least 2 members")):
+        args = ["train", str(tmp_path / "ds"), "--out", str(tmp_path / "c"), "--model", "ridge", "--quiet",
+                "--ensemble", "3", *extra]
+        assert cli.main(args) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -557,3 +557,155 @@ def test_subject_exposed_keeps_the_stances_of_one_walk_together():
         assert subjects_of(st, split["test"] + split["val"]) <= subjects_of(st, split["train"])
         sizes.add(len(split["test"]))
     assert sizes == {6}  # whole walks: round(7.2) = 7 stances asked, 3 or 4 walks of 2 tie: the fewer
+
+
+# -- split-conformal intervals (evaluate.conformal): known answers -------------------------------------------
+from gaitforce.evaluate import conformal as cf  # noqa: E402
+
+
+@pytest.mark.parametrize("n, rank, level", [(10, 10, 1.0), (19, 18, 18 / 19), (9, 9, 1.0), (8, 9, np.inf),
+                                            (99, 90, 90 / 99), (1000, 901, 0.901)])
+def test_conformal_rank_and_level_are_the_finite_sample_ones(n, rank, level):
+    assert cf.conformal_rank(n, 0.1) == rank
+    assert cf.min_calibration(0.1) == 9 and cf.min_calibration(0.2) == 4  # ceil((n + 1) x 0.9), not spoiled by 0.9's float error at n = 9
+    assert cf.conformal_level(n, 0.1) == pytest.approx(level)
+
+
+def test_conformal_quantile_known_answers():
+    s = np.arange(1.0, 11.0)[::-1]  # 10 scores, any order
+    assert cf.conformal_quantile(s, 0.1) == 10.0  # rank ceil(11 x 0.9) = 10
+    assert cf.conformal_quantile(s, 0.2) == 9.0  # rank ceil(11 x 0.8) = 9
+    assert cf.conformal_quantile(s[:8], 0.1) == np.inf  # rank 9 of 8: no finite q has the guarantee
+    assert cf.conformal_quantile(np.r_[s, np.nan], 0.1) == 10.0  # non-finite scores are left out
+    # grouped, one score per group: the plain rule exactly
+    for n in (9, 10, 19, 37):
+        x = np.random.default_rng(n).random(n)
+        assert cf.conformal_quantile(x, 0.1, groups=np.arange(n)) == cf.conformal_quantile(x, 0.1)
+    # grouped, 10 groups: group i holds 4 frames of score i (+ frame noise): the stance-weighted rule gives each
+    # group 1/11; 0.9 is first reached at the 10th group's largest frame (cumulative weight 10/11)
+    g = np.repeat(np.arange(10), 4)
+    x = g + np.tile([0.1, 0.2, 0.3, 0.4], 10)
+    assert cf.conformal_quantile(x, 0.1, groups=g) == pytest.approx(9.4)
+    # a stance of 100 frames weighs what a stance of 1 frame weighs: 9 low one-frame stances + one long high one
+    g2 = np.r_[np.arange(9), np.full(100, 9)]
+    x2 = np.r_[np.zeros(9), np.full(100, 5.0)]
+    assert cf.conformal_quantile(x2, 0.1) == 5.0  # pooled frames: 100 of 109 frames are 5
+    assert cf.conformal_quantile(x2, 0.1, groups=g2) == 5.0  # 9/11 < 0.9: the long stance is needed too
+    assert cf.conformal_quantile(x2, 0.2, groups=g2) == 0.0  # 9/11 >= 0.8: the one long stance is not
+    with pytest.raises(GaitforceError, match="alpha"):
+        cf.conformal_quantile(s, 1.5)
+    with pytest.raises(GaitforceError, match="labels"):
+        cf.conformal_quantile(s, 0.1, groups=[1, 2])
+
+
+def test_normalised_scores_interval_and_coverage_known_answers():
+    y, m, s = np.array([10.0, 0.0, 3.0]), np.array([8.0, 1.0, 3.0]), np.array([1.0, 0.0, 2.0])
+    np.testing.assert_allclose(cf.normalised_scores(y, m, s, 1.0), [1.0, 1.0, 0.0])
+    lo, hi = cf.interval(m, s, 2.0, 1.0)
+    np.testing.assert_allclose(lo, [4.0, -1.0, -3.0])
+    np.testing.assert_allclose(hi, [12.0, 3.0, 9.0])
+    lo_inf, _ = cf.interval(m, s, np.inf, 1.0)
+    assert np.isnan(lo_inf).all()  # no finite q: no interval, never an infinite one
+    c = cf.interval_coverage([0.0, 1.0, 2.0, 5.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0],
+                             groups=["a", "a", "b", "b"])
+    assert c["coverage"] == 0.5 and c["width"] == 1.0 and c["n_frames"] == 4  # bounds are inside
+    assert c["stance_coverage"] == 0.5 and c["stance_coverage_min"] == 0.0 and c["n_stances"] == 2
+    with pytest.raises(GaitforceError, match="eps"):
+        cf.normalised_scores(y, m, s, 0.0)
+
+
+def test_exchangeable_data_give_coverage_within_the_finite_sample_bounds():
+    """Exchangeable heteroscedastic data, a known spread: over 3000 calibration draws of n = 19 the mean test
+    coverage is k/(n+1) = 18/20 = 0.90 (continuous scores), inside [1 - alpha, 1 - alpha + 1/(n+1)]."""
+    rng = np.random.default_rng(0)
+    n, reps, m = 19, 3000, 200
+    covers = []
+    for _ in range(reps):
+        sd = rng.uniform(0.5, 3.0, n + m)
+        y = rng.normal(0.0, sd)
+        q = cf.conformal_quantile(cf.normalised_scores(y[:n], 0.0, sd[:n], 1e-9), 0.1)
+        lo, hi = cf.interval(0.0, sd[n:], q, 1e-9)
+        covers.append(cf.interval_coverage(y[n:], lo, hi)["coverage"])
+    mean = float(np.mean(covers))
+    se = float(np.std(covers) / np.sqrt(reps))
+    assert 0.9 - 3 * se <= mean <= 0.9 + 1 / (n + 1) + 3 * se
+    assert mean == pytest.approx(18 / 20, abs=4 * se)
+
+
+def test_grouped_calibration_keeps_stance_coverage_where_pooled_frames_fall_short():
+    """Stances with a shared error (a random offset per stance, frames within one stance strongly correlated):
+    with 9 calibration stances of 50 frames the pooled-frame quantile (n = 450 'independent' frames) gives too
+    narrow intervals (mean stance coverage below 0.9); the stance-weighted one keeps it at or above 0.9."""
+    rng = np.random.default_rng(1)
+    n_st, frames, reps = 9, 50, 1500
+
+    def draw(k):
+        offset = rng.normal(0.0, 1.0, k)[:, None]
+        return (offset + 0.2 * rng.normal(size=(k, frames))).ravel(), np.repeat(np.arange(k), frames)
+
+    pooled, grouped = [], []
+    for _ in range(reps):
+        cal, g = draw(n_st)
+        test, tg = draw(1)
+        for q, out in ((cf.conformal_quantile(np.abs(cal), 0.1), pooled),
+                       (cf.conformal_quantile(np.abs(cal), 0.1, groups=g), grouped)):
+            out.append(cf.interval_coverage(test, -q + 0 * test, q + 0 * test, tg)["stance_coverage"])
+    assert np.mean(grouped) >= 0.9 - 0.02
+    assert np.mean(pooled) < np.mean(grouped) - 0.03
+
+
+# -- intervals in the reports ----------------------------------------------------------------------------------
+def test_bundle_mode_reports_the_interval_of_an_ensemble_bundle(tmp_path):
+    import warnings
+
+    from gaitforce.learn.ensemble import EnsembleEstimator
+
+    ds = Dataset.load(make_dataset(tmp_path / "ds", n_subjects=6, stances_per_subject=6))
+    ids = ds.stance_ids
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ens = EnsembleEstimator("mlp", members=3, epochs=30, width=8, threads=1, verbose=False, device="cpu")
+        ens.fit(ds.subset(ids[:18]), ds.subset(ids[18:28]))  # 10 validation stances: q finite at 90 %
+    assert ens.uncertainty_["targets"]["knee_medial"]["q"] is not None
+    ens.save(tmp_path / "b")
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(tmp_path / "ds"), "--out", str(out), "--bundle", str(tmp_path / "b")]) == 0
+    preds = pd.read_csv(out / "predictions.csv.gz")
+    _, lo, hi = ens.predict_interval(ds)
+    np.testing.assert_allclose(preds["knee_medial_lo"], lo[:, 0], rtol=1e-4, atol=0.05)
+    want = cf.interval_coverage(preds["knee_medial_ref"], preds["knee_medial_lo"], preds["knee_medial_hi"],
+                                preds["stance_id"].to_numpy())
+    table = pd.read_csv(out / "intervals.csv")
+    assert table.loc[0, "coverage_pct"] == pytest.approx(100 * want["coverage"], abs=0.01)
+    assert table.loc[0, "stances"] == 36 and table.loc[0, "mean_width"] == pytest.approx(want["width"], rel=1e-3)
+    md = (out / "index.md").read_text()
+    assert "## Intervals" in md and "90 % interval" in md
+
+
+def test_report_interval_summary_is_empty_without_bounds():
+    from gaitforce.evaluate.report import interval_summary
+
+    p = pd.DataFrame({"stance_id": ["a", "a", "b"], "stance_pct": [0, 100, 0], "t_ref": [1.0, 2.0, 3.0],
+                      "t_pred": [1.0, 2.0, 3.0]})
+    assert interval_summary(p, ["t"]).empty
+    p["t_lo"], p["t_hi"] = [0.0, 2.5, 3.5], [1.5, 3.0, 4.0]
+    row = interval_summary(p, ["t"]).iloc[0]
+    assert row["coverage_pct"] == pytest.approx(100 / 3) and row["stance_coverage_pct"] == pytest.approx(25.0)
+    assert row["mean_width"] == pytest.approx(2.5 / 3) and row["frames"] == 3 and row["stances"] == 2
+
+
+def test_evaluate_ensemble_option_scores_the_mean_and_calibrates_on_each_folds_validation(tmp_path, capsys):
+    ds_path = make_dataset(tmp_path / "ds", n_subjects=5, stances_per_subject=10, frames=11)
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(ds_path), "--out", str(out), "--models", "mlp", "--splits", "subject-naive",
+                 "--ensemble", "2", "--epochs", "3", "--threads", "1", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    rep = out / "subject-naive" / "mlp__all"
+    preds = pd.read_csv(rep / "predictions.csv.gz")
+    assert {"knee_medial_lo", "knee_medial_hi"} <= set(preds.columns)
+    assert (preds["knee_medial_lo"] <= preds["knee_medial_pred"]).all()
+    assert (rep / "intervals.csv").exists() and "## Intervals" in (rep / "index.md").read_text()
+    # the strong baselines stay single models: no interval of theirs
+    assert not (out / "subject-naive" / "ridge-bw__all" / "intervals.csv").exists()
+    assert main(["evaluate", str(ds_path), "--out", str(tmp_path / "x"), "--ensemble", "1"]) == 2
+    assert "at least 2 members" in capsys.readouterr().err

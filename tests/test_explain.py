@@ -132,6 +132,24 @@ def test_bundle_finite_differences_give_the_linear_answer(ridge_bundle):
     np.testing.assert_allclose([steps[c] for c in COLUMNS], ex.FD_STEP * sd_all, rtol=1e-9)
 
 
+def test_ensemble_bundle_and_estimator_explain_the_members_mean(ridge_bundle, tmp_path):
+    """An ensemble is explained through its mean: the bundle by finite differences of the stacked graph (its
+    weights are no single registered network), the estimator by autograd on the members' mean."""
+    from gaitforce.learn.ensemble import EnsembleEstimator
+
+    _, w, ds = ridge_bundle
+    members = [Estimator("ridge", feature_set="all", alpha=1e-3, seed=s, verbose=False, threads=1).fit(ds)
+               for s in (0, 1)]
+    ens = EnsembleEstimator.from_members(members)
+    bundle = load_bundle(ens.save(tmp_path / "ens", dataset_manifest=ds.manifest))
+    assert ex.bundle_module(bundle) is None
+    res = ex.explain(bundle, ds)  # gradients="auto": no per-network weights to rebuild -> finite differences
+    assert res.method["gradient"].startswith("central finite differences")
+    np.testing.assert_allclose(res.mean_gradient, np.repeat(w[:, None], ex.POINTS, axis=1), rtol=2e-3, atol=1e-6)
+    res_t = ex.explain(ens, ds)
+    np.testing.assert_allclose(res_t.mean_gradient, np.repeat(w[:, None], ex.POINTS, axis=1), rtol=1e-4, atol=1e-6)
+
+
 def test_finite_difference_bundle_matches_autograd_and_captum_on_the_torch_module(tmp_path):
     """The same trained CNN explained through its ONNX bundle (finite differences, IG via the wrapped
     autograd Function) and through the Estimator's torch module (autograd, Captum IG) gives the same maps."""

@@ -206,6 +206,33 @@ def test_online_predictions_follow_the_bundle_on_the_same_features(bundle, walk)
     assert swing and all(np.isnan(r[:2]).all() for r in swing)  # no force without a stance
 
 
+def test_ensemble_bundle_streams_its_interval_from_the_same_call(walk, tmp_path):
+    """A calibrated ensemble bundle: the stream emits <target>_lo/_hi per limb (before flags), equal to the
+    bundle's offline interval on the same features; limbs in swing have no band either."""
+    from builders import make_ensemble_bundle
+
+    ens = load_bundle(make_ensemble_bundle(tmp_path / "ens", q=2.0))
+    pipe = OnlinePipeline(ens, StreamLayout.for_trial(walk), rate=walk.rate)
+    names = pipe.output_names
+    assert names == ["knee_medial_right", "knee_medial_left", "stance_time_right", "stance_time_left",
+                     "knee_medial_lo_right", "knee_medial_hi_right", "knee_medial_lo_left", "knee_medial_hi_left",
+                     "flags", "latency_ms"]
+    assert len(pipe.output_units) == len(names) and pipe.output_units[4] == "N"
+    pipe.features_log = []
+    rows = run_offline(pipe, walk)
+    x = np.array([f for _, _, f, *_ in pipe.features_log])[:, [features.feature_columns().index(c) for c in ens.columns]]
+    mean, lo, hi = ens.predict_interval_features(x)
+    at = {t: rows[list(walk.time).index(t)] for t, *_ in pipe.features_log}
+    for i, (t, side, *_) in enumerate(pipe.features_log):
+        r = at[t]
+        o = 0 if side == "right" else 1
+        np.testing.assert_allclose(r[o], mean[i, 0], rtol=1e-5)
+        np.testing.assert_allclose(r[[4 + 2 * o, 5 + 2 * o]], [lo[i, 0], hi[i, 0]], rtol=1e-5, atol=1e-3)
+        assert r[4 + 2 * o] < r[o] < r[5 + 2 * o]
+    swing = [r for r in rows if np.isnan(r[2]) and np.isnan(r[3])]
+    assert swing and all(np.isnan(r[4:8]).all() for r in swing)
+
+
 # -- robustness ---------------------------------------------------------------------------------------------
 def test_occlusion_drops_late_samples_and_restarts_are_flagged_not_fatal(bundle, walk):
     lay = StreamLayout.for_trial(walk)
@@ -362,3 +389,21 @@ def test_stream_names_the_lag_of_a_zero_lag_bundle_once():
     assert lag_note({"lowpass_cutoff": 10.0, "lowpass_order": 4, "lowpass_causal": True}, 10.0) is None
     assert lag_note({"lowpass_cutoff": 10.0}, None) is None  # filter off online: no lag to name
     assert "~21 ms" in lag_note({"lowpass_cutoff": 20.0, "lowpass_order": 4}, 20.0)  # halves with twice the cutoff
+
+
+def test_cli_stream_records_the_band_of_an_ensemble_bundle(tmp_path):
+    """End to end through LSL: the recorded rows of an ensemble bundle carry lo <= force <= hi per limb."""
+    from builders import make_ensemble_bundle
+
+    b = make_ensemble_bundle(tmp_path / "ens", q=2.0)
+    trial = synthetic.generate_trial(seed=0, subject=5, trial=2)
+    synthetic.write_cohort(tmp_path, [trial], fmt="c3d")
+    assert cli.main(["stream", str(b), "--replay", str(tmp_path / "syn06_walk03.c3d"), "--speed", "0",
+                     "--record", str(tmp_path / "r.csv")]) == 0
+    rec = pd.read_csv(tmp_path / "r.csv")
+    assert len(rec) == trial.n_frames
+    for side in ("right", "left"):
+        f, lo, hi = rec[f"knee_medial_{side}"], rec[f"knee_medial_lo_{side}"], rec[f"knee_medial_hi_{side}"]
+        on = f.notna()
+        assert on.sum() > 20 and (lo[on] < f[on]).all() and (f[on] < hi[on]).all()
+        assert lo[~on].isna().all() and hi[~on].isna().all()

@@ -9,7 +9,7 @@ import uuid
 
 import numpy as np
 import pytest
-from builders import make_bundle
+from builders import make_bundle, make_ensemble_bundle
 from conftest import needs_browser
 
 from gaitforce.data import synthetic
@@ -31,13 +31,14 @@ def _painted(driver, canvas_id):
         return n;""", canvas_id)
 
 
-def test_page_draws_live_force_curves_and_latency(browser, tmp_path):
+@pytest.mark.parametrize("ensemble", [False, True], ids=["single", "ensemble"])
+def test_page_draws_live_force_curves_and_latency(browser, tmp_path, ensemble):
     from gaitforce.learn.bundle import load_bundle
     from gaitforce.stream.dashboard import Dashboard
     from gaitforce.stream.runner import StreamRunner
     from gaitforce.stream.sources import ReplaySource, open_inlet
 
-    bundle = load_bundle(make_bundle(tmp_path / "bundle"))
+    bundle = load_bundle((make_ensemble_bundle if ensemble else make_bundle)(tmp_path / "bundle"))
     walk = synthetic.generate_trial(seed=0, subject=3, trial=1)
     name = f"gftest-dash-{uuid.uuid4().hex[:8]}"
     replay = ReplaySource(walk, name=name, speed=1.0, loops=3, start_delay=1.0).start()
@@ -62,6 +63,10 @@ def test_page_draws_live_force_curves_and_latency(browser, tmp_path):
         latency = browser.find_element("id", "p50").text
         assert latency != "-" and 0 < float(latency) < 1000
         assert browser.execute_script("return window.gaitforce.target") == "knee_medial"
+        # the interval's channels are no target of their own; an ensemble's band is drawn, a single model has none
+        options = browser.execute_script("return [...document.querySelectorAll('#target option')].map(o => o.text)")
+        assert options == ["knee_medial"]
+        assert bool(browser.execute_script("return window.gaitforce.band || 0")) == ensemble
     finally:
         runner.stop_event.set()
         worker.join(timeout=10)

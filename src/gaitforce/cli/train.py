@@ -49,6 +49,10 @@ def register(subparsers) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit non-zero when the network looks collapsed (validation predictions' SD under 20 %% "
                         "of the target's, or best epoch 1-2); the bundle is still written, marked collapsed")
+    p.add_argument("--ensemble", type=int, default=None, metavar="K",
+                   help="train K networks with seeds SEED..SEED+K-1; the bundle predicts their mean and a per-frame "
+                        "90 %% interval from their spread, calibrated split-conformally on the validation stances "
+                        "(predict writes <target>_lo/_hi; K >= 2, e.g. 5)")
     p.add_argument("--quantize", choices=("int8",), default=None,
                    help="also write the network statically quantised to int8 (model.int8.onnx, calibrated on "
                         "training + validation frames); it becomes the bundle's default when its predictions on the test "
@@ -99,6 +103,37 @@ def held_out_metrics(est, ds: Dataset) -> dict:
         err = pred[ok, j] - true[ok, j]
         out[t].update(frame_rmse=float(np.sqrt(np.mean(err**2))) if ok.any() else float("nan"),
                       frame_r=ev.pearson_r(true[:, j], pred[:, j]), unit=est.target_units_[j])
+    return out
+
+
+def interval_metrics(est, test: Dataset | None) -> dict:
+    """Print the calibrated interval (q per target, calibration stances) and, with a test set, its measured
+    coverage and mean width there; returns them for the bundle's metrics."""
+    import numpy as np
+
+    from gaitforce.evaluate.conformal import interval_coverage, min_calibration
+
+    unc = est.uncertainty_
+    cal = unc["calibration"]
+    out: dict = {"level": unc["level"], "calibration_stances": cal["stances"]}
+    for t, v in unc["targets"].items():
+        q = v["q"]
+        _log(f"train: {100 * unc['level']:.0f} % interval for {t}: mean +- q (spread + eps), q "
+             + (f"{q:.3g}, eps {v['eps']:.3g}" if q is not None else "not finite (too few calibration stances: "
+                f"{cal['stances']}; at least {min_calibration(unc['alpha'])} needed)")
+             + f", calibrated on {cal['stances']} {cal['set']} stances")
+    if test is not None:
+        mean, lo, hi = est.predict_interval(test)
+        y = test.frames[list(est.targets)].to_numpy(np.float64)
+        sid = test.frames["stance_id"].to_numpy()
+        for k, t in enumerate(est.targets):
+            c = interval_coverage(y[:, k], lo[:, k], hi[:, k], sid)
+            out[t] = {"test_coverage": c["coverage"], "test_stance_coverage": c["stance_coverage"],
+                      "test_width": c["width"], "test_stances": c["n_stances"]}
+            if np.isfinite(c["coverage"]):
+                print(f"test  {t}: {100 * unc['level']:.0f} % interval covers {100 * c['coverage']:.1f} % of "
+                      f"{c['n_frames']} test frames ({c['n_stances']} stances), mean width {c['width']:.3g} "
+                      f"{est.target_units_[k]}")
     return out
 
 
@@ -199,9 +234,27 @@ def run(args) -> int:
     if clash:
         raise GaitforceError(f"--param {clash} duplicates an option of its own; use that option")
     kw.update(params)
+    members = getattr(args, "ensemble", None)
+    if members is not None:
+        if members < 2:
+            raise GaitforceError(f"--ensemble needs at least 2 members, got {members}")
+        if args.sweep:
+            raise GaitforceError("--ensemble and --sweep do not combine yet: sweep first, then train the ensemble "
+                                 "with the chosen --param values")
+        if args.quantize:
+            raise GaitforceError("--ensemble and --quantize do not combine yet (the int8 path quantises one network)")
+        if val is None:
+            _log("train: no validation stances (--split none): the ensemble's interval is not calibrated and "
+                 "predict writes no interval")
     t0 = time.perf_counter()
     sweep_info = None
-    if args.sweep:
+    if members is not None:
+        from gaitforce.learn.ensemble import EnsembleEstimator
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CollapseWarning)
+            est = EnsembleEstimator(args.model, members=members, **kw).fit(train, val)
+    elif args.sweep:
         from gaitforce.learn.sweep import sweep
 
         if val is None:
@@ -228,6 +281,8 @@ def run(args) -> int:
         if part is not None:
             metrics[name] = held_out_metrics(est, part)
             _print_metrics(name, metrics[name])
+    if members is not None and getattr(est, "uncertainty_", None):
+        metrics["interval"] = interval_metrics(est, test)
     # the bundle and its int8 model are written into one temporary folder, renamed into place when complete
     with atomic_dir(out_path, overwrite=args.overwrite) as tmp:
         out = save_bundle(est, tmp / "b", metrics=metrics, dataset_manifest=ds.manifest)
@@ -239,7 +294,8 @@ def run(args) -> int:
             f.rename(tmp / f.name)
         out.rmdir()
     out = out_path
-    print(f"wrote {out}: {args.model} for {', '.join(est.targets)} on {args.feature_set} features "
+    what = args.model if members is None else f"{args.model} ensemble of {members}"
+    print(f"wrote {out}: {what} for {', '.join(est.targets)} on {args.feature_set} features "
           f"({len(train)} frames, {seconds:.1f} s)")
     if collapsed:
         print(f"gaitforce: warning: {out}: the network looks collapsed: {'; '.join(collapsed)}", file=sys.stderr)

@@ -37,12 +37,16 @@ def _score(ds: Dataset, pred: np.ndarray, targets: list[str], stances: pd.DataFr
 
 def run_folds(ds: Dataset, folds: dict[str, dict[str, dict]], *, models: Sequence[str],
               feature_sets: Sequence[str], targets: Sequence[str], seeds: Sequence[int], estimator=None,
-              threads=None, device: str = "auto", hyper: dict | None = None,
+              threads=None, device: str = "auto", hyper: dict | None = None, ensemble: int | None = None,
               progress: Callable[[str], None] = lambda m: None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Train and score every split x fold x feature set x model x seed (``folds``: {split: {fold: split dict
     with ``split_seed``}}); ``estimator`` is the Estimator class (default :class:`gaitforce.learn.training.
     Estimator`). Returns the per-stance metrics (with stance info), the prediction frames and the failed runs,
-    one line each (a failed run is listed, the others go on); every run failing is an error."""
+    one line each (a failed run is listed, the others go on); every run failing is an error.
+
+    ``ensemble`` (K >= 2): every model but the strong baselines is an ensemble of K seeds (``seed``, ``seed + 1``,
+    ...; :class:`gaitforce.learn.ensemble.EnsembleEstimator`) scored by its mean, its interval calibrated on the
+    fold's validation stances; the prediction frames then carry ``<target>_lo``/``_hi``."""
     if estimator is None:
         from gaitforce.learn.training import Estimator as estimator
     hyper, targets, stances = hyper or {}, list(targets), ds.stances()
@@ -56,18 +60,31 @@ def run_folds(ds: Dataset, folds: dict[str, dict[str, dict]], *, models: Sequenc
         try:
             if model in BASELINE_MODELS:  # ridge-bw / knn: GRF/BW + stance %, no feature set of their own
                 est = BaselineEstimator(model, targets=tuple(targets))
+            elif ensemble:
+                from gaitforce.learn.ensemble import EnsembleEstimator
+
+                est = EnsembleEstimator(model, members=int(ensemble), feature_set=fs, targets=tuple(targets),
+                                        seed=seed, verbose=False, threads=threads, device=device, **hyper)
             else:
                 est = estimator(model, feature_set=fs, targets=tuple(targets), seed=seed, verbose=False,
                                 threads=threads, device=device, **hyper)
             val = ds.subset(part["val"]) if part["val"] else None
             est.fit(ds.subset(part["train"]), val)
             test = ds.subset(part["test"])
-            pred = np.asarray(est.predict(test), dtype=float)
+            band = None
+            if getattr(est, "uncertainty_", None):
+                pred, lo, hi = (np.asarray(v, dtype=float) for v in est.predict_interval(test))
+                band = (lo, hi)
+            else:
+                pred = np.asarray(est.predict(test), dtype=float)
         except GaitforceError as err:
             failures.append(f"{label}: {err.line()}")
             progress(f"[{i}/{len(runs)}] {label}: FAILED: {err.line()}")
             continue
         per, preds = _score(test, pred, targets, stances)
+        if band is not None:
+            for k, t in enumerate(targets):
+                preds[f"{t}_lo"], preds[f"{t}_hi"] = band[0][:, k], band[1][:, k]
         tags = {"split": split, "fold": fold, "split_seed": part["split_seed"], "model": model,
                 "feature_set": fs, "seed": seed}
         per_rows.append(per.assign(**tags))

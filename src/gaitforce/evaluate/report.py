@@ -155,6 +155,9 @@ def plot_representative(predictions, per_trial, target: str, path: Path, *, titl
             if f.empty:
                 continue
             y = scale(f[f"{target}_pred"], sid)
+            if f"{target}_lo" in f and f"{target}_hi" in f and np.isfinite(f[f"{target}_lo"]).any():
+                ax.fill_between(f["stance_pct"], scale(f[f"{target}_lo"], sid), scale(f[f"{target}_hi"], sid),
+                                color=color, alpha=0.18, lw=0, label=f"{name}: interval")
             ax.plot(f["stance_pct"], y, color=color, lw=1.8, ls=ls, label=name)
             if f"{target}_pred_sd" in f:
                 sd = scale(f[f"{target}_pred_sd"], sid)
@@ -173,6 +176,26 @@ def plot_representative(predictions, per_trial, target: str, path: Path, *, titl
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def interval_summary(predictions: pd.DataFrame, targets: Sequence[str]) -> pd.DataFrame:
+    """Per target whose predictions carry ``<target>_lo``/``_hi`` (an ensemble's calibrated interval): the
+    fraction of frames inside it (pooled, and the mean of the per-stance fractions), the lowest stance's, the
+    mean width, and the frame and stance counts. Empty when no target has an interval."""
+    from gaitforce.evaluate.conformal import interval_coverage
+
+    rows = []
+    for t in targets:
+        if f"{t}_lo" not in predictions or f"{t}_hi" not in predictions:
+            continue
+        c = interval_coverage(predictions[f"{t}_ref"], predictions[f"{t}_lo"], predictions[f"{t}_hi"],
+                              predictions["stance_id"].to_numpy())
+        if not c["n_frames"]:
+            continue
+        rows.append({"target": t, "coverage_pct": 100 * c["coverage"], "stance_coverage_pct": 100 * c["stance_coverage"],
+                     "min_stance_coverage_pct": 100 * c["stance_coverage_min"], "mean_width": c["width"],
+                     "frames": c["n_frames"], "stances": c["n_stances"]})
+    return pd.DataFrame(rows)
 
 
 def _fmt_r(r) -> str:
@@ -406,6 +429,14 @@ def write_report(
             lines += [f"### By {col}", "", markdown_table(grouped)]
     for heading, body in extra_sections:
         lines += [f"## {heading}", "", body, ""]
+    intervals = interval_summary(predictions, targets)
+    if not intervals.empty:
+        write_table(intervals.round(2), out, "intervals")
+        level = settings.get("interval_level") if isinstance(settings, Mapping) else None
+        nominal = f"{100 * float(level):.0f} % " if level else ""
+        lines += ["## Intervals", "", f"The {nominal}interval of the ensemble (members' spread, calibrated "
+                  "split-conformally on validation stances): how many test frames fall inside it, and its mean "
+                  "width (the shaded band in the stance figures).", "", markdown_table(intervals.round(1)), ""]
     lines += ["## Figures", ""]
     kw = {"others": others, "model": model, "reference": reference, "body_weight": bw}
     for t in targets:

@@ -25,6 +25,12 @@ SHA-256, the calibration summary and the measured int8-vs-fp32 agreement on held
 ``bundle.json``'s ``quantized.int8``. ``default_precision`` says which model :func:`load_bundle` opens unless
 asked (``"fp32"`` when absent).
 
+An **ensemble** bundle (:class:`gaitforce.learn.ensemble.EnsembleEstimator`) holds its K members stacked in the
+one graph, which has a second output ``spread`` (the members' SD, (N, K) in target units) beside ``targets`` (their
+mean); ``bundle.json`` adds ``ensemble``, ``onnx.spread_output`` and, once calibrated, ``uncertainty`` (alpha, and
+per target the conformal ``q`` and ``eps`` of the interval ``mean +- q (spread + eps)``; see
+:mod:`gaitforce.evaluate.conformal`). A reader that ignores them gets the mean as from any bundle.
+
 ``load_bundle(DIR)`` checks the JSON (required keys and types), the ONNX file's SHA-256, that the graph uses
 only standard ONNX operators and embedded weights, and that its input/output sizes match the JSON, then opens
 an ONNX Runtime session. Nothing is unpickled and no Python from the bundle runs: a bundle from an untrusted
@@ -68,6 +74,8 @@ SPEC_FILE = "bundle.json"
 INPUT_NAME = "features"
 BODY_WEIGHT_NAME = "body_weight"
 OUTPUT_NAME = "targets"
+#: an ensemble's second output: the members' spread (SD), (N, K) in target units
+SPREAD_NAME = "spread"
 _STANDARD_DOMAINS = {"", "ai.onnx"}
 MAX_SPEC_BYTES = 64 * 2**20
 #: deepest nesting of arrays/objects bundle.json may have (ours has 6); checked before parsing, so a hostile
@@ -163,6 +171,29 @@ def validate_spec(spec: Any, *, source=None) -> dict:
     _check(bool(needs_bw) == (bw_input is not None),
            "input.body_weight and onnx.body_weight_input must be given together", source)
 
+    spread_output = _typed(onnx_spec, "spread_output", str, "onnx", source, optional=True)
+    ens = _typed(spec, "ensemble", dict, "bundle", source, optional=True)
+    _check((ens is None) == (spread_output is None), "ensemble and onnx.spread_output must be given together", source)
+    if ens is not None:
+        n = _typed(ens, "members", int, "ensemble", source)
+        _check(n >= 2, "ensemble.members must be at least 2", source)
+        _check(spread_output != onnx_spec["output"], "onnx.spread_output must differ from onnx.output", source)
+    unc = _typed(spec, "uncertainty", dict, "bundle", source, optional=True)
+    if unc is not None:
+        _check(ens is not None, "uncertainty needs an ensemble (the spread it scales)", source)
+        alpha = _typed(unc, "alpha", _NUM, "uncertainty", source)
+        _check(0 < alpha < 1, "uncertainty.alpha must be between 0 and 1", source)
+        per = _typed(unc, "targets", dict, "uncertainty", source)
+        names = [t["name"] for t in targets]
+        _check(set(per) == set(names), f"uncertainty.targets must name the targets {names}", source)
+        for name in names:
+            where = f"uncertainty.targets.{name}"
+            q = _typed(per, name, dict, "uncertainty.targets", source)
+            qv = _typed(q, "q", _NUM, where, source, optional=True)
+            _check(qv is None or (math.isfinite(qv) and qv >= 0), f"{where}.q must be a finite number >= 0 or null",
+                   source)
+            e = _typed(q, "eps", _NUM, where, source)
+            _check(math.isfinite(e) and e > 0, f"{where}.eps must be a positive number", source)
     weights = _typed(spec, "weights", dict, "bundle", source, optional=True)
     if weights is not None:
         wname = _typed(weights, "file", str, "weights", source)
@@ -255,6 +286,14 @@ def _check_declared_io(model, spec: dict, source) -> None:
     if d is not None and (len(d) != 2 or (isinstance(d[1], int) and d[1] != n_targets)):
         raise BundleError(f"model gives {d[-1] if d else 0} outputs, bundle.json lists {n_targets} targets "
                           f"(declared shape {d})", source=source)
+    spread = spec["onnx"].get("spread_output")
+    if spread:
+        out = next((o for o in model.graph.output if o.name == spread), None)
+        if out is None:
+            raise BundleError(f"model has no output {spread!r} (the ensemble's spread)", source=source)
+        d = dims(out)
+        if d is not None and (len(d) != 2 or (isinstance(d[1], int) and d[1] != n_targets)):
+            raise BundleError(f"model's spread has declared shape {d}, not (batch, {n_targets})", source=source)
 
 
 def _probe(session, spec: dict, source) -> None:
@@ -264,12 +303,15 @@ def _probe(session, spec: dict, source) -> None:
     feed = {spec["onnx"]["input"]: np.zeros((1, n_cols), np.float32)}
     if spec["input"].get("body_weight"):
         feed[spec["onnx"]["body_weight_input"]] = np.full((1, 1), 700.0, np.float32)
+    outputs = [spec["onnx"]["output"]] + ([spec["onnx"]["spread_output"]] if spec["onnx"].get("spread_output") else [])
     try:
-        y = session.run([spec["onnx"]["output"]], feed)[0]
+        ys = session.run(outputs, feed)
     except Exception as err:  # onnxruntime's own exception types
         raise BundleError(f"model fails on a test frame: {str(err).splitlines()[0][:200]}", source=source) from None
-    if np.shape(y) != (1, n_targets):
-        raise BundleError(f"model gives shape {np.shape(y)} for one frame, not (1, {n_targets})", source=source)
+    for name, y in zip(outputs, ys):
+        if np.shape(y) != (1, n_targets):
+            raise BundleError(f"model gives {name} of shape {np.shape(y)} for one frame, not (1, {n_targets})",
+                              source=source)
 
 
 def _check_graph(data: bytes, source, spec: dict | None = None) -> None:
@@ -372,6 +414,48 @@ class Bundle:
         session = _FixedBodyWeight(self.session, self.spec["onnx"]["body_weight_input"], value)
         return Bundle(path=self.path, spec=self.spec, session=session, precision=self.precision)
 
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether the graph is an ensemble with a ``spread`` output (members' SD per frame and target)."""
+        return bool(self.spec["onnx"].get("spread_output"))
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the bundle holds a calibrated interval (``uncertainty``) with a finite q for some target."""
+        unc = self.spec.get("uncertainty")
+        return bool(unc) and any(v.get("q") is not None for v in unc["targets"].values())
+
+    @property
+    def interval_level(self) -> float | None:
+        """The interval's nominal coverage (1 - alpha), or None without one."""
+        return 1.0 - float(self.spec["uncertainty"]["alpha"]) if self.has_interval else None
+
+    def interval_params(self) -> tuple[np.ndarray, np.ndarray]:
+        """(q, eps) per target (q NaN where not calibrated)."""
+        from gaitforce.evaluate.conformal import interval_params
+
+        if not self.spec.get("uncertainty"):
+            raise GaitforceError("this bundle holds no calibrated interval (train with --ensemble and a validation "
+                                 "set)", source=self.path)
+        return interval_params(self.spec["uncertainty"], self.targets)
+
+    def predict_spread_features(self, x, *, body_weight=None) -> tuple[np.ndarray, np.ndarray]:
+        """(N, F) features -> (mean, spread), (N, K) each (an ensemble bundle; same rules as
+        :meth:`predict_features`)."""
+        if not self.is_ensemble:
+            raise GaitforceError("this bundle is no ensemble: it has no spread", source=self.path)
+        return self._run(x, body_weight, spread=True)
+
+    def predict_interval_features(self, x, *, body_weight=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, F) features -> (mean, lo, hi), (N, K) each: ``mean -+ q x (spread + eps)`` with the bundle's
+        calibrated q and eps (NaN for a target without a finite q)."""
+        from gaitforce.evaluate.conformal import interval
+
+        q, eps = self.interval_params()
+        mean, spread = self.predict_spread_features(x, body_weight=body_weight)
+        lo, hi = interval(mean, spread, q, eps)
+        return mean, lo, hi
+
     def predict_features(self, x, *, body_weight=None) -> np.ndarray:
         """(N, F) features in :attr:`columns` order -> (N, K) predictions in target units.
 
@@ -379,10 +463,14 @@ class Bundle:
         value, (N,) or (N, 1)) is required when :attr:`needs_body_weight` (unless fixed by
         :meth:`with_body_weight`); a row whose body weight is not positive and finite gives NaN. Other bundles
         ignore it (their model has no use for it)."""
+        return self._run(x, body_weight, spread=False)
+
+    def _run(self, x, body_weight, *, spread: bool):
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != len(self.columns):
             raise GaitforceError(f"features must be (N, {len(self.columns)}), got shape {x.shape}", source=self.path)
         out = np.full((len(x), len(self.targets)), np.nan, dtype=np.float32)
+        sd = np.full_like(out, np.nan) if spread else None
         ok = np.isfinite(x).all(axis=1)
         spec = self.spec["onnx"]
         feed = {}
@@ -397,11 +485,15 @@ class Bundle:
             feed[spec["body_weight_input"]] = np.ascontiguousarray(bw[ok, None])
         if ok.any():
             feed[spec["input"]] = np.ascontiguousarray(x[ok])
-            out[ok] = self.session.run([spec["output"]], feed)[0]
-        return out
+            if spread:
+                out[ok], sd[ok] = self.session.run([spec["output"], spec["spread_output"]], feed)
+            else:
+                out[ok] = self.session.run([spec["output"]], feed)[0]
+        return (out, sd) if spread else out
 
-    def predict_frames(self, frames, *, body_weight=None) -> "Any":
-        """A DataFrame holding :attr:`columns` -> a DataFrame of the targets (same index).
+    def predict_frames(self, frames, *, body_weight=None, interval: bool = False) -> "Any":
+        """A DataFrame holding :attr:`columns` -> a DataFrame of the targets (same index); with ``interval`` and
+        a calibrated ensemble bundle also ``<target>_lo`` and ``<target>_hi`` (the interval's bounds).
 
         A bundle that needs the body weight takes ``body_weight`` (N) or else the frames' ``mass`` column (kg,
         times :data:`gaitforce.constants.G`)."""
@@ -412,7 +504,14 @@ class Bundle:
             raise GaitforceError(f"input lacks feature columns {missing[:5]}", source=self.path)
         if self.needs_body_weight and body_weight is None and "mass" in frames:
             body_weight = body_weight_of_mass(frames["mass"].to_numpy(np.float64))
-        y = self.predict_features(frames[self.columns].to_numpy(np.float32), body_weight=body_weight)
+        x = frames[self.columns].to_numpy(np.float32)
+        if interval and self.has_interval:
+            y, lo, hi = self.predict_interval_features(x, body_weight=body_weight)
+            out = pd.DataFrame(y, columns=self.targets, index=frames.index)
+            for k, t in enumerate(self.targets):
+                out[f"{t}_lo"], out[f"{t}_hi"] = lo[:, k], hi[:, k]
+            return out
+        y = self.predict_features(x, body_weight=body_weight)
         return pd.DataFrame(y, columns=self.targets, index=frames.index)
 
 
@@ -528,8 +627,10 @@ def _check_io(session, spec: dict, source) -> None:
     ins, outs = session.get_inputs(), session.get_outputs()
     want_in, want_out = spec["onnx"]["input"], spec["onnx"]["output"]
     want_ins = [want_in] + ([spec["onnx"]["body_weight_input"]] if spec["input"].get("body_weight") else [])
-    if [i.name for i in ins] != want_ins or want_out not in [o.name for o in outs]:
-        raise BundleError(f"model's inputs/outputs are not {', '.join(map(repr, want_ins))} -> {want_out!r}",
+    want_outs = [want_out] + ([spec["onnx"]["spread_output"]] if spec["onnx"].get("spread_output") else [])
+    if [i.name for i in ins] != want_ins or any(w not in [o.name for o in outs] for w in want_outs):
+        raise BundleError(f"model's inputs/outputs are not {', '.join(map(repr, want_ins))} -> "
+                          f"{', '.join(map(repr, want_outs))}",
                           source=source)
     f = ins[0].shape[-1] if ins[0].shape else None
     k = next(o for o in outs if o.name == want_out).shape[-1]

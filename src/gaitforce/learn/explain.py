@@ -207,7 +207,8 @@ def bundle_module(bundle, *, check_rows: np.ndarray | None = None):
     """The bundle's network rebuilt in torch from its registered architecture (``model.name``,
     ``model.hyperparameters``, ``input.shape``, one net for all targets or one per target) and its
     ``model.safetensors`` weights: a :class:`~gaitforce.learn.training.FoldedModel` mapping raw features to
-    targets like ``model.onnx``. ``None`` when the bundle holds no weights (older bundles) or needs the body weight.
+    targets like ``model.onnx``. ``None`` when the bundle holds no weights (older bundles), needs the body weight or
+    is an ensemble.
 
     The architecture is first built on torch's ``meta`` device (no memory) and every tensor's name and shape
     compared with the file, so a bundle.json naming a huge network fails before anything is allocated. With
@@ -218,7 +219,7 @@ def bundle_module(bundle, *, check_rows: np.ndarray | None = None):
     from gaitforce.learn.models import create_model
     from gaitforce.learn.training import FoldedModel
 
-    if bundle.needs_body_weight:
+    if bundle.needs_body_weight or getattr(bundle, "is_ensemble", False):  # ensemble: gradients via ONNX
         return None
     tensors = load_weights(bundle)
     if tensors is None:
@@ -337,7 +338,8 @@ def as_model(model, *, columns: Sequence[str] | None = None, targets: Sequence[s
         if getattr(model, "force_inputs_", None) is not None:
             raise GaitforceError("a body-weight-normalised estimator cannot be explained yet (its network works in "
                                  "body weights, not in the dataset's units)")
-        return TorchModel(model.folded_module(), model.columns_, model.targets, model.target_units_)
+        module = model.mean_module() if hasattr(model, "mean_module") else model.folded_module()  # ensemble: mean
+        return TorchModel(module, model.columns_, model.targets, model.target_units_)
     import torch
 
     if isinstance(model, torch.nn.Module):

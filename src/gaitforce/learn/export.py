@@ -21,6 +21,7 @@ from gaitforce.learn.bundle import (
     OPSET,
     OUTPUT_NAME,
     SCHEMA_VERSION,
+    SPREAD_NAME,
     SPEC_FILE,
     WEIGHTS_FILE,
     _opset,
@@ -43,7 +44,8 @@ def save_bundle(estimator, path, *, dataset_manifest: dict | None, metrics: dict
     module = estimator.export_module() if hasattr(estimator, "export_module") else estimator.folded_module()
     with atomic_dir(path, overwrite=overwrite) as tmp:
         model_path = tmp / MODEL_FILE
-        export_onnx(module, len(estimator.columns_), model_path, body_weight=_uses_body_weight(estimator))
+        export_onnx(module, len(estimator.columns_), model_path, body_weight=_uses_body_weight(estimator),
+                    spread=_is_ensemble(estimator))
         data = model_path.read_bytes()
         spec["onnx"]["sha256"] = _sha256(data)
         spec["onnx"]["opset"] = _opset(data)
@@ -78,13 +80,19 @@ def save_weights(module, out: Path) -> dict[str, Any]:
     return {"file": out.name, "sha256": _sha256(data), "format": "safetensors", "module": type(module).__name__}
 
 
+def _is_ensemble(estimator) -> bool:
+    return hasattr(estimator, "ensemble_spec")
+
+
 def _uses_body_weight(estimator) -> bool:
     return getattr(estimator, "force_inputs_", None) is not None
 
 
-def export_onnx(module, n_features: int, out: Path, *, body_weight: bool = False) -> None:
+def export_onnx(module, n_features: int, out: Path, *, body_weight: bool = False, spread: bool = False) -> None:
     """Export a (N, F) -> (N, K) CPU module to a single-file ONNX graph with a dynamic batch axis; with
-    ``body_weight`` the module takes (features (N, F), body_weight (N, 1)) and so does the graph."""
+    ``body_weight`` the module takes (features (N, F), body_weight (N, 1)) and so does the graph; with ``spread``
+    (an ensemble, :class:`gaitforce.learn.ensemble.EnsembleFolded`) it gives (mean, spread) and the graph has a
+    second output ``spread``."""
     import torch
 
     try:
@@ -104,7 +112,7 @@ def export_onnx(module, n_features: int, out: Path, *, body_weight: bool = False
             module,
             example,
             input_names=names,
-            output_names=[OUTPUT_NAME],
+            output_names=[OUTPUT_NAME, SPREAD_NAME] if spread else [OUTPUT_NAME],
             opset_version=OPSET,
             dynamo=True,
             dynamic_shapes=tuple({0: batch} for _ in example),
@@ -177,6 +185,12 @@ def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> d
                        "body_weight_multiplies": [t for t, u in zip(estimator.targets, estimator.target_units_)
                                                   if u == "N"]}
         onnx_bw = {"body_weight_input": BODY_WEIGHT_NAME}
+    ensemble: dict[str, Any] = {}
+    if _is_ensemble(estimator):
+        ensemble["ensemble"] = estimator.ensemble_spec()
+        onnx_bw["spread_output"] = SPREAD_NAME
+        if getattr(estimator, "uncertainty_", None):
+            ensemble["uncertainty"] = estimator.uncertainty_
     return _json_safe({
         "schema_version": SCHEMA_VERSION,
         "format": FORMAT,
@@ -199,6 +213,7 @@ def bundle_spec(estimator, *, dataset_manifest: dict, metrics: dict | None) -> d
         "versions": _versions(),
         "onnx": {"file": MODEL_FILE, "sha256": "", "opset": OPSET, "input": INPUT_NAME, "output": OUTPUT_NAME,
                  **onnx_bw},
+        **ensemble,
     })
 
 

@@ -16,8 +16,11 @@ def stance_tables(bundle, frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """{stance_id: per-frame table of predictions (+ measured targets)} for the frames of one trial, with the
     marker map and the filled slots of the stance (``marker_map``, ``filled_slots``: ``slot<-source`` joined by
     ``; ``) where the frames record them, and ``ood_features`` (the features outside the bundle's training
-    ranges, :func:`out_of_range`, joined by ``;``; empty: none) where the bundle stores ranges."""
-    pred = bundle.predict_frames(frames)
+    ranges, :func:`out_of_range`, joined by ``;``; empty: none) where the bundle stores ranges. A calibrated
+    ensemble bundle adds ``<target>_lo`` and ``<target>_hi`` after the targets: the per-frame interval at the
+    bundle's level (90 %), see :mod:`gaitforce.learn.ensemble`."""
+    cols = interval_columns(bundle)
+    pred = bundle.predict_frames(frames, interval=True) if cols else bundle.predict_frames(frames)
     slots = frames.attrs.get("slots", {})
     ranges = feature_ranges(bundle.spec)
     out = {}
@@ -25,6 +28,8 @@ def stance_tables(bundle, frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
         rows = frames.loc[idx]
         table = rows[["stance_id", "frame", "time", "stance_pct", "side"]].reset_index(drop=True)
         for t in bundle.targets:
+            table[t] = pred.loc[idx, t].to_numpy(np.float64)
+        for t in cols:
             table[t] = pred.loc[idx, t].to_numpy(np.float64)
         for t in bundle.targets:
             if t in rows:
@@ -37,6 +42,13 @@ def stance_tables(bundle, frames: pd.DataFrame) -> dict[str, pd.DataFrame]:
             table["ood_features"] = ";".join(out_of_range(rows, ranges))
         out[sid] = table
     return out
+
+
+def interval_columns(bundle) -> list[str]:
+    """``<target>_lo``, ``<target>_hi`` per target of a bundle with a calibrated interval; [] otherwise."""
+    if not getattr(bundle, "has_interval", False):
+        return []
+    return [f"{t}_{b}" for t in bundle.targets for b in ("lo", "hi")]
 
 
 #: Out-of-distribution rule: a feature leaves its training range [min, max] when a stance has values below
@@ -204,7 +216,7 @@ def predict_file(bundle, path: Path, out_dir: Path, settings, *, taken: dict | N
                              f"rename one or predict them into separate --out folders", source=path)
     written = []
     for stem, (sid, table) in zip(stems, tables.items()):
-        sto = table[["time", *bundle.targets]]
+        sto = table[["time", *bundle.targets, *interval_columns(bundle)]]
         written.append(write_sto(out_dir / f"{stem}.sto", sto, name=f"gaitforce predictions {sid}"))
         table.to_csv(out_dir / f"{stem}.csv", index=False)
         written.append(out_dir / f"{stem}.csv")

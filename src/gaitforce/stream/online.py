@@ -19,8 +19,10 @@ Per frame (:meth:`OnlinePipeline.process`):
    once, 1 intra-op thread).
 
 Output row (:attr:`OnlinePipeline.output_names`): ``<target>_right``.., ``<target>_left``.., ``stance_time_right``,
-``stance_time_left`` (s since heel strike; NaN in swing), ``flags`` (bit mask, :data:`FLAGS`) and ``latency_ms``
-(filled by the runner). A limb in swing has NaN forces.
+``stance_time_left`` (s since heel strike; NaN in swing), for a calibrated ensemble bundle the interval's bounds
+``<target>_lo_right``, ``<target>_hi_right``.., ``<target>_lo_left``, ``<target>_hi_left``.. (the same one ONNX
+Runtime call gives the mean and the members' spread), then ``flags`` (bit mask, :data:`FLAGS`) and
+``latency_ms`` (filled by the runner). A limb in swing has NaN forces.
 
 The features are computed by the offline feature function itself (:func:`gaitforce.data.features.frame_features`,
 with :func:`~gaitforce.data.features.stance_rotation`); with the filter off and the same stance frame they equal
@@ -177,15 +179,25 @@ class OnlinePipeline:
         self.n_markers, self.n_plates = len(layout.marker_names), len(layout.plate_names)
         self.targets = list(bundle.targets)
         k = len(self.targets)
+        # a calibrated ensemble bundle: the interval's bounds per limb and target, after the stance times
+        self.interval = bool(getattr(bundle, "has_interval", False))
+        band = [f"{t}_{b}_{side}" for side in SIDES for t in self.targets for b in ("lo", "hi")] if self.interval else []
         self.output_names = ([f"{t}_{side}" for side in SIDES for t in self.targets]
-                             + [f"stance_time_{side}" for side in SIDES] + ["flags", "latency_ms"])
-        self.output_units = ([bundle.units[t] for _ in SIDES for t in self.targets] + ["s", "s", "1", "ms"])
+                             + [f"stance_time_{side}" for side in SIDES] + band + ["flags", "latency_ms"])
+        self.output_units = ([bundle.units[t] for _ in SIDES for t in self.targets] + ["s", "s"]
+                             + [bundle.units[t] for _ in SIDES for t in self.targets for _b in ("lo", "hi")
+                                if self.interval] + ["1", "ms"])
+        if self.interval:
+            q, eps = bundle.interval_params()
+            self._q = np.where(np.isfinite(q), q, np.nan)
+            self._eps = eps
         self._k = k
         self._out = np.full(len(self.output_names), np.nan)
         self._x = np.zeros((2, len(bundle.columns)), dtype=np.float32)
         self._feat = np.full(len(known), np.nan)
         onnx = bundle.spec["onnx"]
-        self._session, self._in_name, self._out_name = bundle.session, onnx["input"], [onnx["output"]]
+        self._session, self._in_name = bundle.session, onnx["input"]
+        self._out_name = [onnx["output"]] + ([onnx["spread_output"]] if self.interval else [])
         self._session.run(self._out_name, {self._in_name: self._x})  # warm-up: the first run is slow
         nm, n_p = 3 * self.n_markers, 3 * self.n_plates
         self._sl = {"m": slice(0, nm), "f": slice(nm, nm + n_p), "c": slice(nm + n_p, nm + 2 * n_p)}
@@ -341,10 +353,16 @@ class OnlinePipeline:
             if st is not None and st.side not in SIDES:
                 flags |= FLAG_NO_PREDICTION
         if rows:
-            y = self._session.run(self._out_name, {self._in_name: self._x[:len(rows)]})[0]
+            ys = self._session.run(self._out_name, {self._in_name: self._x[:len(rows)]})
+            y = ys[0]
             for r, side in enumerate(rows):
                 j = SIDES.index(side) * self._k
                 res[j:j + self._k] = y[r]
+                if self.interval:  # mean -+ q (spread + eps): lo, hi per target, after the two stance times
+                    half = self._q * (ys[1][r] + self._eps)
+                    b = 2 * self._k + 2 + 2 * j
+                    res[b:b + 2 * self._k:2] = y[r] - half
+                    res[b + 1:b + 2 * self._k:2] = y[r] + half
         res[-2] = flags
         return res
 

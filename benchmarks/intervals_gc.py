@@ -1,0 +1,45 @@
+"""Coverage of the ensemble's 90 % interval on the Grand Challenge, leave-one-year-out (issue 17 item 4).
+
+    python benchmarks/intervals_gc.py --data ../shared/data/grand-challenge --out /tmp/intervals-gc
+    python benchmarks/intervals_gc.py --data ... --out ... --members 5 --epochs 20 --network tcn15+bw
+    python benchmarks/intervals_gc.py --data ... --out ... --ridge-only     # the ridge-bw baseline's rows (seconds)
+
+See gaitforce.evaluate.intervals_gc for the protocol and docs/surrogate.md#uncertainty for the measured table.
+"""
+
+import argparse
+import os
+import time
+
+import torch
+
+from gaitforce.evaluate.intervals_gc import (EPOCHS, MEMBERS, NETWORK, ridge_intervals, ridge_table, run_intervals,
+                                             write_intervals)
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--network", default=NETWORK)
+    p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--members", type=int, default=MEMBERS)
+    p.add_argument("--protocols", default="paper")
+    p.add_argument("--ridge-only", action="store_true", help="only the ridge-bw constant-width baseline")
+    a = p.parse_args()
+    t0 = time.time()
+    load0 = os.getloadavg()
+    os.makedirs(a.out, exist_ok=True)
+    ridge = ridge_intervals(a.data, protocols=a.protocols.split(","))
+    rt = ridge_table(ridge)
+    rt.to_csv(os.path.join(a.out, "ridge_coverage.csv"), index=False)
+    print("ridge-bw, constant-width conformal interval:")
+    print(rt.round(1).to_string(index=False))
+    if a.ridge_only:
+        raise SystemExit(0)
+    res = run_intervals(a.data, network=a.network, epochs=a.epochs, members=a.members,
+                        protocols=a.protocols.split(","))
+    res.settings.update(nproc=os.cpu_count(), load_before=load0, load_after=os.getloadavg())
+    write_intervals(res, a.out)
+    print(res.table.round(1).to_string(index=False))
+    print(f"{time.time() - t0:.0f} s, nproc {os.cpu_count()}, load {load0} -> {os.getloadavg()}")
