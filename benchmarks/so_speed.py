@@ -5,7 +5,8 @@ Usage: python benchmarks/so_speed.py [--model rajagopal2015|gait14dof22musc] [--
 
 For each of DM's GC6 stances (raw TRC+GRF with the static trial, cut as the competitions .mat files are, see
 benchmarks/physics_speed.py) it runs the pipeline once (scale, IK, ID, batched SO, JR), then, in two copies of
-that work folder, the SO stage and the same JointReaction: OpenSim's SO in one, ours in the other. One process,
+that work folder, the SO stage and the same JointReaction: OpenSim's SO in one, ours in the other (the first
+run's stage CPU seconds are reported too: the labeller per stance with the batched SO). One process,
 numpy on one thread. Times are **CPU seconds of this process** (``time.process_time``: what one core spends,
 whatever else the machine runs; both solvers are single-threaded here) for each SO stage (ours: model load,
 states, moment arms, capacities and the inverse dynamics demand from OpenSim, solve, writing) and, for
@@ -79,7 +80,11 @@ def main(argv=None):
     for name, trial in stances.items():
         work = Path(args.out) / args.model / name.replace("#", "_")
         shutil.rmtree(work, ignore_errors=True)
-        tables, _ = run_trial(trial, work, ours_settings, static=statics[name])
+        with _cpu_clock():
+            wall = time.perf_counter()
+            tables, stages = run_trial(trial, work, ours_settings, static=statics[name])
+            stages = {k: v for k, v in stages.items() if k in ("scale", "ik", "id", "so", "jr")}
+            stages["wall"] = time.perf_counter() - wall
         t = tables["ik"]["time"].to_numpy()
         runs = {}
         for label, settings in (("opensim", ref_settings), ("ours", ours_settings)):
@@ -118,7 +123,7 @@ def main(argv=None):
                      "max_activation_diff": float(dact.max()), "worst": [mus[worst[1]], int(worst[0])],
                      "medial_rmse_n": float(np.sqrt(np.mean(med ** 2))), "medial_rms_ref_n": rms_ref,
                      "total_rmse_n": float(np.sqrt(np.mean((our_t["knee_total"] - ref_t["knee_total"]) ** 2))),
-                     "loadavg": list(os.getloadavg())})
+                     "pipeline_cpu_s": stages, "loadavg": list(os.getloadavg())})
         print(json.dumps(rows[-1]), flush=True)
     frames = sum(r["frames"] for r in rows)
     tot = {k: sum(r[k] for r in rows) for k in ("opensim_so_cpu_s", "ours_so_cpu_s", "ours_solve_s",
@@ -137,6 +142,8 @@ def main(argv=None):
         "speedup_whole_stage": tot["opensim_so_cpu_s"] / tot["ours_so_cpu_s"],
         "speedup_solve": tot["opensim_so_cpu_s"] / tot["ours_solve_s"],
         "wall_so_jr_s": {"opensim": tot["opensim_wall_so_jr_s"], "ours": tot["ours_wall_so_jr_s"]},
+        "pipeline_cpu_s_per_stance": {k: float(np.mean([r["pipeline_cpu_s"][k] for r in rows]))
+                                      for k in rows[0]["pipeline_cpu_s"]},
         "max_activation_diff": max(r["max_activation_diff"] for r in rows),
         "medial_rmse_n": med_rmse, "medial_rmse_pct": 100 * med_rmse / med_rms,
         "nproc": os.cpu_count(), "loadavg_end": list(os.getloadavg()), "per_stance": rows,

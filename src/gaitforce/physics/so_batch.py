@@ -481,10 +481,11 @@ def _interpolate(keys, values, at):
 
 
 def run_id_for_so(model_path: Path, ext_xml: Path, t0: float, t1: float, dt: float, work: Path, settings) -> Path:
-    """Inverse dynamics for the batched SO, ``work/id_so.sto``: as :func:`pipeline.run_id`, but asked for one
-    frame more. OpenSim's ID tool reports from one frame before the requested start to one frame before the
-    requested end (checked on DM og1: its rows carry the right times, the first lies outside the IK file and
-    the last IK frame is missing), so the last frame would otherwise have no demand."""
+    """Inverse dynamics by OpenSim's tool for every frame of the stance, ``work/id_so.sto``: the reference the
+    in-process demand of :func:`extract` is tested against (``extract(..., id_file=...)`` takes it as the
+    demand). As :func:`pipeline.run_id`, but asked for one frame more: OpenSim's ID tool reports from one frame
+    before the requested start to one frame before the requested end (checked on DM og1), so the last frame
+    would otherwise have no demand."""
     from gaitforce.physics.pipeline import run_id
 
     run_id(model_path, work / "ik.mot", ext_xml, t0, t1 + dt, work, settings, name="id_so")
