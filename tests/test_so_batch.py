@@ -174,6 +174,8 @@ def _rajagopal_stance_files(tmp_path, start=0.0):
     """The finished Rajagopal model (tmp_path/model.osim) and an IK-like file in degrees from ``start`` s: the
     knee flexing 10..60 deg, the hip and ankle moving, the patella's coupled coordinate in *radians*, as
     OpenSim's IK writes a coupled coordinate."""
+    import pandas as pd
+
     from gaitforce.io.writers import write_sto
     from gaitforce.physics import LabelSettings
     from gaitforce.physics.pipeline import finish_model, scaled_generic_model
@@ -181,7 +183,6 @@ def _rajagopal_stance_files(tmp_path, start=0.0):
     settings = LabelSettings(model="rajagopal2015")
     model = finish_model(scaled_generic_model(None, 75.0, settings), settings)
     model.printToXML(str(tmp_path / "model.osim"))
-    state = model.initSystem()
     t = start + np.arange(50) / 100.0
     phase = 2 * np.pi * (t - start) / 0.98
     cols = {}
@@ -191,15 +192,8 @@ def _rajagopal_stance_files(tmp_path, start=0.0):
     knee = 35 - 25 * np.cos(phase)
     cols.update(knee_angle_r=knee, knee_angle_r_beta=np.deg2rad(knee), hip_flexion_r=20 * np.sin(phase),
                 ankle_angle_r=10 * np.sin(phase + 1), pelvis_ty=np.full(len(t), 0.95))
-    write_sto(tmp_path / "ik.mot", pd_frame(t, cols), name="Coordinates", in_degrees=True)
-    assert state is not None
+    write_sto(tmp_path / "ik.mot", pd.DataFrame({"time": t, **cols}), name="Coordinates", in_degrees=True)
     return tmp_path / "model.osim", tmp_path / "ik.mot", settings, knee
-
-
-def pd_frame(t, cols):
-    import pandas as pd
-
-    return pd.DataFrame({"time": t, **cols})
 
 
 @pytest.mark.opensim
