@@ -276,3 +276,20 @@ def test_in_process_demand_is_the_id_tools_on_the_one_leg_mat_route(tmp_path, gc
     scale = np.abs(tool.demand).max(axis=0)
     assert scale[ours.coordinates.index("pelvis_ty")] > 500  # the body weight is in it
     np.testing.assert_allclose(ours.demand, tool.demand, atol=0.02)  # N m / N, of demands up to ~1000
+
+
+@pytest.mark.opensim
+def test_too_few_frames_is_one_line_not_a_traceback(tmp_path, fetched_models_rajagopal):
+    import opensim as osim
+
+    from gaitforce.errors import GaitforceError
+    from gaitforce.io.writers import write_sto
+    from gaitforce.physics.pipeline import read_sto
+
+    model_path, ik, settings, _ = _rajagopal_stance_files(tmp_path)
+    table = read_sto(ik).iloc[:5]
+    write_sto(tmp_path / "short.mot", table, name="Coordinates", in_degrees=True)
+    model = osim.Model(str(model_path))
+    model.initSystem()
+    with pytest.raises(GaitforceError, match="too few"):
+        so_batch._states(model, tmp_path / "short.mot", None)  # no padding: 5 knots

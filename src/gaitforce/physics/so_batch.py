@@ -197,6 +197,9 @@ def _states(model, coordinates_file: Path, lowpass_hz: float):
     knots = osim.ArrayDouble()
     sto.getTimeColumn(knots)
     knots = knots.getAsVector().to_numpy().copy()
+    if len(knots) < 6:  # a quintic spline needs 6 points (OpenSim's GCV spline of degree 5 too)
+        raise GaitforceError(f"{coordinates_file}: {len(t)} frame(s) are too few for the splines of static "
+                             "optimisation (6 needed)")
     rows = np.clip(np.searchsorted(knots, t - 1e-6), 0, len(knots) - 1)
     if np.abs(knots[rows] - t).max() > 1e-6:
         raise GaitforceError(f"{coordinates_file}: the filtered coordinates lost the file's frame times")
