@@ -11,6 +11,19 @@ import pytest
 from gaitforce.physics import so_batch
 
 
+@pytest.fixture
+def fetched_models_rajagopal():
+    """Skip (not fail, not download) where OpenSim or the fetched Rajagopal model is absent."""
+    pytest.importorskip("opensim")
+    from gaitforce.errors import GaitforceError
+    from gaitforce.physics.model import model_file
+
+    try:
+        return model_file("rajagopal2015", download=False)
+    except GaitforceError as err:
+        pytest.skip(str(err))
+
+
 def _problem(T=6, m=3, nm=8, seed=0):
     """Muscles (0.01..1, positive or negative moment arms x capacities) plus one unbounded reserve of 1 N m a
     coordinate, and demands a muscle set can mostly meet."""
@@ -146,10 +159,21 @@ def test_settings_reject_an_unknown_solver():
 
 @pytest.mark.opensim
 @pytest.mark.slow
-def test_batched_so_matches_opensim_so_on_a_dm_stance(tmp_path, gc_dir, fetched_model):
-    """DM GC6 og1 (gait14dof22musc): OpenSim's SO and JR, then the batched SO + the same JR in a copy of the
-    folder: activations within 0.02 and the medial force within 2 % RMS of OpenSim's."""
+@pytest.mark.realdata
+@pytest.mark.parametrize("model_name", ["gait14dof22musc", "rajagopal2015"])
+def test_batched_so_matches_opensim_so_on_a_dm_stance(tmp_path, gc_dir, fetched_model, model_name):
+    """DM GC6 og1 (both models; Rajagopal's SO by OpenSim takes ~45 s): OpenSim's SO and JR, then the batched SO
+    + the same JR in a copy of the folder: activations within 0.02 and the medial force within 2 % RMS of
+    OpenSim's."""
     pytest.importorskip("opensim")
+    if model_name != "gait14dof22musc":
+        from gaitforce.errors import GaitforceError
+        from gaitforce.physics.model import model_file
+
+        try:
+            model_file(model_name, download=False)
+        except GaitforceError as err:
+            pytest.skip(str(err))
     import importlib.util
     from pathlib import Path
 
@@ -171,7 +195,8 @@ def test_batched_so_matches_opensim_so_on_a_dm_stance(tmp_path, gc_dir, fetched_
     bench.GC = gc_dir
     stances, statics = bench.dm_stances(["og1"])
     name, trial = next(iter(stances.items()))
-    ref_settings = LabelSettings(so="opensim")
+    ref_settings = LabelSettings(model=model_name, so="opensim")
+    ours_settings = LabelSettings(model=model_name)
     work = tmp_path / "ref"
     tables, _ = run_trial(trial, work, ref_settings, static=statics[name])
     ours = tmp_path / "ours"
@@ -182,7 +207,7 @@ def test_batched_so_matches_opensim_so_on_a_dm_stance(tmp_path, gc_dir, fetched_
         model = osim.Model(str(ours / "model_scaled.osim"))
         model.initSystem()
         static_optimisation_and_reaction(model, ours / "model_scaled.osim", ours / "external_loads.xml",
-                                         float(t[0]), float(t[-1]), ours, LabelSettings(), seconds)
+                                         float(t[0]), float(t[-1]), ours, ours_settings, seconds)
     assert seconds["so_max_residual"] < 1e-6
     a_ref, a_our = read_sto(work / "so_so_activation.sto"), read_sto(ours / "so_so_activation.sto")
     mus = [c for c in a_ref.columns if c != "time" and not c.startswith(("reserve_", "residual_"))]
@@ -191,5 +216,154 @@ def test_batched_so_matches_opensim_so_on_a_dm_stance(tmp_path, gc_dir, fetched_
     side = trial.meta["side"][0]
     ref = targets_from_tables(tables, side, ref_settings)["knee_medial"].to_numpy()
     got = targets_from_tables({**tables, "so": read_sto(ours / "so_so_force.sto"),
-                               "jr": read_sto(ours / "jr_jr_ReactionLoads.sto")}, side, LabelSettings())["knee_medial"]
+                               "jr": read_sto(ours / "jr_jr_ReactionLoads.sto")}, side, ours_settings)["knee_medial"]
     assert np.sqrt(np.mean((got.to_numpy() - ref) ** 2)) < 0.02 * np.sqrt(np.mean(ref ** 2))
+
+
+# -- what the batched SO takes from OpenSim ---------------------------------------------------------------------
+@pytest.mark.opensim
+def test_natural_quintic_spline_is_opensims_gcv_spline(tmp_path):
+    """OpenSim's GCVSplineSet (degree 5, as AnalyzeTool and SO build it) is the natural interpolating quintic:
+    its first derivative, and the derivative of a spline of that, equal ours to ~1e-9 of the signal's scale."""
+    osim = pytest.importorskip("opensim")
+    from gaitforce.physics import files
+
+    t = np.arange(60) / 100.0 - 0.2  # times before 0 too, as a padded storage has
+    rng = np.random.default_rng(1)
+    cols = {"a": np.sin(2 * np.pi * 1.3 * t), "b": 0.3 * t ** 3 - t, "c": np.cumsum(rng.normal(0, 0.01, len(t)))}
+    sto = osim.Storage(str(files.write_mot(tmp_path / "x.mot", t, cols)))
+    u_sto = osim.GCVSplineSet(5, sto).constructStorage(1)
+    a_sto = osim.GCVSplineSet(5, u_sto).constructStorage(1)
+    y = np.stack(list(cols.values()), axis=1)
+    u = so_batch.natural_quintic_derivative(t, y)
+    a = so_batch.natural_quintic_derivative(t, u)
+    for k, name in enumerate(cols):
+        ref_u, ref_a = so_batch._column(u_sto, name), so_batch._column(a_sto, name)
+        assert len(ref_u) == len(t)  # every row, also those before t = 0
+        np.testing.assert_allclose(u[:, k], ref_u, atol=1e-9 * np.abs(ref_u).max())
+        np.testing.assert_allclose(a[:, k], ref_a, atol=1e-7 * np.abs(ref_a).max())
+
+
+def _rajagopal_stance_files(tmp_path, start=0.0):
+    """The finished Rajagopal model (tmp_path/model.osim) and an IK-like file in degrees from ``start`` s: the
+    knee flexing 10..60 deg, the hip and ankle moving, the patella's coupled coordinate in *radians*, as
+    OpenSim's IK writes a coupled coordinate."""
+    import pandas as pd
+
+    from gaitforce.io.writers import write_sto
+    from gaitforce.physics import LabelSettings
+    from gaitforce.physics.pipeline import finish_model, scaled_generic_model
+
+    settings = LabelSettings(model="rajagopal2015")
+    model = finish_model(scaled_generic_model(None, 75.0, settings), settings)
+    model.printToXML(str(tmp_path / "model.osim"))
+    t = start + np.arange(50) / 100.0
+    phase = 2 * np.pi * (t - start) / 0.98
+    cols = {}
+    for c in model.getCoordinateSet():
+        v = c.getDefaultValue()
+        cols[c.getName()] = np.full(len(t), np.rad2deg(v) if c.getMotionType() == 1 else v)
+    knee = 35 - 25 * np.cos(phase)
+    cols.update(knee_angle_r=knee, knee_angle_r_beta=np.deg2rad(knee), hip_flexion_r=20 * np.sin(phase),
+                ankle_angle_r=10 * np.sin(phase + 1), pelvis_ty=np.full(len(t), 0.95))
+    write_sto(tmp_path / "ik.mot", pd.DataFrame({"time": t, **cols}), name="Coordinates", in_degrees=True)
+    return tmp_path / "model.osim", tmp_path / "ik.mot", settings, knee
+
+
+@pytest.mark.opensim
+def test_states_read_coupled_coordinates_in_radians_and_every_frame(tmp_path, fetched_models_rajagopal):
+    """A coupled coordinate (the patella's knee_angle_r_beta) stays in radians in an IK file in degrees: the
+    states must not convert it again (it came out 57x too small, moment arms of the quadriceps off by up to
+    a third); and a file starting at t = 0 keeps its frames in place after padding (OpenSim's
+    ``Storage.getDataColumn`` starts at t = 0 by default and dropped the padded rows before it)."""
+    import opensim as osim
+
+    model_path, ik, settings, knee = _rajagopal_stance_files(tmp_path, start=0.0)
+    model = osim.Model(str(model_path))
+    model.initSystem()
+    t, names, q, u, udot = so_batch._states(model, ik, settings.lowpass_hz)
+    k, beta = names.index("knee_angle_r"), names.index("knee_angle_r_beta")
+    np.testing.assert_allclose(q[:, beta], q[:, k], atol=1e-12)
+    np.testing.assert_allclose(q[:, k], np.deg2rad(knee), atol=np.deg2rad(0.5))  # filtered at 6 Hz, in place
+    np.testing.assert_allclose(u[:, k], np.gradient(np.deg2rad(knee), t), atol=0.1 * np.abs(u[:, k]).max())
+
+
+@pytest.mark.opensim
+@pytest.mark.parametrize("stride", [1, 4])
+def test_moment_arms_and_capacities_match_opensim(tmp_path, fetched_models_rajagopal, stride):
+    """The coupler-projected moment arms about the knee equal OpenSim's MomentArmSolver (exactly at key frames,
+    within 1 mm between them), and the capacities OpenSim's calcInextensibleTendonActiveFiberForce at every
+    frame (the DeGroote-Fregly formula between key frames: within 0.5 % of the muscle's largest)."""
+    import opensim as osim
+
+    model_path, ik, settings, _ = _rajagopal_stance_files(tmp_path, start=0.3)
+    problem = so_batch.extract(model_path, ik, None, settings, arm_stride=stride)
+    model = osim.Model(str(model_path))
+    state = model.initSystem()
+    t, names, q, u, _ = so_batch._states(model, ik, settings.lowpass_hz)
+    cs = model.getCoordinateSet()
+    knee = cs.get("knee_angle_r")
+    row = problem.coordinates.index("knee_angle_r")
+    cols = {m: problem.actuators.index(m) for m in ("vasmed_r", "recfem_r", "bfsh_r", "gasmed_r")}
+    for i in range(len(t)):
+        for j, name in enumerate(names):
+            if not cs.get(name).get_locked():
+                cs.get(name).setValue(state, float(q[i, j]), False)
+            cs.get(name).setSpeedValue(state, float(u[i, j]))
+        model.realizeVelocity(state)
+        for m, col in cols.items():
+            mus = model.getMuscles().get(m)
+            arm = mus.computeMomentArm(state, knee)
+            tol = 1e-6 if i % stride == 0 else 1e-3
+            assert problem.arms[i, row, col] == pytest.approx(arm, abs=tol), (m, i)
+            cap = mus.calcInextensibleTendonActiveFiberForce(state, 1.0)
+            assert problem.gain[i, col] == pytest.approx(cap, abs=5e-3 * problem.gain[:, col].max()), (m, i)
+    vasmed = problem.arms[:, row, cols["vasmed_r"]]
+    assert np.abs(vasmed).min() > 0.02  # the quadriceps' arm through the patella, not the near-0 of the old bug
+
+
+@pytest.mark.opensim
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_in_process_demand_is_the_id_tools_on_the_one_leg_mat_route(tmp_path, gc_dir, fetched_model):
+    """DM GC6 og1 from the competitions .mat (one leg recorded, the other's coordinates locked, times from
+    ~0 s): the demand computed in-process (SO's states and accelerations, InverseDynamicsSolver with the
+    route's external loads) equals the inverse dynamics tool's on every unconstrained coordinate, and the
+    locked leg has no equality row."""
+    pytest.importorskip("opensim")
+    from gaitforce.io.grand_challenge import read_gc_mat
+    from gaitforce.physics import LabelSettings
+    from gaitforce.physics.pipeline import quiet_stdout, read_sto, run_trial
+
+    mat = read_gc_mat(gc_dir / "competitions" / "DM__GC6__DM_ngait_og1.mat").to_y_up()
+    a, b = mat.meta["stance_frames"]
+    settings = LabelSettings()
+    run_trial(mat.slice_frames(a, b), tmp_path, settings)
+    t = read_sto(tmp_path / "ik.mot")["time"].to_numpy()
+    model, ext = tmp_path / "model_scaled.osim", tmp_path / "external_loads.xml"
+    with quiet_stdout(tmp_path / "opensim.log"):
+        id_file = so_batch.run_id_for_so(model, ext, float(t[0]), float(t[-1]), float(np.median(np.diff(t))),
+                                         tmp_path, settings)
+        ours = so_batch.extract(model, tmp_path / "ik.mot", None, settings, ext_xml=ext)
+        tool = so_batch.extract(model, tmp_path / "ik.mot", id_file, settings)
+    assert not any(c.endswith("_l") for c in ours.coordinates) and "knee_angle_r" in ours.coordinates
+    scale = np.abs(tool.demand).max(axis=0)
+    assert scale[ours.coordinates.index("pelvis_ty")] > 500  # the body weight is in it
+    np.testing.assert_allclose(ours.demand, tool.demand, atol=0.02)  # N m / N, of demands up to ~1000
+
+
+@pytest.mark.opensim
+def test_too_few_frames_is_one_line_not_a_traceback(tmp_path, fetched_models_rajagopal):
+    import opensim as osim
+
+    from gaitforce.errors import GaitforceError
+    from gaitforce.io.writers import write_sto
+    from gaitforce.physics.pipeline import read_sto
+
+    model_path, ik, settings, _ = _rajagopal_stance_files(tmp_path)
+    table = read_sto(ik).iloc[:5]
+    write_sto(tmp_path / "short.mot", table, name="Coordinates", in_degrees=True)
+    model = osim.Model(str(model_path))
+    model.initSystem()
+    with pytest.raises(GaitforceError, match="too few"):
+        so_batch._states(model, tmp_path / "short.mot", None)  # no padding: 5 knots
