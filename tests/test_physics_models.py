@@ -271,3 +271,36 @@ def test_cached_targets_include_those_that_replace_a_signal(tmp_path, monkeypatc
     table = pd.read_parquet(cache)
     assert list(table.columns) == ["frame", "time", "knee_medial", "quadriceps"]  # no emg, the physics value
     np.testing.assert_allclose(table["knee_medial"], 1500.0)
+
+
+def test_handsfield_volume_rule_known_values():
+    from gaitforce.physics.model import muscle_volume_cm3, strength_factor
+
+    # Handsfield et al. 2014: V = 47.05 m h + 1289.6 cm^3
+    assert muscle_volume_cm3(75.0, 1.70) == pytest.approx(47.05 * 127.5 + 1289.6)  # 7288.4
+    assert strength_factor(75.0, 1.70, 75.0, 1.70) == pytest.approx(1.0)
+    assert strength_factor(60.0, 1.60, 75.0, 1.80) == pytest.approx((47.05 * 96 + 1289.6) / (47.05 * 135 + 1289.6))
+
+
+@pytest.mark.opensim
+@pytest.mark.parametrize("name", list(MODELS))
+def test_strength_scaled_model_fmax_follows_handsfield(fetched_models, name):
+    """A 60 kg, 1.55 m subject scaled to 0.9 of the generic size: every muscle's Fmax = generic Fmax x volume
+    ratio (Handsfield 2014) x generic / scaled optimal fibre length; 'generic' leaves Fmax as in the file."""
+    from gaitforce.physics.model import generic_model, muscle_parameters
+    from gaitforce.physics.pipeline import scaled_generic_model
+
+    base = generic_model(name)
+    state = base.initSystem()
+    gen, gen_mass = muscle_parameters(base), base.getTotalMass(state)
+    plain = muscle_parameters(scaled_generic_model(None, 60.0, LabelSettings(model=name), uniform=0.9))
+    strong = muscle_parameters(scaled_generic_model(None, 60.0, LabelSettings(model=name, strength="handsfield2014"),
+                                                    uniform=0.9, height=1.55))
+    ratio = (47.05 * 60.0 * 1.55 + 1289.6) / (47.05 * gen_mass * spec(name).height + 1289.6)
+    assert 0.6 < ratio < 0.85
+    for muscle, (f0, l0) in gen.items():
+        assert plain[muscle][0] == pytest.approx(f0)  # OpenSim's scaling leaves the forces alone
+        assert strong[muscle][1] == pytest.approx(plain[muscle][1])  # fibre lengths scaled with the paths
+        assert strong[muscle][0] == pytest.approx(f0 * ratio * l0 / strong[muscle][1], rel=1e-9)
+    vasti = "vasti_r" if name == "gait14dof22musc" else "vasmed_r"
+    assert strong[vasti][0] == pytest.approx(gen[vasti][0] * ratio / 0.9, rel=0.02)  # uniform 0.9: l_opt x 0.9

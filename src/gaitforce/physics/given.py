@@ -62,7 +62,7 @@ def mass_scaled_model(mass: float, settings: LabelSettings, *, locked=(), height
     if mass is None or not np.isfinite(mass) or mass <= 0:
         raise GaitforceError(f"a positive subject mass is needed, not {mass!r}")
     factor = 1.0 if height is None else float(height) / spec(settings.model).height
-    model = scaled_generic_model(None, mass, settings, uniform=factor)
+    model = scaled_generic_model(None, mass, settings, uniform=factor, height=height)
     model.initSystem()
     return finish_model(model, settings, locked=tuple(locked))
 

@@ -64,10 +64,15 @@ def assign_plates(trial: Trial, cal_names: dict[str, str], *, max_distance: floa
 
 
 def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings: LabelSettings,
-                         *, scale_set_xml: Path | None = None, uniform: float = 1.0):
+                         *, scale_set_xml: Path | None = None, uniform: float = 1.0, height: float | None = None):
     """The generic model (lumped heads centred per ``settings``) with uniform size factors per body
-    (``scales``: body -> factor; None: every body ``uniform``) and its segment masses scaled to ``mass`` kg."""
+    (``scales``: body -> factor; None: every body ``uniform``) and its segment masses scaled to ``mass`` kg.
+    With ``settings.strength == 'handsfield2014'`` the maximum isometric forces are scaled to a subject of
+    ``mass`` kg and ``height`` m (unknown height: the generic height x the mean thigh and shank size factor)
+    by :func:`gaitforce.physics.model.strength_factor`."""
     import opensim as osim
+
+    from gaitforce.physics.model import muscle_parameters, scale_strength, strength_factor
 
     ms = spec(settings.model)
     model = generic_model(ms.name)
@@ -75,6 +80,8 @@ def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings:
         centre_lumped_heads(model, ms.lumped_heads)
         model.finalizeConnections()
     state = model.initSystem()
+    generic_muscles = muscle_parameters(model)
+    generic_mass = model.getTotalMass(state)
     if scales is None:
         bodies = model.getBodySet()
         scales = {bodies.get(i).getName(): float(uniform) for i in range(bodies.getSize())}
@@ -90,6 +97,12 @@ def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings:
     if scale_set_xml is not None:
         scale_set.printToXML(str(scale_set_xml))
     model.scale(state, scale_set, True, float(mass))
+    if settings.strength == "handsfield2014":
+        if height is None or not np.isfinite(height):
+            legs = [scales[b] for b in ("femur_r", "tibia_r", "femur_l", "tibia_l") if b in scales]
+            height = ms.height * (float(np.mean(legs)) if legs else 1.0)
+        scale_strength(model, generic_muscles, strength_factor(mass, height, generic_mass, ms.height))
+        model.initSystem()
     return model
 
 
@@ -99,7 +112,8 @@ def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: P
     mass = trial.subject.mass
     if mass is None:
         raise GaitforceError("the subject's mass is needed to scale the model", source=trial.source)
-    model = scaled_generic_model(cal.scales, mass, settings, scale_set_xml=path.with_name("scale_set.xml"))
+    model = scaled_generic_model(cal.scales, mass, settings, scale_set_xml=path.with_name("scale_set.xml"),
+                                 height=trial.subject.height)
     state = model.initSystem()
     for name in ("knee_angle_r", "knee_angle_l"):
         model.getCoordinateSet().get(name).setValue(state, 0.0)

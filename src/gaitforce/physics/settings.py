@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from gaitforce.physics.split import DEFAULT_INTERCONDYLAR_DISTANCE
 
 
+#: Maximum isometric force rules (``LabelSettings.strength``).
+STRENGTH_RULES = ("generic", "handsfield2014")
+
+
 @dataclass(frozen=True)
 class LabelSettings:
     """Options of :func:`gaitforce.physics.label_trial`.
@@ -30,7 +34,14 @@ class LabelSettings:
     a stance at once, the same problem as OpenSim's) or 'opensim' (OpenSim's ``StaticOptimization``, the
     reference, ~40-100x slower);
     ``model``: the musculoskeletal model, a name in :data:`gaitforce.physics.model.MODELS` ('gait14dof22musc',
-    fast, lumped muscles; 'rajagopal2015', 40 muscles a leg, about 10x slower).
+    fast, lumped muscles; 'rajagopal2015', 40 muscles a leg, about 10x slower);
+    ``grf_lowpass``: low-pass the ground reactions written for OpenSim (forces, free moment; CoP only where the
+    plate carries more than ``constants.COP_THRESHOLD_N``) with the same zero-lag Butterworth cutoff
+    ``lowpass_hz`` as the coordinates (Kristianslund et al. 2012: mismatched cutoffs make impact artefacts in
+    joint moments); ``pad_s``: label the stance with up to this many seconds of the trial before and after it
+    (where the trial has those frames) and cut the stance after, so the filters' edges fall outside it;
+    ``strength``: 'generic' keeps the model's maximum isometric forces, 'handsfield2014' scales them to the subject
+    (see :func:`gaitforce.physics.model.strength_factor`).
     """
 
     lowpass_hz: float = 6.0
@@ -45,12 +56,20 @@ class LabelSettings:
     keep_files: bool = True
     model: str = "gait14dof22musc"
     so: str = "batched"
+    # -- issue 15 (items 2, 3): consistent filtering, padded windows, subject-scaled strength --
+    grf_lowpass: bool = False  # GRF, CoP (where loaded), free moment through the coordinates' lowpass_hz
+    pad_s: float = 0.0  # s of the trial labelled on each side of the stance (where it has them), cut after
+    strength: str = "generic"  # 'generic' or 'handsfield2014' (Fmax scaled by muscle volume / fibre length)
 
     def __post_init__(self):
         if self.side not in ("stance", "right", "left"):
             raise ValueError(f"side must be 'stance', 'right' or 'left', not {self.side!r}")
         if self.so not in ("batched", "opensim"):
             raise ValueError(f"so must be 'batched' or 'opensim', not {self.so!r}")
+        if self.strength not in STRENGTH_RULES:
+            raise ValueError(f"strength must be one of {', '.join(STRENGTH_RULES)}, not {self.strength!r}")
+        if not self.pad_s >= 0:
+            raise ValueError(f"pad_s must be >= 0 s, not {self.pad_s!r}")
         from gaitforce.physics.model import MODELS
 
         if self.model not in MODELS:
