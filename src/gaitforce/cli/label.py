@@ -35,6 +35,13 @@ def register(subparsers) -> None:
     p.add_argument("--so", choices=("batched", "opensim"), default="batched",
                    help="static optimisation: batched (all frames of a stance at once, the same problem; default) "
                         "or opensim (OpenSim's StaticOptimization, the reference, ~8x slower stage)")
+    p.add_argument("--grf-lowpass", action="store_true",
+                   help="low-pass the ground reactions at the coordinates' cutoff (6 Hz) before inverse dynamics")
+    p.add_argument("--pad", type=float, default=0.0, metavar="S",
+                   help="label each stance with up to S seconds of its trial on each side, cut after (e.g. 0.2)")
+    p.add_argument("--strength", choices=("generic", "handsfield2014"), default="generic",
+                   help="maximum isometric forces: the model's, or scaled to the subject's mass and height "
+                        "(Handsfield et al. 2014 muscle volume)")
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -55,7 +62,8 @@ def run(args) -> int:
     # an existing --out is a previous run to resume (it has the cache) or needs --overwrite
     resume = (Path(args.out) / "cache").is_dir()
     out = check_output(args.out, overwrite=args.overwrite, allow_existing=resume)
-    settings = LabelSettings(side=args.side, model=args.model, so=args.so)
+    settings = LabelSettings(side=args.side, model=args.model, so=args.so, grf_lowpass=args.grf_lowpass,
+                             pad_s=args.pad, strength=args.strength)
     dataset = None
     first = Path(args.paths[0])
     if len(args.paths) == 1 and (first / "manifest.json").exists():
@@ -79,7 +87,8 @@ def run(args) -> int:
     static = read_for_labelling(Path(args.static), subjects) if args.static else None
     stances, statics, failures = {}, {}, []
     def stances_of(p):
-        found, source_static = label_stances(read_for_labelling(p, subjects), ingest, key=keys[p], path=p)
+        found, source_static = label_stances(read_for_labelling(p, subjects), ingest, key=keys[p], path=p,
+                                           pad_s=settings.pad_s)
         if not found:
             raise GaitforceError("no usable stance phase found")
         return found, source_static

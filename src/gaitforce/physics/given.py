@@ -108,7 +108,7 @@ def run_given_kinematics(coordinates: pd.DataFrame, loads: Trial, plates: dict[i
         coords = model_coordinates(coordinates, names, in_degrees=in_degrees, signs=signs, source=loads.source)
         files.write_mot(work / "ik.mot", coords["time"].to_numpy(), {n: coords[n].to_numpy() for n in names},
                         name="coordinates")
-        ext_xml = write_external_loads(loads.to_y_up(), plates, work)
+        ext_xml = write_external_loads(loads.to_y_up(), plates, work, settings)
         t0, t1 = float(coords["time"].iloc[0]), float(coords["time"].iloc[-1])
         seconds["scale"] = _time.perf_counter() - tic
         tic = _time.perf_counter()

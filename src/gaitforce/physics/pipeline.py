@@ -270,11 +270,42 @@ def register_markers(model, static: Trial, trial: Trial, cal: Calibration, setti
     return model
 
 
-def write_external_loads(trial: Trial, plates: dict[int, str], work: Path) -> Path:
+def lowpass_plates(trial: Trial, cutoff: float) -> Trial:
+    """The Y-up ``trial``'s ground reactions through the zero-lag Butterworth (4th order effective, -3 dB at
+    ``cutoff`` Hz, :func:`gaitforce.signal.filters.lowpass`) that OpenSim's tools apply to the coordinates at the
+    same cutoff (``LabelSettings.lowpass_hz``): forces and free moments over the whole window, each plate's CoP
+    only over the frames where it carries more than ``COP_THRESHOLD_N``. Afterwards a frame whose filtered
+    vertical force is below that threshold is unloaded (force, free moment 0, CoP undefined), and a loaded frame
+    whose CoP was undefined before filtering (the filter spreads the force a frame or two) takes the nearest
+    defined CoP of its plate."""
+    from gaitforce.constants import COP_THRESHOLD_N
+    from gaitforce.signal.filters import lowpass
+
+    out = lowpass(trial, cutoff=cutoff, order=4, signals=[])
+    forces, cop, moment = np.array(out.forces), np.array(out.cop), np.array(out.free_moment)
+    for p in range(forces.shape[1]):
+        unloaded = forces[:, p, 1] < COP_THRESHOLD_N
+        forces[unloaded, p] = 0.0
+        moment[unloaded, p] = 0.0
+        raw_loaded = (trial.forces[:, p, 1] > COP_THRESHOLD_N) & np.isfinite(trial.cop[:, p]).all(axis=1)
+        cop[~raw_loaded, p] = np.nan
+        if raw_loaded.any():
+            have = np.flatnonzero(raw_loaded)
+            for i in np.flatnonzero(~unloaded & ~raw_loaded):
+                cop[i, p] = cop[have[np.argmin(np.abs(have - i))], p]
+        cop[unloaded, p] = np.nan
+    return out.replace(forces=forces, cop=cop, free_moment=moment, markers=trial.markers)
+
+
+def write_external_loads(trial: Trial, plates: dict[int, str], work: Path,
+                         settings: LabelSettings | None = None) -> Path:
     """``work/grf.mot`` (every plate of the Y-up ``trial``) and ``work/external_loads.xml`` applying plate ``i``
-    to the calcaneus ``plates[i]`` ('r'/'l'); plates not in ``plates`` are written but not applied."""
+    to the calcaneus ``plates[i]`` ('r'/'l'); plates not in ``plates`` are written but not applied. With
+    ``settings.grf_lowpass`` the plates are low-passed first (:func:`lowpass_plates`)."""
     import opensim as osim
 
+    if settings is not None and settings.grf_lowpass:
+        trial = lowpass_plates(trial, settings.lowpass_hz)
     grf, prefixes = files.write_grf(work / "grf.mot", trial)
     loads = osim.ExternalLoads()
     for i, side in plates.items():
@@ -353,7 +384,7 @@ def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tri
     model = register_markers(model, static, trial, cal, settings, work)
     model.printToXML(str(model_path))
     plates = assign_plates(trial, lm)
-    ext_xml = write_external_loads(trial, plates, work)
+    ext_xml = write_external_loads(trial, plates, work, settings)
     model_markers = {model.getMarkerSet().get(i).getName() for i in range(model.getMarkerSet().getSize())}
     names = []
     for name in trial.marker_names:
