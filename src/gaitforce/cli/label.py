@@ -9,6 +9,20 @@ from pathlib import Path
 from gaitforce.errors import GaitforceError, InputFileError
 
 
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds (argparse type: a bad value is a one-line usage error)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 s, not {text}")
+    return value
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "label",
@@ -37,7 +51,7 @@ def register(subparsers) -> None:
                         "or opensim (OpenSim's StaticOptimization, the reference, ~8x slower stage)")
     p.add_argument("--grf-lowpass", action="store_true",
                    help="low-pass the ground reactions at the coordinates' cutoff (6 Hz) before inverse dynamics")
-    p.add_argument("--pad", type=float, default=0.0, metavar="S",
+    p.add_argument("--pad", type=_seconds, default=0.0, metavar="S",
                    help="label each stance with up to S seconds of its trial on each side, cut after (e.g. 0.2)")
     p.add_argument("--strength", choices=("generic", "handsfield2014"), default="generic",
                    help="maximum isometric forces: the model's, or scaled to the subject's mass and height "
