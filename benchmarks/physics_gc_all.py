@@ -30,13 +30,14 @@ import numpy as np
 
 GC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grand-challenge"
 
-#: Settings variants of the grid: name -> LabelSettings keyword arguments (the model comes from --model).
-#: Extend with one line per option (e.g. an EMG-informed criterion or another medial/lateral split).
+#: Settings variants of the grid: name -> LabelSettings keyword arguments (the model comes from --model), each
+#: spelled out in full so a variant keeps its meaning when a default changes. Extend with one line per option
+#: (e.g. an EMG-informed criterion or another medial/lateral split).
 VARIANTS = {
-    "default": {},
+    "main": {"grf_lowpass": False},  # the settings before issue 15 (raw GRF, stance window, generic strength)
     "grf-lowpass": {"grf_lowpass": True},
-    "pad": {"pad_s": 0.2},
-    "strength": {"strength": "handsfield2014"},
+    "pad": {"grf_lowpass": False, "pad_s": 0.2},
+    "strength": {"grf_lowpass": False, "strength": "handsfield2014"},
     "grf-lowpass+pad": {"grf_lowpass": True, "pad_s": 0.2},
     "grf-lowpass+pad+strength": {"grf_lowpass": True, "pad_s": 0.2, "strength": "handsfield2014"},
 }
@@ -165,7 +166,8 @@ def grid_figure(results: dict, choice: dict, path: Path) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="gait14dof22musc", help="one model, or several separated by commas")
-    ap.add_argument("--grid", default="default", help=f"variants, comma-separated, or 'all' ({', '.join(VARIANTS)})")
+    ap.add_argument("--grid", default="main", help=f"variants, comma-separated, or 'all' ({', '.join(VARIANTS)}); "
+                    "MODEL/VARIANT names one variant of one model only")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default="/tmp/gf-physics-gc-all")
     ap.add_argument("--json", metavar="OUT")
@@ -175,14 +177,22 @@ def main(argv=None) -> dict:
     from gaitforce.evaluate.choose import leave_one_subject_out
 
     names = list(VARIANTS) if args.grid == "all" else args.grid.split(",")
-    unknown = [n for n in names if n not in VARIANTS]
+    models = args.model.split(",")
+    runs = [tuple(n.split("/", 1)) if "/" in n else (m, n) for m in models for n in names
+            if "/" not in n or m == models[0]]
+    from gaitforce.physics.model import MODELS
+
+    bad = [m for m, _ in runs if m not in MODELS]
+    if bad:
+        ap.error(f"unknown model(s) {', '.join(sorted(set(bad)))}; known: {', '.join(MODELS)}")
+    unknown = [n for _, n in runs if n not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    models = args.model.split(",")
+    models = sorted({m for m, _ in runs}, key=lambda m: [*models, m].index(m))
     results = {}
-    for model in models:
-        for name in names:
-            key = name if len(models) == 1 else f"{model}/{name}"
+    for model, name in runs:
+        key = name if len(models) == 1 else f"{model}/{name}"
+        if key not in results:
             results[key] = label_variant(model, name, VARIANTS[name], Path(args.out), args.workers)
             r = results[key]
             print(json.dumps({"variant": key, "labelled": r["labelled"], "failed": len(r["failed"]),

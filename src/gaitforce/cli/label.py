@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -11,7 +12,6 @@ from gaitforce.errors import GaitforceError, InputFileError
 
 def _seconds(text: str) -> float:
     """A non-negative number of seconds (argparse type: a bad value is a one-line usage error)."""
-    import argparse
     import math
 
     try:
@@ -49,8 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--so", choices=("batched", "opensim"), default="batched",
                    help="static optimisation: batched (all frames of a stance at once, the same problem; default) "
                         "or opensim (OpenSim's StaticOptimization, the reference, ~8x slower stage)")
-    p.add_argument("--grf-lowpass", action="store_true",
-                   help="low-pass the ground reactions at the coordinates' cutoff (6 Hz) before inverse dynamics")
+    p.add_argument("--grf-lowpass", action=argparse.BooleanOptionalAction, default=True,
+                   help="low-pass the ground reactions at the coordinates' cutoff (6 Hz) before inverse dynamics "
+                        "(default; --no-grf-lowpass: as recorded)")
     p.add_argument("--pad", type=_seconds, default=0.0, metavar="S",
                    help="label each stance with up to S seconds of its trial on each side, cut after (e.g. 0.2)")
     p.add_argument("--strength", choices=("generic", "handsfield2014"), default="generic",

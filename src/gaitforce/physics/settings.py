@@ -38,7 +38,7 @@ class LabelSettings:
     ``grf_lowpass``: low-pass the ground reactions written for OpenSim (forces, free moment; CoP only where the
     plate carries more than ``constants.COP_THRESHOLD_N``) with the same zero-lag Butterworth cutoff
     ``lowpass_hz`` as the coordinates (Kristianslund et al. 2012: mismatched cutoffs make impact artefacts in
-    joint moments); ``pad_s``: label the stance with up to this many seconds of the trial before and after it
+    joint moments; the default since the held-out choice of issue 15 preferred it, see docs/physics.md); ``pad_s``: label the stance with up to this many seconds of the trial before and after it
     (where the trial has those frames) and cut the stance after, so the filters' edges fall outside it;
     ``strength``: 'generic' keeps the model's maximum isometric forces, 'handsfield2014' scales them to the subject
     (see :func:`gaitforce.physics.model.strength_factor`).
@@ -57,7 +57,7 @@ class LabelSettings:
     model: str = "gait14dof22musc"
     so: str = "batched"
     # -- issue 15 (items 2, 3): consistent filtering, padded windows, subject-scaled strength --
-    grf_lowpass: bool = False  # GRF, CoP (where loaded), free moment through the coordinates' lowpass_hz
+    grf_lowpass: bool = True  # GRF, CoP (where loaded), free moment through the coordinates' lowpass_hz
     pad_s: float = 0.0  # s of the trial labelled on each side of the stance (where it has them), cut after
     strength: str = "generic"  # 'generic' or 'handsfield2014' (Fmax scaled by muscle volume / fibre length)
 
