@@ -138,6 +138,24 @@ def label_variant(model: str, name: str, kwargs: dict, out: Path, workers: int) 
             "stances": rows, "_labels": labels, "_stances": {n: p[0] for n, p in pairs.items()}}
 
 
+def grf_baseline() -> dict:
+    """The simple baseline beside the labels: medial (lateral) force = k x the stance's vertical GRF, both in
+    body weights, k fitted on the choosing subject's stances and scored on the other three
+    (:func:`gaitforce.evaluate.choose.scale_baseline`): RMSE in BW, r."""
+    from gaitforce.evaluate.choose import scale_baseline
+
+    out = {}
+    pairs = stances()
+    for k in ("medial", "lateral"):
+        data = {}
+        for name, (st, _) in pairs.items():
+            bw = st.subject.mass * 9.81
+            data[name] = (st.subject.id, np.nansum(st.forces[:, :, 1], axis=1) / bw,
+                          np.asarray(st.signal(f"knee_{k}")) / bw)
+        out[k] = scale_baseline(data)
+    return out
+
+
 def grid_figure(results: dict, choice: dict, path: Path) -> None:
     """Mean per-stance medial RMSE (BW) per subject and variant; a star on each subject's held-out choice."""
     from gaitforce._plot import subplots
@@ -206,10 +224,14 @@ def main(argv=None) -> dict:
               f"held out: " + ", ".join(f"{s} {v[CRITERION]:.3f} BW r {v['medial_r']:.2f}"
                                         for s, v in rot["held_out"].items()), flush=True)
     print("overall held out:", json.dumps({m: round(v, 3) for m, v in choice["overall"].items()}), flush=True)
+    baseline = grf_baseline()
+    print("baseline k x vertical GRF, held out: " + ", ".join(
+        f"{k} RMSE {b['overall']['rmse']:.3f} BW r {b['overall']['r']:.2f} (k "
+        + "/".join(f"{r['k']:.2f}" for r in b["rotations"]) + ")" for k, b in baseline.items()), flush=True)
     result = {"models": models, "criterion": CRITERION, "variants": {k: {"model": r["model"], "settings": r["settings"]}
                                                                      for k, r in results.items()},
               "results": {k: {m: v for m, v in r.items() if not m.startswith("_")} for k, r in results.items()},
-              "leave_one_subject_out": choice, "workers": args.workers}
+              "leave_one_subject_out": choice, "baseline_k_times_vertical_grf": baseline, "workers": args.workers}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     if args.figure:

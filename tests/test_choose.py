@@ -39,3 +39,20 @@ def test_higher_is_better_ties_and_missing_subjects():
     rot = leave_one_subject_out(gap, criterion="m")["rotations"]
     assert rot[0]["variant"] == "q" and rot[0]["held_out"] == {}  # q has no S2 figure to report
     assert rot[1]["variant"] == "p" and rot[1]["held_out"]["S1"]["m"] != rot[1]["held_out"]["S1"]["m"]  # NaN kept
+
+
+def test_scale_baseline_fits_on_the_chooser_and_scores_the_others():
+    import numpy as np
+
+    from gaitforce.evaluate.choose import scale_baseline
+
+    x = np.array([1.0, 2.0, 3.0])
+    stances = {"a": ("S1", x, 2 * x), "b": ("S1", 2 * x, 4 * x), "c": ("S2", x, 3 * x)}
+    out = scale_baseline(stances)
+    rot = {r["choosing_subject"]: r for r in out["rotations"]}
+    assert rot["S1"]["k"] == pytest.approx(2.0) and rot["S2"]["k"] == pytest.approx(3.0)
+    # S1's k = 2 on S2 (y = 3x): error x, RMSE sqrt(14/3); S2's k = 3 on S1's two stances: errors x and 2x
+    assert rot["S1"]["held_out"]["S2"]["rmse"] == pytest.approx(np.sqrt(14 / 3))
+    assert rot["S2"]["held_out"]["S1"]["rmse"] == pytest.approx((np.sqrt(14 / 3) + np.sqrt(56 / 3)) / 2)
+    assert out["overall"]["rmse"] == pytest.approx((np.sqrt(14 / 3) + (np.sqrt(14 / 3) + np.sqrt(56 / 3)) / 2) / 2)
+    assert out["overall"]["r"] == pytest.approx(1.0)

@@ -48,3 +48,37 @@ def leave_one_subject_out(table: dict[str, dict[str, dict[str, float]]], *, crit
         chosen[r["variant"]] = chosen.get(r["variant"], 0) + 1
     return {"criterion": criterion, "lower_is_better": lower_is_better, "rotations": rotations,
             "overall": overall, "chosen": chosen}
+
+
+def scale_baseline(stances: dict[str, tuple[str, "object", "object"]]) -> dict:
+    """The simple baseline beside the physics labels: target = k x input (e.g. medial force = k x vertical GRF),
+    k fitted by least squares on the choosing subject's frames and applied to every other subject's stances.
+
+    ``stances``: name -> (subject, input per frame, target per frame). Per rotation (choosing subject, sorted):
+    ``k`` and, per held-out subject, the mean over its stances of the per-stance RMSE (target units) and Pearson
+    r (undefined for a constant input: NaN); ``overall``: the mean over rotations of the held-out subjects' mean
+    (as :func:`leave_one_subject_out`)."""
+    import numpy as np
+
+    subjects = sorted({s for s, _, _ in stances.values()})
+    rotations = []
+    for chooser in subjects:
+        x = np.concatenate([np.asarray(v[1], float) for v in stances.values() if v[0] == chooser])
+        y = np.concatenate([np.asarray(v[2], float) for v in stances.values() if v[0] == chooser])
+        k = float(np.dot(x, y) / np.dot(x, x))
+        held = {}
+        for subject in subjects:
+            if subject == chooser:
+                continue
+            rmse, r = [], []
+            for s, xi, yi in stances.values():
+                if s != subject:
+                    continue
+                xi, yi = np.asarray(xi, float), np.asarray(yi, float)
+                rmse.append(float(np.sqrt(np.mean((k * xi - yi) ** 2))))
+                r.append(float(np.corrcoef(xi, yi)[0, 1]) if np.ptp(xi) > 0 else math.nan)
+            held[subject] = {"rmse": _mean(rmse), "r": _mean(r)}
+        rotations.append({"choosing_subject": chooser, "k": k, "held_out": held,
+                          "held_out_mean": {m: _mean(h[m] for h in held.values()) for m in ("rmse", "r")}})
+    return {"rotations": rotations,
+            "overall": {m: _mean(r["held_out_mean"][m] for r in rotations) for m in ("rmse", "r")}}
