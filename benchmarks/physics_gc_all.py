@@ -156,8 +156,9 @@ def grf_baseline() -> dict:
     return out
 
 
-def grid_figure(results: dict, choice: dict, path: Path) -> None:
-    """Mean per-stance medial RMSE (BW) per subject and variant; a star on each subject's held-out choice."""
+def grid_figure(results: dict, choice: dict, path: Path, baseline: dict | None = None) -> None:
+    """Mean per-stance medial RMSE (BW) per subject and variant; a star on each subject's held-out choice; the
+    k x vertical GRF baseline held out (mean over the rotations that score the subject) as a black line."""
     from gaitforce._plot import subplots
 
     names = list(results)
@@ -172,7 +173,12 @@ def grid_figure(results: dict, choice: dict, path: Path) -> None:
         for s in rot["held_out"]:
             k = subjects.index(s)
             ax.plot(k + j * width, results[rot["variant"]]["subjects"][s][CRITERION] + 0.02, "k*", ms=6)
-    ax.axhline(0.35, color="grey", ls=":", lw=1)
+    if baseline is not None:
+        for k, s in enumerate(subjects):
+            v = [r["held_out"][s]["rmse"] for r in baseline["medial"]["rotations"] if s in r["held_out"]]
+            ax.plot([k - width / 2, k + 0.8 - width / 2], [np.mean(v)] * 2, "k-", lw=2,
+                    label="k x vertical GRF, held out" if k == 0 else None)
+    ax.axhline(0.35, color="grey", ls=":", lw=1, label="target 0.35 BW")
     ax.set_xticks(np.arange(len(subjects)) + 0.4 - width / 2, subjects)
     ax.set_ylabel("medial RMSE (BW), mean per stance")
     ax.set_title(f"Grand Challenge, settings grid (*: a choice by another subject, scored here; "
@@ -238,7 +244,7 @@ def main(argv=None) -> dict:
         first = results[next(iter(results))]
         figure(first["_stances"], first["_labels"], Path(args.figure), first["model"])
     if args.grid_figure:
-        grid_figure(results, choice, Path(args.grid_figure))
+        grid_figure(results, choice, Path(args.grid_figure), baseline)
     return result
 
 
