@@ -200,7 +200,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     from gaitforce.evaluate.choose import leave_one_subject_out
 
-    names = list(VARIANTS) if args.grid == "all" else args.grid.split(",")
+    names = [v for n in args.grid.split(",") for v in (VARIANTS if n == "all" else [n])]
     models = args.model.split(",")
     runs = [tuple(n.split("/", 1)) if "/" in n else (m, n) for m in models for n in names
             if "/" not in n or m == models[0]]
