@@ -297,7 +297,8 @@ def test_given_kinematics_muscles_track_the_gc5_reference(gc_dir, tmp_path, fetc
     plates = assign_plates(loads, find_landmarks(loads.marker_names))
     assert plates[0] == "l"  # the plate under PS's left heel at the start of the trial
     kin, _ = read_sto_table(gc5 / f"{stem}_kinematics.mot")
-    tables, _ = run_given_kinematics(kin, loads, plates, tmp_path, LabelSettings(), signs=RAJAGOPAL_SIGNS)
+    tables, _ = run_given_kinematics(kin, loads, plates, tmp_path, LabelSettings(model="gait14dof22musc"),
+                                      signs=RAJAGOPAL_SIGNS)
     ref, _ = read_sto_table(gc5 / f"{stem}_SO_force.sto")
     so = tables["so"]
     for ours, theirs in (("soleus_l", ["soleus_l"]), ("glut_max_l", ["glmax1_l", "glmax2_l", "glmax3_l"])):

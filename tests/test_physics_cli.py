@@ -46,7 +46,8 @@ def dataset_dir(tmp_path_factory):
 
 def test_label_adds_targets_to_a_loadable_dataset(dataset_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # relative --out: OpenSim must still find its setup files
-    assert main(["label", str(dataset_dir), "--out", "ds2", "--workers", "2", "--no-progress"]) == 0
+    assert main(["label", str(dataset_dir), "--out", "ds2", "--workers", "2", "--no-progress",
+                 "--model", "gait14dof22musc"]) == 0
     assert "0 stance(s) from the cache, 4 computed" in capsys.readouterr().out
     before, after = Dataset.load(dataset_dir), Dataset.load(tmp_path / "ds2")
     assert len(after.frames) == len(before.frames) and after.stance_ids == before.stance_ids
@@ -73,7 +74,8 @@ def test_label_on_padded_windows_with_filtered_grf_and_scaled_strength(dataset_d
     from gaitforce.physics.pipeline import read_sto
 
     out = tmp_path / "ds2"
-    assert main(["label", str(dataset_dir), "--out", str(out), "--workers", "1", "--no-progress", "--pad", "0.2",
+    assert main(["label", str(dataset_dir), "--out", str(out), "--workers", "1", "--no-progress",
+                 "--model", "gait14dof22musc", "--pad", "0.2",
                  "--grf-lowpass", "--strength", "handsfield2014"]) == 0
     before, after = Dataset.load(dataset_dir), Dataset.load(out)
     assert len(after.frames) == len(before.frames) and after.stance_ids == before.stance_ids
@@ -93,7 +95,8 @@ def _cached(cache: Path) -> dict[str, int]:
 
 def test_label_resumes_after_a_kill_without_recomputing(dataset_dir, tmp_path):
     out = tmp_path / "ds2"
-    cmd = [sys.executable, "-m", "gaitforce", "label", str(dataset_dir), "--out", str(out), "--no-progress"]
+    cmd = [sys.executable, "-m", "gaitforce", "label", str(dataset_dir), "--out", str(out), "--no-progress",
+           "--model", "gait14dof22musc"]
     # one worker, so stances finish one at a time and the kill lands between the first and the last; the
     # process group holds the Dask workers too, so the kill stops every process of the run
     proc = subprocess.Popen([*cmd, "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

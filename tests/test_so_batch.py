@@ -3,6 +3,8 @@ equality, and the whole SO stage against OpenSim's StaticOptimization on one rea
 
 from __future__ import annotations
 
+import dataclasses
+
 import shutil
 
 import numpy as np
@@ -97,7 +99,7 @@ def test_batched_so_matches_opensim_so_on_a_dm_stance(tmp_path, gc_dir, fetched_
     bench.GC = gc_dir
     stances, statics = bench.dm_stances(["og1"])
     name, trial = next(iter(stances.items()))
-    ref_settings = LabelSettings(so="opensim")
+    ref_settings = LabelSettings(so="opensim", model="gait14dof22musc")
     work = tmp_path / "ref"
     tables, _ = run_trial(trial, work, ref_settings, static=statics[name])
     ours = tmp_path / "ours"
@@ -108,7 +110,7 @@ def test_batched_so_matches_opensim_so_on_a_dm_stance(tmp_path, gc_dir, fetched_
         model = osim.Model(str(ours / "model_scaled.osim"))
         model.initSystem()
         static_optimisation_and_reaction(model, ours / "model_scaled.osim", ours / "external_loads.xml",
-                                         float(t[0]), float(t[-1]), ours, LabelSettings(), seconds)
+                                         float(t[0]), float(t[-1]), ours, dataclasses.replace(ref_settings, so="batched"), seconds)
     assert seconds["so_max_residual"] < 1e-6
     a_ref, a_our = read_sto(work / "so_so_activation.sto"), read_sto(ours / "so_so_activation.sto")
     mus = [c for c in a_ref.columns if c != "time" and not c.startswith(("reserve_", "residual_"))]
@@ -117,5 +119,5 @@ def test_batched_so_matches_opensim_so_on_a_dm_stance(tmp_path, gc_dir, fetched_
     side = trial.meta["side"][0]
     ref = targets_from_tables(tables, side, ref_settings)["knee_medial"].to_numpy()
     got = targets_from_tables({**tables, "so": read_sto(ours / "so_so_force.sto"),
-                               "jr": read_sto(ours / "jr_jr_ReactionLoads.sto")}, side, LabelSettings())["knee_medial"]
+                               "jr": read_sto(ours / "jr_jr_ReactionLoads.sto")}, side, ref_settings)["knee_medial"]
     assert np.sqrt(np.mean((got.to_numpy() - ref) ** 2)) < 0.02 * np.sqrt(np.mean(ref ** 2))

@@ -42,10 +42,10 @@ def register(subparsers) -> None:
     p.add_argument("--subjects", metavar="CSV", help="subjects file (file_or_glob,subject,mass_kg,height_m); "
                    "default: subjects.csv in the folders given")
     p.add_argument("--side", choices=("stance", "right", "left"), default="stance", help="knee to label")
-    p.add_argument("--model", choices=("gait14dof22musc", "rajagopal2015"), default="gait14dof22musc",
-                   help="musculoskeletal model: gait14dof22musc (11 lumped muscles a leg, fast) or rajagopal2015 "
-                        "(40 muscles a leg with the separate vasti, hamstrings, gastrocnemius heads and TFL; ~10x "
-                        "slower SO)")
+    p.add_argument("--model", choices=("gait14dof22musc", "rajagopal2015"), default="rajagopal2015",
+                   help="musculoskeletal model: rajagopal2015 (40 muscles a leg with the separate vasti, hamstrings, "
+                        "gastrocnemius heads and TFL; the lower held-out medial error) or gait14dof22musc (11 lumped "
+                        "muscles a leg, ~10x faster SO)")
     p.add_argument("--so", choices=("batched", "opensim"), default="batched",
                    help="static optimisation: batched (all frames of a stance at once, the same problem; default) "
                         "or opensim (OpenSim's StaticOptimization, the reference, ~8x slower stage)")

@@ -2,7 +2,7 @@
 
 Two models are known (:data:`MODELS`, chosen with ``LabelSettings(model=...)`` / ``gaitforce label --model``):
 
-- **gait14dof22musc** (default): 3-D, 14 DOF, 11 Hill muscles a leg (gait2392 bone geometry and muscle
+- **gait14dof22musc** (the demo's; ``MODEL_NAME``, the file helpers' default): 3-D, 14 DOF, 11 Hill muscles a leg (gait2392 bone geometry and muscle
   parameters lumped, Delp et al. 1990 / Anderson & Pandy 1999 lineage, as published in the osim-rl package by
   Kidzinski et al. 2018). The fastest 3-D muscle model OpenSim 4.6 loads here (static optimisation about
   36-80 ms a frame), so the demo cohort and the Grand Challenge stances label in minutes on 2 cores. Its
@@ -10,7 +10,7 @@ Two models are known (:data:`MODELS`, chosen with ``LabelSettings(model=...)`` /
   biceps femoris, vastus medialis/lateralis, medial/lateral gastrocnemius or TFL (the paper's EMG muscles). Its
   foot-ground contact (HuntCrossleyForce + contact spheres) is removed: measured ground reactions are applied.
   Extracted from the osim-rl source distribution (``pip download``).
-- **rajagopal2015**: Rajagopal et al. 2016 (IEEE TBME 63:2068), 40 Hill muscles a leg with separate heads
+- **rajagopal2015** (``LabelSettings``' default since issue 15: the lower held-out medial error): Rajagopal et al. 2016 (IEEE TBME 63:2068), 40 Hill muscles a leg with separate heads
   (three vasti, rectus femoris, semimembranosus, semitendinosus, biceps long and short head, medial and lateral
   gastrocnemius, TFL, gluteus maximus/medius/minimus in three bundles each, ...), a patella on a coupled
   patellofemoral joint and a knee whose tibia translates with flexion (Walker et al. 1988). About 10x slower in
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from gaitforce.errors import GaitforceError
 
-MODEL_NAME = "gait14dof22musc"  # the default model
+MODEL_NAME = "gait14dof22musc"  # default of spec()/model_file()/generic_model(); the labeller's: LabelSettings.model
 
 
 @dataclass(frozen=True)

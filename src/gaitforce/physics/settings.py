@@ -33,8 +33,8 @@ class LabelSettings:
     ``so``: the static optimisation solver, 'batched' (default: :mod:`gaitforce.physics.so_batch`, all frames of
     a stance at once, the same problem as OpenSim's) or 'opensim' (OpenSim's ``StaticOptimization``, the
     reference, ~40-100x slower);
-    ``model``: the musculoskeletal model, a name in :data:`gaitforce.physics.model.MODELS` ('gait14dof22musc',
-    fast, lumped muscles; 'rajagopal2015', 40 muscles a leg, about 10x slower);
+    ``model``: the musculoskeletal model, a name in :data:`gaitforce.physics.model.MODELS` ('rajagopal2015', the
+    default since issue 15's held-out choice, 40 muscles a leg; 'gait14dof22musc', lumped muscles, about 10x faster);
     ``grf_lowpass``: low-pass the ground reactions written for OpenSim (forces, free moment; CoP only where the
     plate carries more than ``constants.COP_THRESHOLD_N``) with the same zero-lag Butterworth cutoff
     ``lowpass_hz`` as the coordinates (Kristianslund et al. 2012: mismatched cutoffs make impact artefacts in
@@ -54,7 +54,7 @@ class LabelSettings:
     side: str = "stance"
     muscle_physiology: bool = True
     keep_files: bool = True
-    model: str = "gait14dof22musc"
+    model: str = "rajagopal2015"  # issue 15: favoured by the held-out choice (docs/physics.md)
     so: str = "batched"
     # -- issue 15 (items 2, 3): consistent filtering, padded windows, subject-scaled strength --
     grf_lowpass: bool = True  # GRF, CoP (where loaded), free moment through the coordinates' lowpass_hz
