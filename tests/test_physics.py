@@ -447,10 +447,10 @@ def test_label_trial_runs_on_the_window_and_returns_the_stance_frames(monkeypatc
 
 
 def test_new_settings_validated_and_in_the_cache_key():
-    assert LabelSettings().grf_lowpass and LabelSettings().pad_s == 0 and LabelSettings().strength == "generic"
+    assert LabelSettings().grf_lowpass and LabelSettings().pad_s == 0.2 and LabelSettings().strength == "generic"
     trial = _plate_trial().replace(meta={"side": "right"})
     keys = {cache_key(trial, LabelSettings(**kw)) for kw in
-            ({}, {"grf_lowpass": False}, {"pad_s": 0.2}, {"strength": "handsfield2014"})}
+            ({}, {"grf_lowpass": False}, {"pad_s": 0.0}, {"strength": "handsfield2014"})}
     assert len(keys) == 4
     with pytest.raises(ValueError):
         LabelSettings(strength="strong")

@@ -52,8 +52,9 @@ def register(subparsers) -> None:
     p.add_argument("--grf-lowpass", action=argparse.BooleanOptionalAction, default=True,
                    help="low-pass the ground reactions at the coordinates' cutoff (6 Hz) before inverse dynamics "
                         "(default; --no-grf-lowpass: as recorded)")
-    p.add_argument("--pad", type=_seconds, default=0.0, metavar="S",
-                   help="label each stance with up to S seconds of its trial on each side, cut after (e.g. 0.2)")
+    p.add_argument("--pad", type=_seconds, default=0.2, metavar="S",
+                   help="label each stance with up to S seconds of its trial on each side (as many as it has), cut "
+                        "after; 0: the stance alone")
     p.add_argument("--strength", choices=("generic", "handsfield2014"), default="generic",
                    help="maximum isometric forces: the model's, or scaled to the subject's mass and height "
                         "(Handsfield et al. 2014 muscle volume)")

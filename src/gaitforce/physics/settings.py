@@ -58,7 +58,7 @@ class LabelSettings:
     so: str = "batched"
     # -- issue 15 (items 2, 3): consistent filtering, padded windows, subject-scaled strength --
     grf_lowpass: bool = True  # GRF, CoP (where loaded), free moment through the coordinates' lowpass_hz
-    pad_s: float = 0.0  # s of the trial labelled on each side of the stance (where it has them), cut after
+    pad_s: float = 0.2  # s of the trial labelled on each side of the stance (where it has them), cut after
     strength: str = "generic"  # 'generic' or 'handsfield2014' (Fmax scaled by muscle volume / fibre length)
 
     def __post_init__(self):
