@@ -41,7 +41,9 @@ def main() -> None:
     from gaitforce.demo import stance_windows
     from gaitforce.io import read
     from gaitforce.learn.bundle import load_bundle
-    from gaitforce.physics import label_dataset, label_trial
+    from gaitforce.physics import LabelSettings, label_dataset, label_trial
+
+    fast = LabelSettings(model="gait14dof22musc")  # the figures in the README are this model's
 
     tmp = Path(tempfile.mkdtemp(prefix="gf-pvs-"))
     n_trials = max(1, args.stances)  # 2 stances a trial; enough trials for the scale-out run
@@ -70,7 +72,7 @@ def main() -> None:
     rows = []
     for name in names:
         t = time.perf_counter()
-        label_trial(windows[name], work_dir=tmp / "work" / name.replace("#", "_"))
+        label_trial(windows[name], settings=fast, work_dir=tmp / "work" / name.replace("#", "_"))
         physics = time.perf_counter() - t
         x = ds.frames.loc[ds.frames.stance_id == name, cols].to_numpy(np.float32)
         for _ in range(10):
@@ -106,7 +108,8 @@ def main() -> None:
         times = {}
         for workers in (1, 2):
             t = time.perf_counter()
-            _, failures = label_dataset(batch, out_dir=tmp / f"scale{workers}", n_workers=workers, progress=False)
+            _, failures = label_dataset(batch, out_dir=tmp / f"scale{workers}", n_workers=workers, progress=False,
+                                        settings=fast)
             times[workers] = time.perf_counter() - t
             print(f"label_dataset, {len(batch)} stances, {workers} worker(s): {times[workers]:.1f} s"
                   + (f" ({len(failures)} failed)" if failures else ""))

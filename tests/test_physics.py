@@ -297,7 +297,8 @@ def test_given_kinematics_muscles_track_the_gc5_reference(gc_dir, tmp_path, fetc
     plates = assign_plates(loads, find_landmarks(loads.marker_names))
     assert plates[0] == "l"  # the plate under PS's left heel at the start of the trial
     kin, _ = read_sto_table(gc5 / f"{stem}_kinematics.mot")
-    tables, _ = run_given_kinematics(kin, loads, plates, tmp_path, LabelSettings(), signs=RAJAGOPAL_SIGNS)
+    tables, _ = run_given_kinematics(kin, loads, plates, tmp_path, LabelSettings(model="gait14dof22musc"),
+                                      signs=RAJAGOPAL_SIGNS)
     ref, _ = read_sto_table(gc5 / f"{stem}_SO_force.sto")
     so = tables["so"]
     for ours, theirs in (("soleus_l", ["soleus_l"]), ("glut_max_l", ["glmax1_l", "glmax2_l", "glmax3_l"])):
@@ -365,3 +366,93 @@ def test_local_cluster_has_no_dashboard_and_no_port_warning_when_8787_is_taken()
             cluster.close()
     finally:
         holder.close()
+
+
+def _plate_trial(n=120, rate=100.0, noise=0.0):
+    """One plate under a 700 N half-sine from frame 20 to 90, CoP fixed at (0.3, 0, 0.1) where loaded, and a
+    30 Hz ripple of ``noise`` N on the vertical force."""
+    t = np.arange(n) / rate
+    fy = np.zeros(n)
+    fy[20:90] = 700.0 * np.sin(np.pi * np.arange(70) / 69)
+    fy[20:90] += noise * np.sin(2 * np.pi * 30.0 * t[20:90])
+    forces = np.zeros((n, 1, 3))
+    forces[:, 0, 1] = fy
+    forces[:, 0, 0] = 0.1 * fy
+    cop = np.full((n, 1, 3), np.nan)
+    loaded = fy > 20.0
+    cop[loaded, 0] = (0.3, 0.0, 0.1)
+    return Trial(time=t, forces=forces, cop=cop, free_moment=np.zeros((n, 1, 3)), plate_names=("1",), up_axis="y")
+
+
+def test_grf_lowpass_same_cutoff_cop_only_where_loaded():
+    from gaitforce.physics.pipeline import lowpass_plates
+    from gaitforce.signal.filters import zero_lag_sos
+    from scipy.signal import sosfreqz
+
+    raw = _plate_trial(noise=50.0)
+    out = lowpass_plates(raw, 6.0)
+    clean = lowpass_plates(_plate_trial(noise=0.0), 6.0)
+    # the 30 Hz ripple is gone: |gain| of the 4th-order zero-lag filter at 30 Hz (6 Hz cutoff) is ~0.0016
+    _, h = sosfreqz(zero_lag_sos(cutoff=6.0, order=4, rate=100.0), worN=[30.0], fs=100.0)
+    assert abs(h[0]) ** 2 < 0.002
+    # on the trial the ripple (50 N, gated to the stance, so it leaks below 30 Hz) drops to under a tenth
+    assert np.max(np.abs(raw.forces[:, 0, 1] - _plate_trial().forces[:, 0, 1])) > 45.0  # 50 sin(72 deg) sampled
+    assert np.max(np.abs(out.forces[:, 0, 1] - clean.forces[:, 0, 1])) < 5.0
+    fy = out.forces[:, 0, 1]
+    unloaded = fy < 20.0
+    assert unloaded[:18].all() and unloaded[-25:].all() and not unloaded[30:80].any()
+    assert (out.forces[unloaded] == 0).all() and np.isnan(out.cop[unloaded]).all()
+    # a constant CoP stays where it was on every loaded frame, also where the filter spread the force
+    np.testing.assert_allclose(out.cop[~unloaded, 0], np.tile([0.3, 0.0, 0.1], ((~unloaded).sum(), 1)), atol=1e-12)
+    assert out.forces[55, 0, 1] == pytest.approx(700.0, rel=0.02)  # the peak kept (6 Hz passes a 0.7 s half-sine)
+
+
+def test_padded_window_takes_only_frames_the_trial_has():
+    from gaitforce.physics.stances import padded
+
+    trial = _plate_trial()  # 120 frames at 100 Hz
+    mid = padded(trial, 30, 60, 0.2)
+    assert mid.n_frames == 70 and mid.meta["stance_window"] == (20, 50)
+    assert mid.time[20] == pytest.approx(trial.time[30])
+    edge = padded(trial, 5, 110, 0.2, {"side": "right"})  # 5 frames before, 10 after: no frame invented
+    assert edge.n_frames == 120 and edge.meta["stance_window"] == (5, 110) and edge.meta["side"] == "right"
+    plain = padded(trial, 30, 60, 0.0)
+    assert plain.n_frames == 30 and "stance_window" not in plain.meta
+
+
+def test_label_trial_runs_on_the_window_and_returns_the_stance_frames(monkeypatch):
+    import gaitforce.physics.label as label_mod
+    import gaitforce.physics.pipeline as pipeline
+    from gaitforce.physics.stances import padded
+
+    seen = {}
+
+    def fake_run(trial, work, settings, static=None):
+        seen["frames"] = trial.n_frames
+        return {}, {"ik": 0.0}
+
+    def fake_targets(tables, side, settings):  # a target equal to the time of each frame labelled
+        t = seen_trial["t"].time
+        return pd.DataFrame({"time": t, "knee_medial": t * 1000.0})
+
+    trial = _plate_trial().replace(meta={"side": "right"})
+    window = padded(trial, 30, 60, 0.2, {"side": "right"})
+    seen_trial = {"t": window}
+    monkeypatch.setattr(pipeline, "run_trial", fake_run)
+    monkeypatch.setattr(label_mod, "targets_from_tables", fake_targets)
+    out = label_mod.label_trial(window, settings=LabelSettings(pad_s=0.2, keep_files=False))
+    assert seen["frames"] == 70  # IK/ID/SO saw the padded window
+    assert out.n_frames == 30 and "stance_window" not in out.meta and out.meta["labelled_window_frames"] == 70
+    np.testing.assert_allclose(out.signals["knee_medial"], trial.time[30:60] * 1000.0)
+
+
+def test_new_settings_validated_and_in_the_cache_key():
+    assert LabelSettings().grf_lowpass and LabelSettings().pad_s == 0.2 and LabelSettings().strength == "generic"
+    trial = _plate_trial().replace(meta={"side": "right"})
+    keys = {cache_key(trial, LabelSettings(**kw)) for kw in
+            ({}, {"grf_lowpass": False}, {"pad_s": 0.0}, {"strength": "handsfield2014"})}
+    assert len(keys) == 4
+    with pytest.raises(ValueError):
+        LabelSettings(strength="strong")
+    with pytest.raises(ValueError):
+        LabelSettings(pad_s=-0.1)

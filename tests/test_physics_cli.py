@@ -46,7 +46,8 @@ def dataset_dir(tmp_path_factory):
 
 def test_label_adds_targets_to_a_loadable_dataset(dataset_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # relative --out: OpenSim must still find its setup files
-    assert main(["label", str(dataset_dir), "--out", "ds2", "--workers", "2", "--no-progress"]) == 0
+    assert main(["label", str(dataset_dir), "--out", "ds2", "--workers", "2", "--no-progress",
+                 "--model", "gait14dof22musc"]) == 0
     assert "0 stance(s) from the cache, 4 computed" in capsys.readouterr().out
     before, after = Dataset.load(dataset_dir), Dataset.load(tmp_path / "ds2")
     assert len(after.frames) == len(before.frames) and after.stance_ids == before.stance_ids
@@ -67,13 +68,35 @@ def test_label_adds_targets_to_a_loadable_dataset(dataset_dir, tmp_path, monkeyp
         np.testing.assert_array_equal(after.frames[col].to_numpy(), before.frames[col].to_numpy())
 
 
+def test_label_on_padded_windows_with_filtered_grf_and_scaled_strength(dataset_dir, tmp_path, capsys):
+    """--pad 0.2: IK/ID/SO run on the stance with 0.2 s of the trial each side (the synthetic walks have them),
+    the dataset gets exactly its stance frames back, labelled; --grf-lowpass and --strength enter too."""
+    from gaitforce.physics.pipeline import read_sto
+
+    out = tmp_path / "ds2"
+    assert main(["label", str(dataset_dir), "--out", str(out), "--workers", "1", "--no-progress",
+                 "--model", "gait14dof22musc", "--pad", "0.2",
+                 "--grf-lowpass", "--strength", "handsfield2014"]) == 0
+    before, after = Dataset.load(dataset_dir), Dataset.load(out)
+    assert len(after.frames) == len(before.frames) and after.stance_ids == before.stance_ids
+    assert np.isfinite(after.frames[list(TARGETS)].to_numpy()).all()
+    frames = before.frames.groupby("stance_id").size()
+    for work in (out / "work").iterdir():
+        ik = read_sto(work / "ik.mot")
+        stance = next(n for sid, n in frames.items() if work.name == "".join(
+            c if c.isalnum() or c in "-_." else "_" for c in sid))
+        # 50 Hz: up to 10 frames each side, as many as the walk has (a stance at a file's edge gets fewer)
+        assert stance < len(ik) <= stance + 20, (work.name, stance, len(ik))
+
+
 def _cached(cache: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in cache.glob("*.parquet")} if cache.exists() else {}
 
 
 def test_label_resumes_after_a_kill_without_recomputing(dataset_dir, tmp_path):
     out = tmp_path / "ds2"
-    cmd = [sys.executable, "-m", "gaitforce", "label", str(dataset_dir), "--out", str(out), "--no-progress"]
+    cmd = [sys.executable, "-m", "gaitforce", "label", str(dataset_dir), "--out", str(out), "--no-progress",
+           "--model", "gait14dof22musc"]
     # one worker, so stances finish one at a time and the kill lands between the first and the last; the
     # process group holds the Dask workers too, so the kill stops every process of the run
     proc = subprocess.Popen([*cmd, "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -56,8 +56,8 @@ def test_cache_key_follows_the_model():
 
     t = Trial(time=np.arange(4) / 100, markers=np.ones((4, 1, 3)), marker_names=("RASI",),
               subject=Subject(id="s", mass=70.0), meta={"side": "right"})
-    a, b = cache_key(t, LabelSettings()), cache_key(t, LabelSettings(model="rajagopal2015"))
-    assert a != b and a == cache_key(t, LabelSettings(model="gait14dof22musc"))
+    a, b = cache_key(t, LabelSettings(model="gait14dof22musc")), cache_key(t, LabelSettings(model="rajagopal2015"))
+    assert a != b and b == cache_key(t, LabelSettings())  # the default model (issue 15: the held-out choice)
 
 
 def test_landmark_scaling_uses_the_model_geometry():
@@ -240,7 +240,7 @@ def test_grand_challenge_mat_stance_labels_from_its_one_leg(gc_dir, tmp_path, fe
     a, b = mat.meta["stance_frames"]
     stance = mat.slice_frames(a, b)
     measured = {k: np.asarray(stance.signal(f"knee_{k}")) for k in ("medial", "total")}
-    out = label_trial(stance, settings=LabelSettings(), work_dir=tmp_path)
+    out = label_trial(stance, settings=LabelSettings(model="gait14dof22musc"), work_dir=tmp_path)
     total, medial = np.asarray(out.signal("knee_total")), np.asarray(out.signal("knee_medial"))
     assert total.max() == pytest.approx(measured["total"].max(), rel=0.15)
     assert np.corrcoef(medial, measured["medial"])[0, 1] > 0.75
@@ -266,8 +266,41 @@ def test_cached_targets_include_those_that_replace_a_signal(tmp_path, monkeypatc
 
     monkeypatch.setattr(label, "label_trial", fake_label_trial)
     cache = tmp_path / "x.parquet"
-    result = label._label_task(label._pack(trial), None, LabelSettings().to_dict(), str(tmp_path / "w"), str(cache))
+    result = label._label_task(label._pack(trial), None, LabelSettings(model="gait14dof22musc").to_dict(), str(tmp_path / "w"), str(cache))
     assert result["ok"], result
     table = pd.read_parquet(cache)
     assert list(table.columns) == ["frame", "time", "knee_medial", "quadriceps"]  # no emg, the physics value
     np.testing.assert_allclose(table["knee_medial"], 1500.0)
+
+
+def test_handsfield_volume_rule_known_values():
+    from gaitforce.physics.model import muscle_volume_cm3, strength_factor
+
+    # Handsfield et al. 2014: V = 47.05 m h + 1289.6 cm^3
+    assert muscle_volume_cm3(75.0, 1.70) == pytest.approx(47.05 * 127.5 + 1289.6)  # 7288.4
+    assert strength_factor(75.0, 1.70, 75.0, 1.70) == pytest.approx(1.0)
+    assert strength_factor(60.0, 1.60, 75.0, 1.80) == pytest.approx((47.05 * 96 + 1289.6) / (47.05 * 135 + 1289.6))
+
+
+@pytest.mark.opensim
+@pytest.mark.parametrize("name", list(MODELS))
+def test_strength_scaled_model_fmax_follows_handsfield(fetched_models, name):
+    """A 60 kg, 1.55 m subject scaled to 0.9 of the generic size: every muscle's Fmax = generic Fmax x volume
+    ratio (Handsfield 2014) x generic / scaled optimal fibre length; 'generic' leaves Fmax as in the file."""
+    from gaitforce.physics.model import generic_model, muscle_parameters
+    from gaitforce.physics.pipeline import scaled_generic_model
+
+    base = generic_model(name)
+    state = base.initSystem()
+    gen, gen_mass = muscle_parameters(base), base.getTotalMass(state)
+    plain = muscle_parameters(scaled_generic_model(None, 60.0, LabelSettings(model=name), uniform=0.9))
+    strong = muscle_parameters(scaled_generic_model(None, 60.0, LabelSettings(model=name, strength="handsfield2014"),
+                                                    uniform=0.9, height=1.55))
+    ratio = (47.05 * 60.0 * 1.55 + 1289.6) / (47.05 * gen_mass * spec(name).height + 1289.6)
+    assert 0.6 < ratio < 0.85
+    for muscle, (f0, l0) in gen.items():
+        assert plain[muscle][0] == pytest.approx(f0)  # OpenSim's scaling leaves the forces alone
+        assert strong[muscle][1] == pytest.approx(plain[muscle][1])  # fibre lengths scaled with the paths
+        assert strong[muscle][0] == pytest.approx(f0 * ratio * l0 / strong[muscle][1], rel=1e-9)
+    vasti = "vasti_r" if name == "gait14dof22musc" else "vasmed_r"
+    assert strong[vasti][0] == pytest.approx(gen[vasti][0] * ratio / 0.9, rel=0.02)  # uniform 0.9: l_opt x 0.9

@@ -3,6 +3,8 @@ equality, and the whole SO stage against OpenSim's StaticOptimization on one rea
 
 from __future__ import annotations
 
+import dataclasses
+
 import shutil
 
 import numpy as np

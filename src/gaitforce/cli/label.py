@@ -3,10 +3,24 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from gaitforce.errors import GaitforceError, InputFileError
+
+
+def _seconds(text: str) -> float:
+    """A non-negative number of seconds (argparse type: a bad value is a one-line usage error)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 s, not {text}")
+    return value
 
 
 def register(subparsers) -> None:
@@ -28,10 +42,10 @@ def register(subparsers) -> None:
     p.add_argument("--subjects", metavar="CSV", help="subjects file (file_or_glob,subject,mass_kg,height_m); "
                    "default: subjects.csv in the folders given")
     p.add_argument("--side", choices=("stance", "right", "left"), default="stance", help="knee to label")
-    p.add_argument("--model", choices=("gait14dof22musc", "rajagopal2015"), default="gait14dof22musc",
-                   help="musculoskeletal model: gait14dof22musc (11 lumped muscles a leg, fast) or rajagopal2015 "
-                        "(40 muscles a leg with the separate vasti, hamstrings, gastrocnemius heads and TFL; ~10x "
-                        "slower SO)")
+    p.add_argument("--model", choices=("gait14dof22musc", "rajagopal2015"), default="rajagopal2015",
+                   help="musculoskeletal model: rajagopal2015 (40 muscles a leg with the separate vasti, hamstrings, "
+                        "gastrocnemius heads and TFL; the lower held-out medial error) or gait14dof22musc (11 lumped "
+                        "muscles a leg, ~10x faster SO)")
     p.add_argument("--so", choices=("batched", "opensim"), default="batched",
                    help="static optimisation: batched (all frames of a stance at once, the same problem; default) "
                         "or opensim (OpenSim's StaticOptimization, the reference, ~8x slower stage)")
@@ -39,6 +53,15 @@ def register(subparsers) -> None:
                    help="SO cost: a3 (sum of cubed activations; default) or emg (also tracks the file's EMG "
                         "envelopes, scaled on the inverse-dynamics moments; files without EMG fail)")
     p.add_argument("--emg-weight", type=_weight, default=1.0, metavar="W", help="weight of the EMG tracking term")
+    p.add_argument("--grf-lowpass", action=argparse.BooleanOptionalAction, default=True,
+                   help="low-pass the ground reactions at the coordinates' cutoff (6 Hz) before inverse dynamics "
+                        "(default; --no-grf-lowpass: as recorded)")
+    p.add_argument("--pad", type=_seconds, default=0.2, metavar="S",
+                   help="label each stance with up to S seconds of its trial on each side (as many as it has), cut "
+                        "after; 0: the stance alone")
+    p.add_argument("--strength", choices=("generic", "handsfield2014"), default="generic",
+                   help="maximum isometric forces: the model's, or scaled to the subject's mass and height "
+                        "(Handsfield et al. 2014 muscle volume)")
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,7 +96,8 @@ def run(args) -> int:
     resume = (Path(args.out) / "cache").is_dir()
     out = check_output(args.out, overwrite=args.overwrite, allow_existing=resume)
     settings = LabelSettings(side=args.side, model=args.model, so=args.so, criterion=args.criterion,
-                             emg_weight=args.emg_weight)
+                             emg_weight=args.emg_weight, grf_lowpass=args.grf_lowpass, pad_s=args.pad,
+                             strength=args.strength)
     dataset = None
     first = Path(args.paths[0])
     if len(args.paths) == 1 and (first / "manifest.json").exists():
@@ -97,7 +121,8 @@ def run(args) -> int:
     static = read_for_labelling(Path(args.static), subjects) if args.static else None
     stances, statics, failures = {}, {}, []
     def stances_of(p):
-        found, source_static = label_stances(read_for_labelling(p, subjects), ingest, key=keys[p], path=p)
+        found, source_static = label_stances(read_for_labelling(p, subjects), ingest, key=keys[p], path=p,
+                                           pad_s=settings.pad_s)
         if not found:
             raise GaitforceError("no usable stance phase found")
         return found, source_static

@@ -62,7 +62,7 @@ def mass_scaled_model(mass: float, settings: LabelSettings, *, locked=(), height
     if mass is None or not np.isfinite(mass) or mass <= 0:
         raise GaitforceError(f"a positive subject mass is needed, not {mass!r}")
     factor = 1.0 if height is None else float(height) / spec(settings.model).height
-    model = scaled_generic_model(None, mass, settings, uniform=factor)
+    model = scaled_generic_model(None, mass, settings, uniform=factor, height=height)
     model.initSystem()
     return finish_model(model, settings, locked=tuple(locked))
 
@@ -108,7 +108,7 @@ def run_given_kinematics(coordinates: pd.DataFrame, loads: Trial, plates: dict[i
         coords = model_coordinates(coordinates, names, in_degrees=in_degrees, signs=signs, source=loads.source)
         files.write_mot(work / "ik.mot", coords["time"].to_numpy(), {n: coords[n].to_numpy() for n in names},
                         name="coordinates")
-        ext_xml = write_external_loads(loads.to_y_up(), plates, work)
+        ext_xml = write_external_loads(loads.to_y_up(), plates, work, settings)
         t0, t1 = float(coords["time"].iloc[0]), float(coords["time"].iloc[-1])
         seconds["scale"] = _time.perf_counter() - tic
         tic = _time.perf_counter()

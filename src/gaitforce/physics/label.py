@@ -99,6 +99,8 @@ def label_trial(trial: Trial, *, settings: LabelSettings | None = None, static: 
 
     ``static``: a standing trial of the same subject with the bony landmarks, used to scale the model and
     place the tracking markers (default: ``trial`` itself, which must then show the landmarks).
+    A trial with ``meta['stance_window'] = (a, b)`` (:func:`gaitforce.physics.stances.padded`) is labelled
+    whole and returned cut to its frames ``a:b``.
     ``work_dir`` keeps the OpenSim files (inputs, results, setup XML); by default a temporary folder is used
     and removed unless ``settings.keep_files``.
     """
@@ -119,6 +121,12 @@ def label_trial(trial: Trial, *, settings: LabelSettings | None = None, static: 
     finally:
         if temp and not settings.keep_files:
             shutil.rmtree(work, ignore_errors=True)
+    if "stance_window" in trial.meta:  # labelled on a padded window (physics.stances.padded): the stance only
+        a, b = trial.meta["stance_window"]
+        window = trial.n_frames
+        trial = trial.slice_frames(int(a), int(b))
+        trial = trial.replace(meta={**{k: v for k, v in trial.meta.items() if k != "stance_window"},
+                                    "labelled_window_frames": window})
     labelled = trial.with_signals(note=f"physics.label_trial({settings.model}, side={side})", **_to_frames(trial, targets))
     return labelled.replace(meta={**trial.meta, "physics_seconds": seconds, "physics_dir": str(work),
                                   "physics_targets": [c for c in targets.columns if c != "time"]})

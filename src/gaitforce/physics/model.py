@@ -2,7 +2,7 @@
 
 Two models are known (:data:`MODELS`, chosen with ``LabelSettings(model=...)`` / ``gaitforce label --model``):
 
-- **gait14dof22musc** (default): 3-D, 14 DOF, 11 Hill muscles a leg (gait2392 bone geometry and muscle
+- **gait14dof22musc** (the demo's; ``MODEL_NAME``, the file helpers' default): 3-D, 14 DOF, 11 Hill muscles a leg (gait2392 bone geometry and muscle
   parameters lumped, Delp et al. 1990 / Anderson & Pandy 1999 lineage, as published in the osim-rl package by
   Kidzinski et al. 2018). The fastest 3-D muscle model OpenSim 4.6 loads here (static optimisation about
   36-80 ms a frame), so the demo cohort and the Grand Challenge stances label in minutes on 2 cores. Its
@@ -10,7 +10,7 @@ Two models are known (:data:`MODELS`, chosen with ``LabelSettings(model=...)`` /
   biceps femoris, vastus medialis/lateralis, medial/lateral gastrocnemius or TFL (the paper's EMG muscles). Its
   foot-ground contact (HuntCrossleyForce + contact spheres) is removed: measured ground reactions are applied.
   Extracted from the osim-rl source distribution (``pip download``).
-- **rajagopal2015**: Rajagopal et al. 2016 (IEEE TBME 63:2068), 40 Hill muscles a leg with separate heads
+- **rajagopal2015** (``LabelSettings``' default since issue 15: the lower held-out medial error): Rajagopal et al. 2016 (IEEE TBME 63:2068), 40 Hill muscles a leg with separate heads
   (three vasti, rectus femoris, semimembranosus, semitendinosus, biceps long and short head, medial and lateral
   gastrocnemius, TFL, gluteus maximus/medius/minimus in three bundles each, ...), a patella on a coupled
   patellofemoral joint and a knee whose tibia translates with flexion (Walker et al. 1988). About 10x slower in
@@ -36,7 +36,7 @@ from pathlib import Path
 
 from gaitforce.errors import GaitforceError
 
-MODEL_NAME = "gait14dof22musc"  # the default model
+MODEL_NAME = "gait14dof22musc"  # default of spec()/model_file()/generic_model(); the labeller's: LabelSettings.model
 
 
 @dataclass(frozen=True)
@@ -231,3 +231,40 @@ def generic_model(name: str | None = None):
         model.updCoordinateSet().get(coord).set_locked(False)
     model.finalizeConnections()
     return model
+
+
+# -- subject-scaled muscle strength (LabelSettings.strength, issue 15 item 3) -----------------------------
+def muscle_volume_cm3(mass: float, height: float) -> float:
+    """Total lower-limb muscle volume (cm^3) of a person of ``mass`` kg and ``height`` m by the regression of
+    Handsfield et al. 2014 (J Biomech 47:631, 24 adults, MRI; R^2 = 0.92): V = 47.05 m h + 1289.6. The
+    same rule Rajagopal et al. 2016 used to set their model's maximum forces."""
+    return 47.05 * float(mass) * float(height) + 1289.6
+
+
+def strength_factor(mass: float, height: float, generic_mass: float, generic_height: float) -> float:
+    """The subject's muscle volume over the generic model subject's (Handsfield et al. 2014). Each muscle
+    keeps its share of the total volume (Handsfield et al. found the individual volumes proportional to the
+    total), so its physiological cross-section, and so its maximum isometric force, scales with this volume
+    ratio divided by its optimal fibre length ratio (PCSA = volume / fibre length)."""
+    return muscle_volume_cm3(mass, height) / muscle_volume_cm3(generic_mass, generic_height)
+
+
+def muscle_parameters(model) -> dict[str, tuple[float, float]]:
+    """Muscle name -> (maximum isometric force N, optimal fibre length m)."""
+    muscles = model.getMuscles()
+    return {muscles.get(i).getName(): (muscles.get(i).getMaxIsometricForce(), muscles.get(i).getOptimalFiberLength())
+            for i in range(muscles.getSize())}
+
+
+def scale_strength(model, generic: dict[str, tuple[float, float]], volume_ratio: float) -> dict[str, float]:
+    """Set each muscle's maximum isometric force to generic Fmax x ``volume_ratio`` x generic l_opt / scaled
+    l_opt (``generic``: :func:`muscle_parameters` of the model before its geometry was scaled; OpenSim's scaling
+    changes the fibre lengths with the muscle paths, never the forces). Returns the factor per muscle."""
+    factors = {}
+    muscles = model.updMuscles()
+    for i in range(muscles.getSize()):
+        m = muscles.get(i)
+        f0, l0 = generic[m.getName()]
+        factors[m.getName()] = volume_ratio * l0 / m.getOptimalFiberLength()
+        m.setMaxIsometricForce(f0 * factors[m.getName()])
+    return factors

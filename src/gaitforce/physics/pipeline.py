@@ -64,10 +64,15 @@ def assign_plates(trial: Trial, cal_names: dict[str, str], *, max_distance: floa
 
 
 def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings: LabelSettings,
-                         *, scale_set_xml: Path | None = None, uniform: float = 1.0):
+                         *, scale_set_xml: Path | None = None, uniform: float = 1.0, height: float | None = None):
     """The generic model (lumped heads centred per ``settings``) with uniform size factors per body
-    (``scales``: body -> factor; None: every body ``uniform``) and its segment masses scaled to ``mass`` kg."""
+    (``scales``: body -> factor; None: every body ``uniform``) and its segment masses scaled to ``mass`` kg.
+    With ``settings.strength == 'handsfield2014'`` the maximum isometric forces are scaled to a subject of
+    ``mass`` kg and ``height`` m (unknown height: the generic height x the mean thigh and shank size factor)
+    by :func:`gaitforce.physics.model.strength_factor`."""
     import opensim as osim
+
+    from gaitforce.physics.model import muscle_parameters, scale_strength, strength_factor
 
     ms = spec(settings.model)
     model = generic_model(ms.name)
@@ -75,6 +80,8 @@ def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings:
         centre_lumped_heads(model, ms.lumped_heads)
         model.finalizeConnections()
     state = model.initSystem()
+    generic_muscles = muscle_parameters(model)
+    generic_mass = model.getTotalMass(state)
     if scales is None:
         bodies = model.getBodySet()
         scales = {bodies.get(i).getName(): float(uniform) for i in range(bodies.getSize())}
@@ -90,6 +97,12 @@ def scaled_generic_model(scales: dict[str, float] | None, mass: float, settings:
     if scale_set_xml is not None:
         scale_set.printToXML(str(scale_set_xml))
     model.scale(state, scale_set, True, float(mass))
+    if settings.strength == "handsfield2014":
+        if height is None or not np.isfinite(height):
+            legs = [scales[b] for b in ("femur_r", "tibia_r", "femur_l", "tibia_l") if b in scales]
+            height = ms.height * (float(np.mean(legs)) if legs else 1.0)
+        scale_strength(model, generic_muscles, strength_factor(mass, height, generic_mass, ms.height))
+        model.initSystem()
     return model
 
 
@@ -99,7 +112,8 @@ def build_model(trial: Trial, cal: Calibration, settings: LabelSettings, path: P
     mass = trial.subject.mass
     if mass is None:
         raise GaitforceError("the subject's mass is needed to scale the model", source=trial.source)
-    model = scaled_generic_model(cal.scales, mass, settings, scale_set_xml=path.with_name("scale_set.xml"))
+    model = scaled_generic_model(cal.scales, mass, settings, scale_set_xml=path.with_name("scale_set.xml"),
+                                 height=trial.subject.height)
     state = model.initSystem()
     for name in ("knee_angle_r", "knee_angle_l"):
         model.getCoordinateSet().get(name).setValue(state, 0.0)
@@ -256,11 +270,42 @@ def register_markers(model, static: Trial, trial: Trial, cal: Calibration, setti
     return model
 
 
-def write_external_loads(trial: Trial, plates: dict[int, str], work: Path) -> Path:
+def lowpass_plates(trial: Trial, cutoff: float) -> Trial:
+    """The Y-up ``trial``'s ground reactions through the zero-lag Butterworth (4th order effective, -3 dB at
+    ``cutoff`` Hz, :func:`gaitforce.signal.filters.lowpass`) that OpenSim's tools apply to the coordinates at the
+    same cutoff (``LabelSettings.lowpass_hz``): forces and free moments over the whole window, each plate's CoP
+    only over the frames where it carries more than ``COP_THRESHOLD_N``. Afterwards a frame whose filtered
+    vertical force is below that threshold is unloaded (force, free moment 0, CoP undefined), and a loaded frame
+    whose CoP was undefined before filtering (the filter spreads the force a frame or two) takes the nearest
+    defined CoP of its plate."""
+    from gaitforce.constants import COP_THRESHOLD_N
+    from gaitforce.signal.filters import lowpass
+
+    out = lowpass(trial, cutoff=cutoff, order=4, signals=[])
+    forces, cop, moment = np.array(out.forces), np.array(out.cop), np.array(out.free_moment)
+    for p in range(forces.shape[1]):
+        unloaded = forces[:, p, 1] < COP_THRESHOLD_N
+        forces[unloaded, p] = 0.0
+        moment[unloaded, p] = 0.0
+        raw_loaded = (trial.forces[:, p, 1] > COP_THRESHOLD_N) & np.isfinite(trial.cop[:, p]).all(axis=1)
+        cop[~raw_loaded, p] = np.nan
+        if raw_loaded.any():
+            have = np.flatnonzero(raw_loaded)
+            for i in np.flatnonzero(~unloaded & ~raw_loaded):
+                cop[i, p] = cop[have[np.argmin(np.abs(have - i))], p]
+        cop[unloaded, p] = np.nan
+    return out.replace(forces=forces, cop=cop, free_moment=moment, markers=trial.markers)
+
+
+def write_external_loads(trial: Trial, plates: dict[int, str], work: Path,
+                         settings: LabelSettings | None = None) -> Path:
     """``work/grf.mot`` (every plate of the Y-up ``trial``) and ``work/external_loads.xml`` applying plate ``i``
-    to the calcaneus ``plates[i]`` ('r'/'l'); plates not in ``plates`` are written but not applied."""
+    to the calcaneus ``plates[i]`` ('r'/'l'); plates not in ``plates`` are written but not applied. With
+    ``settings.grf_lowpass`` the plates are low-passed first (:func:`lowpass_plates`)."""
     import opensim as osim
 
+    if settings is not None and settings.grf_lowpass:
+        trial = lowpass_plates(trial, settings.lowpass_hz)
     grf, prefixes = files.write_grf(work / "grf.mot", trial)
     loads = osim.ExternalLoads()
     for i, side in plates.items():
@@ -340,7 +385,7 @@ def _run_trial(trial: Trial, work: Path, settings: LabelSettings, *, static: Tri
     model = register_markers(model, static, trial, cal, settings, work)
     model.printToXML(str(model_path))
     plates = assign_plates(trial, lm)
-    ext_xml = write_external_loads(trial, plates, work)
+    ext_xml = write_external_loads(trial, plates, work, settings)
     model_markers = {model.getMarkerSet().get(i).getName() for i in range(model.getMarkerSet().getSize())}
     names = []
     for name in trial.marker_names:

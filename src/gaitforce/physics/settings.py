@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from gaitforce.physics.split import DEFAULT_INTERCONDYLAR_DISTANCE
 
 
+#: Maximum isometric force rules (``LabelSettings.strength``).
+STRENGTH_RULES = ("generic", "handsfield2014")
+
+
 @dataclass(frozen=True)
 class LabelSettings:
     """Options of :func:`gaitforce.physics.label_trial`.
@@ -28,9 +32,16 @@ class LabelSettings:
     ``keep_files``: keep the OpenSim inputs/outputs and setup XML beside the results;
     ``so``: the static optimisation solver, 'batched' (default: :mod:`gaitforce.physics.so_batch`, all frames of
     a stance at once, the same problem as OpenSim's) or 'opensim' (OpenSim's ``StaticOptimization``, the
-    reference, ~40-100x slower);
-    ``model``: the musculoskeletal model, a name in :data:`gaitforce.physics.model.MODELS` ('gait14dof22musc',
-    fast, lumped muscles; 'rajagopal2015', 40 muscles a leg, about 10x slower);
+    reference: 64x slower on rajagopal2015, 18.6x on gait14dof22musc, CPU s in one run of benchmarks/so_speed.py);
+    ``model``: the musculoskeletal model, a name in :data:`gaitforce.physics.model.MODELS` ('rajagopal2015', the
+    default since issue 15's held-out choice, 40 muscles a leg; 'gait14dof22musc', lumped muscles, about 10x faster);
+    ``grf_lowpass``: low-pass the ground reactions written for OpenSim (forces, free moment; CoP only where the
+    plate carries more than ``constants.COP_THRESHOLD_N``) with the same zero-lag Butterworth cutoff
+    ``lowpass_hz`` as the coordinates (Kristianslund et al. 2012: mismatched cutoffs make impact artefacts in
+    joint moments; the default since the held-out choice of issue 15 preferred it, see docs/physics.md); ``pad_s``: label the stance with up to this many seconds of the trial before and after it
+    (where the trial has those frames) and cut the stance after, so the filters' edges fall outside it;
+    ``strength``: 'generic' keeps the model's maximum isometric forces, 'handsfield2014' scales them to the subject
+    (see :func:`gaitforce.physics.model.strength_factor`);
     ``criterion``: the static optimisation cost, 'a3' (default: sum of cubed activations) or 'emg' (sum a^3 +
     ``emg_weight`` x sum over the muscles with an electrode of (a - s e(t))^2, scales s calibrated on the
     inverse-dynamics moments: :mod:`gaitforce.physics.emg_so`; batched SO only; a trial without EMG is an error,
@@ -48,8 +59,12 @@ class LabelSettings:
     side: str = "stance"
     muscle_physiology: bool = True
     keep_files: bool = True
-    model: str = "gait14dof22musc"
+    model: str = "rajagopal2015"  # issue 15: favoured by the held-out choice (docs/physics.md)
     so: str = "batched"
+    # -- issue 15 (items 2, 3): consistent filtering, padded windows, subject-scaled strength --
+    grf_lowpass: bool = True  # GRF, CoP (where loaded), free moment through the coordinates' lowpass_hz
+    pad_s: float = 0.2  # s of the trial labelled on each side of the stance (where it has them), cut after
+    strength: str = "generic"  # 'generic' or 'handsfield2014' (Fmax scaled by muscle volume / fibre length)
     criterion: str = "a3"
     emg_weight: float = 1.0
 
@@ -58,6 +73,10 @@ class LabelSettings:
             raise ValueError(f"side must be 'stance', 'right' or 'left', not {self.side!r}")
         if self.so not in ("batched", "opensim"):
             raise ValueError(f"so must be 'batched' or 'opensim', not {self.so!r}")
+        if self.strength not in STRENGTH_RULES:
+            raise ValueError(f"strength must be one of {', '.join(STRENGTH_RULES)}, not {self.strength!r}")
+        if not self.pad_s >= 0:
+            raise ValueError(f"pad_s must be >= 0 s, not {self.pad_s!r}")
         if self.criterion not in ("a3", "emg"):
             raise ValueError(f"criterion must be 'a3' or 'emg', not {self.criterion!r}")
         if self.criterion == "emg" and self.so != "batched":
