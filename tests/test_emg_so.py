@@ -126,14 +126,14 @@ def test_pooled_calibration_over_stacked_stances_and_given_scales():
     given = {"hamstrings_r": 0.5, "vasti_r": 0.25, "gastroc_r": 0.125}
     emg = emg_so.EMGInput(p1.time, {"semimem": e1[:, 0], "vasmed": e1[:, 1], "medgas": e1[:, 2]}, "r",
                           norm={"semimem": 2 * e1[:, 0].max()}, scales=given)
-    w, e, info = emg_so.tracking(p1, emg, LabelSettings(criterion="emg"))
+    w, e, info = emg_so.tracking(p1, emg, LabelSettings(model="gait14dof22musc", criterion="emg"))
     assert info == {"given_scales": True, "weight": 1.0, "electrodes": {"hamstrings_r": ["semimem"],
                     "vasti_r": ["vasmed"], "gastroc_r": ["medgas"]}, "scales": given}
     np.testing.assert_allclose(e[:, 0], np.clip(0.5 * e1[:, 0] / 2, 0.01, 1))  # the given normaliser
     np.testing.assert_allclose(e[:, 1], np.clip(0.25 * e1[:, 1], 0.01, 1))
     with pytest.raises(GaitforceError, match="no given EMG scale"):
         emg_so.tracking(p1, emg_so.EMGInput(p1.time, {"semimem": e1[:, 0]}, "r", scales={"vasti_r": 1.0}),
-                        LabelSettings(criterion="emg"))
+                        LabelSettings(model="gait14dof22musc", criterion="emg"))
 
 
 def test_tracking_solution_follows_calibrated_emg():
@@ -143,7 +143,7 @@ def test_tracking_solution_follows_calibrated_emg():
     t = problem.time
     emg = emg_so.EMGInput(t, {"semimem": env[:, 0], "bifem": env[:, 0], "vasmed": env[:, 1], "vaslat": env[:, 1],
                               "medgas": env[:, 2], "latgas": env[:, 2]}, "r")
-    w, e, info = emg_so.tracking(problem, emg, LabelSettings(criterion="emg", emg_weight=1e4))
+    w, e, info = emg_so.tracking(problem, emg, LabelSettings(model="gait14dof22musc", criterion="emg", emg_weight=1e4))
     assert set(info["scales"]) == {"hamstrings_r", "vasti_r", "gastroc_r"}
     np.testing.assert_allclose(list(info["scales"].values()), scales, rtol=0.05)
     sol = solve(problem.A, problem.demand, problem.lower, problem.upper, track_weight=w, track_target=e)
@@ -170,8 +170,8 @@ def test_emg_criterion_on_a_grand_challenge_stance_tracks_the_scaled_envelopes(g
     mat = read_gc_mat(gc_dir / "competitions" / "JW__GC4__jw_ngait_og1.mat").to_y_up()
     a, b = mat.meta["stance_frames"]
     st = mat.slice_frames(a, b).replace(meta={**mat.meta, "side": "right"})
-    label_trial(st, settings=LabelSettings(), work_dir=tmp_path / "a3")
-    label_trial(st, settings=LabelSettings(criterion="emg", emg_weight=10.0), work_dir=tmp_path / "emg")
+    label_trial(st, settings=LabelSettings(model="gait14dof22musc"), work_dir=tmp_path / "a3")
+    label_trial(st, settings=LabelSettings(model="gait14dof22musc", criterion="emg", emg_weight=10.0), work_dir=tmp_path / "emg")
     info = json.loads((tmp_path / "emg" / "emg_calibration.json").read_text())
     assert "gastroc_r" in info["scales"] and "iliopsoas_r" in info["untracked"]
     assert all(0.0 <= s <= 1.0 for s in info["scales"].values())

@@ -427,7 +427,7 @@ def test_label_trial_runs_on_the_window_and_returns_the_stance_frames(monkeypatc
 
     seen = {}
 
-    def fake_run(trial, work, settings, static=None):
+    def fake_run(trial, work, settings, static=None, emg=None):
         seen["frames"] = trial.n_frames
         return {}, {"ik": 0.0}
 
