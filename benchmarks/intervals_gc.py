@@ -32,6 +32,9 @@ if __name__ == "__main__":
     p.add_argument("--members-by", choices=("seed", "year"), default="seed",
                    help="seed: K seeds on the same data; year: one member per left-out training year")
     p.add_argument("--n-points", type=int, default=101)
+    p.add_argument("--member-group", choices=("year", "subject"), default="year",
+                   help="with --members-by year: leave one year (or one subject) out per member")
+    p.add_argument("--member-seeds", type=int, default=1, help="with --members-by year: seeds per left-out group")
     a = p.parse_args()
     t0 = time.time()
     load0 = os.getloadavg()
@@ -45,7 +48,7 @@ if __name__ == "__main__":
         raise SystemExit(0)
     if a.members_by == "year":
         res = run_group_intervals(a.data, network=a.network, epochs=a.epochs, protocols=a.protocols.split(","),
-                                  n_points=a.n_points)
+                                  n_points=a.n_points, member_group=a.member_group, member_seeds=a.member_seeds)
         res.settings.update(nproc=os.cpu_count(), load_before=load0, load_after=os.getloadavg())
         write_group_intervals(res, a.out)
         print(res.calibration.to_string(index=False))

@@ -269,7 +269,8 @@ GROUP_METHODS = {
 def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, epochs: int = EPOCHS,
                         alpha: float = conformal.ALPHA, protocols: Sequence[str] = ("paper",), n_points: int = 101,
                         threads: int = 1, training: dict | None = None, seed: int = 0,
-                        configs: Sequence[gc.Config] | None = None, log=print) -> GroupIntervalResult:
+                        configs: Sequence[gc.Config] | None = None, member_group: str = "year",
+                        member_seeds: int = 1, log=print) -> GroupIntervalResult:
     """Intervals from **leave-one-year-out members** (a grouped jackknife / cross-conformal ensemble).
 
     For each outer fold (test year ``t``, pool ``P`` of training years; ``strict``: less ``t``'s subject):
@@ -290,8 +291,12 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
        score (``c = eps``), and **CV+** (Barber et al. 2021): each test member's residuals on the year it
        left out, ``[mu_{-j}(x) -+ R_i]`` quantiles, stance-weighted.
 
-    Members are cached by training set (the same stances and seed give the same network), so folds share
-    them: paper protocol, 6 years: 6 x 5 / 2 pairs + 20 triples of years left out, 35 networks.
+    ``member_group="subject"``: one member per **subject** of the training stances instead (each trained
+    without that subject's stances: leave-one-subject-out members); the calibration years stay as above.
+    ``member_seeds``: seeds per left-out group (members = groups x seeds; 1: the group alone varies).
+
+    Members are cached by training set and seed (the same stances and seed give the same network), so folds
+    share them: paper protocol, 6 years: 6 x 5 / 2 pairs + 20 triples of years left out, 35 networks.
     """
     from gaitforce.learn.training import CollapseWarning, Estimator
     import warnings
@@ -310,23 +315,39 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
     cache: dict = {}
     n_trained = [0]
 
-    def member(train_ids):
-        key = frozenset(train_ids)
+    if member_group not in ("year", "subject"):
+        raise ValueError(f"member_group must be 'year' or 'subject', got {member_group!r}")
+    subject_of = stances.set_index("stance_id")["subject"].astype(str)
+
+    def member(train_ids, s=seed):
+        key = (frozenset(train_ids), s)
         if key not in cache:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CollapseWarning)
-                cache[key] = Estimator(cfg.model, feature_set=fs, targets=(gc.TARGET,), seed=seed, threads=threads,
+                cache[key] = Estimator(cfg.model, feature_set=fs, targets=(gc.TARGET,), seed=s, threads=threads,
                                        verbose=False, device="cpu", epochs=epochs, **train_kw,
-                                       **cfg.estimator_kwargs()).fit(ds.subset(sorted(key)), None)
+                                       **cfg.estimator_kwargs()).fit(ds.subset(sorted(key[0])), None)
             n_trained[0] += 1
         return cache[key]
 
     def loo_ensemble(pool_ids, protocol):
-        """{left-out year: (member, its training ids, the left-out year's ids)} and the unique members."""
+        """{left-out year: (the year member that left it out, the year's ids)} (CV+ residuals) and the
+        ensemble's unique members (year or subject members, x seeds)."""
         inner = nested.inner_folds(stances, pool_ids, protocol)
         by_year = {j: (member(v["train"]), v["val"]) for j, v in inner.items() if len(v["train"])}
-        unique = list({id(m): m for m, _ in by_year.values()}.values())
-        return by_year, unique
+        if member_group == "year":
+            sets = [v["train"] for v in inner.values() if len(v["train"])]
+        else:
+            pool_ids = list(pool_ids)
+            subj = subject_of.reindex(pool_ids).to_numpy()
+            sets = [[i for i, sj in zip(pool_ids, subj) if sj != s] for s in sorted(set(subj))]
+            sets = [t for t in sets if t]
+        unique = {}
+        for t in sets:
+            for k in range(member_seeds):
+                m = member(t, seed + k)
+                unique[id(m)] = m
+        return by_year, list(unique.values())
 
     def predict(members, sub: Dataset) -> np.ndarray:
         return np.stack([m.predict(sub)[:, 0] for m in members])  # (M, N)
@@ -350,9 +371,10 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
                 if j not in test_members or not members_j:
                     raise ValueError(f"[{protocol}] {fold}: pool year {j} leaves no training stances")
                 mj = test_members[j][0]
+                year_members = list({id(m): m for m, _ in test_members.values()}.values())
                 cv_parts.append(pd.DataFrame({"stance_id": val.frames["stance_id"].to_numpy(), "cal_year": j,
                                               "residual": np.abs(yj - mj.predict(val)[:, 0]),
-                                              "member": [m is mj for m in test_unique].index(True)}))
+                                              "member": [m is mj for m in year_members].index(True)}))
             cal = pd.concat(parts, ignore_index=True)
             cv = pd.concat(cv_parts, ignore_index=True)
             eps = conformal.EPS_FRACTION * float(np.nanstd(y_all[np.isin(sid_all, pool)]))
@@ -377,8 +399,9 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
                    "members": len(test_unique)}
             for k, m in methods.items():
                 out[f"lo_{k}"], out[f"hi_{k}"] = conformal.scaled_interval(mean, spread, q[k], m["kind"], m["c"])
+            year_members = list({id(m): m for m, _ in test_members.values()}.values())
             out["lo_cvplus"], out["hi_cvplus"] = conformal.cv_plus_interval(
-                pt, cv["member"].to_numpy(), cv["residual"].to_numpy(), cv["stance_id"].to_numpy(), alpha)
+                predict(year_members, test), cv["member"].to_numpy(), cv["residual"].to_numpy(), cv["stance_id"].to_numpy(), alpha)
             rows.append(pd.DataFrame(out))
             cal_rows.append({"protocol": protocol, "fold": fold, "chosen": chosen["name"], "chosen_kind": chosen["kind"],
                              "chosen_c": chosen["c"], "eps": eps, **{f"q_{k}": v for k, v in q.items()},
@@ -394,7 +417,9 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
     frames = pd.concat(rows, ignore_index=True)
     res = GroupIntervalResult(frames=frames, calibration=pd.DataFrame(cal_rows), candidates=pd.DataFrame(cand_rows),
                               table=group_table(frames, alpha), runtime_s=time.perf_counter() - t0)
-    res.settings = {"network": network, "epochs": epochs, "members": "one per left-out training year", "alpha": alpha,
+    res.settings = {"network": network, "epochs": epochs, "members": f"one per left-out training {member_group} "
+                    f"x {member_seeds} seed(s)", "member_group": member_group, "member_seeds": member_seeds,
+                    "alpha": alpha,
                     "protocols": list(protocols), "n_points": n_points, "threads": threads, "seed": seed,
                     "training": {**train_kw, "epochs": epochs}, "eps_fraction": conformal.EPS_FRACTION,
                     "networks_trained": n_trained[0], "methods": GROUP_METHODS,
@@ -409,12 +434,17 @@ def group_table(frames: pd.DataFrame, alpha: float = conformal.ALPHA) -> pd.Data
     """Per protocol, year (and ``all``) and method of :data:`GROUP_METHODS`: coverage (% of frames), mean width
     (N), mean interval score (N), the **matched constant width** (the narrowest constant width on the same mean
     covering as many of these frames; an evaluation yardstick that looks at the test frames) and the width ratio
-    (width / matched constant width: below 1, the interval's shape beats a constant width at its coverage)."""
+    (width / matched constant width: below 1, the interval's shape beats a constant width at its coverage);
+    ``spread_err_spearman``: the rank correlation of the spread with ``|y - mean|`` over the frames (is the
+    spread informative at all), ``magnitude_err_spearman`` the same for ``|mean|``."""
     out = []
     for protocol, fp in frames.groupby("protocol", sort=False):
         for year, g in [(str(y), g) for y, g in fp.groupby("year")] + [("all", fp)]:
             sid = g["stance_id"].to_numpy()
             rmse = gc._mean_stance_rmse(g["true"].to_numpy(), g["mean"].to_numpy(), sid)
+            err = (g["true"] - g["mean"]).abs()
+            rho_s = float(err.corr(g["spread"], method="spearman"))
+            rho_m = float(err.corr(g["mean"].abs(), method="spearman"))
             for k in GROUP_METHODS:
                 if f"lo_{k}" not in g:
                     continue
@@ -427,7 +457,8 @@ def group_table(frames: pd.DataFrame, alpha: float = conformal.ALPHA) -> pd.Data
                             "coverage_pct": 100 * c["coverage"], "stance_coverage_pct": 100 * c["stance_coverage"],
                             "width_N": c["width"], "matched_const_width_N": matched,
                             "width_ratio": c["width"] / matched if matched > 0 else np.nan,
-                            "interval_score_N": iscore, "rmse_N": rmse, "mean_spread_N": float(g["spread"].mean())})
+                            "interval_score_N": iscore, "rmse_N": rmse, "mean_spread_N": float(g["spread"].mean()),
+                            "spread_err_spearman": rho_s, "magnitude_err_spearman": rho_m})
     return pd.DataFrame(out)
 
 
