@@ -553,6 +553,13 @@ def test_leave_one_year_out_members_never_see_the_test_year_and_calibrate_on_the
         assert t.loc[("paper", "all", k), "width_N"] == pytest.approx(want["width"])
     # the constant width at its own coverage is (nearly) its own matched width: ratio 1 up to the frame grid
     assert t.loc[("paper", "all", "const"), "width_ratio"] == pytest.approx(1.0, abs=0.15)
+    # every candidate's test figures are reported for evaluation; the chosen one is the row the table holds
+    ct = clean.candidates_test
+    assert (ct.groupby("fold")["chosen"].sum() == 1).all()
+    ch = ct[ct.chosen & (ct.fold == "2012")].iloc[0]
+    assert ch["q"] == pytest.approx(c.loc["2012", "q_chosen"])
+    want = cf.interval_coverage(fc["true"], fc["lo_chosen"], fc["hi_chosen"])
+    assert ch["coverage"] == pytest.approx(want["coverage"]) and ch["width"] == pytest.approx(want["width"])
     out = ig.write_group_intervals(clean, tmp_path / "g")
     assert {"group_coverage.csv", "group_calibration.csv", "group_candidates.csv", "group_predictions.csv.gz",
             "group_settings.json"} <= {p.name for p in out.iterdir()}

@@ -255,6 +255,8 @@ class GroupIntervalResult:
     table: pd.DataFrame  # per protocol x year (+ all) x method: coverage, width, matched constant width
     settings: dict = field(default_factory=dict)
     runtime_s: float = 0.0
+    candidates_test: pd.DataFrame = field(default_factory=pd.DataFrame)  # every candidate on the test year (never chooses)
+    calibration_frames: pd.DataFrame = field(default_factory=pd.DataFrame)  # the pool's scored frames per fold
 
 
 #: the intervals :func:`run_group_intervals` reports (column suffix -> what it is)
@@ -352,7 +354,7 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
     def predict(members, sub: Dataset) -> np.ndarray:
         return np.stack([m.predict(sub)[:, 0] for m in members])  # (M, N)
 
-    rows, cal_rows, cand_rows = [], [], []
+    rows, cal_rows, cand_rows, cand_test, cal_frames = [], [], [], [], []
     for protocol in protocols:
         for fold, split in nested.outer_folds(ds, protocol).items():
             pool = split["train"]
@@ -403,6 +405,15 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
             out["lo_cvplus"], out["hi_cvplus"] = conformal.cv_plus_interval(
                 predict(year_members, test), cv["member"].to_numpy(), cv["residual"].to_numpy(), cv["stance_id"].to_numpy(), alpha)
             rows.append(pd.DataFrame(out))
+            cal_frames.append(cal.assign(protocol=protocol, fold=fold))
+            for cand in cands:  # evaluation only: how every candidate would have done on the test year
+                qc = conformal.conformal_quantile(conformal.scaled_scores(cal["true"], cal["mean"], cal["spread"],
+                                                                          cand["kind"], cand["c"]), alpha, g_cal)
+                lo_c, hi_c = conformal.scaled_interval(mean, spread, qc, cand["kind"], cand["c"])
+                cc = conformal.interval_coverage(out["true"], lo_c, hi_c)
+                cand_test.append({"protocol": protocol, "fold": fold, "name": cand["name"], "kind": cand["kind"],
+                                  "c": cand["c"], "q": qc, "coverage": cc["coverage"], "width": cc["width"],
+                                  "frames": cc["n_frames"], "chosen": cand["name"] == chosen["name"]})
             cal_rows.append({"protocol": protocol, "fold": fold, "chosen": chosen["name"], "chosen_kind": chosen["kind"],
                              "chosen_c": chosen["c"], "eps": eps, **{f"q_{k}": v for k, v in q.items()},
                              "calibration_stances": int(cal["stance_id"].nunique()), "calibration_frames": len(cal),
@@ -416,7 +427,9 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
                 + f" ({n_trained[0]} networks, {time.perf_counter() - t0:.0f} s)")
     frames = pd.concat(rows, ignore_index=True)
     res = GroupIntervalResult(frames=frames, calibration=pd.DataFrame(cal_rows), candidates=pd.DataFrame(cand_rows),
-                              table=group_table(frames, alpha), runtime_s=time.perf_counter() - t0)
+                              table=group_table(frames, alpha), runtime_s=time.perf_counter() - t0,
+                              candidates_test=pd.DataFrame(cand_test),
+                              calibration_frames=pd.concat(cal_frames, ignore_index=True))
     res.settings = {"network": network, "epochs": epochs, "members": f"one per left-out training {member_group} "
                     f"x {member_seeds} seed(s)", "member_group": member_group, "member_seeds": member_seeds,
                     "alpha": alpha,
@@ -463,7 +476,8 @@ def group_table(frames: pd.DataFrame, alpha: float = conformal.ALPHA) -> pd.Data
 
 
 def write_group_intervals(res: GroupIntervalResult, out: str | Path) -> Path:
-    """``group_coverage.csv/.md``, ``group_calibration.csv``, ``group_candidates.csv``,
+    """``group_coverage.csv/.md``, ``group_calibration.csv``, ``group_candidates.csv`` (inner scores),
+    ``group_candidates_test.csv`` (every candidate on the test years: evaluation only), ``group_calibration_frames``,
     ``group_predictions.csv.gz``, ``group_settings.json``."""
     import json
 
@@ -475,6 +489,8 @@ def write_group_intervals(res: GroupIntervalResult, out: str | Path) -> Path:
     (out / "group_coverage.md").write_text(markdown_table(res.table.round(2)) + "\n")
     res.calibration.to_csv(out / "group_calibration.csv", index=False)
     res.candidates.to_csv(out / "group_candidates.csv", index=False)
+    res.candidates_test.to_csv(out / "group_candidates_test.csv", index=False)
+    res.calibration_frames.to_csv(out / "group_calibration_frames.csv.gz", index=False)
     res.frames.to_csv(out / "group_predictions.csv.gz", index=False)
     (out / "group_settings.json").write_text(json.dumps({**res.settings, "runtime_s": round(res.runtime_s, 1)},
                                                         indent=1, default=str))
