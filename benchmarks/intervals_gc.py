@@ -3,6 +3,8 @@
     python benchmarks/intervals_gc.py --data ../shared/data/grand-challenge --out /tmp/intervals-gc
     python benchmarks/intervals_gc.py --data ... --out ... --members 5 --epochs 20 --network tcn15+bw
     python benchmarks/intervals_gc.py --data ... --out ... --ridge-only     # the ridge-bw baseline's rows (seconds)
+    python benchmarks/intervals_gc.py --data ... --out ... --members-by year --protocols paper,strict
+        # one member per left-out training year; score chosen on the inner years; CV+ and constant width beside
 
 See gaitforce.evaluate.intervals_gc for the protocol and docs/surrogate.md#uncertainty for the measured table.
 """
@@ -13,7 +15,8 @@ import time
 
 import torch
 
-from gaitforce.evaluate.intervals_gc import (EPOCHS, MEMBERS, NETWORK, ridge_intervals, ridge_table, run_intervals,
+from gaitforce.evaluate.intervals_gc import (EPOCHS, MEMBERS, NETWORK, ridge_intervals, ridge_table,
+                                             run_group_intervals, run_intervals, write_group_intervals,
                                              write_intervals)
 
 if __name__ == "__main__":
@@ -26,6 +29,12 @@ if __name__ == "__main__":
     p.add_argument("--members", type=int, default=MEMBERS)
     p.add_argument("--protocols", default="paper")
     p.add_argument("--ridge-only", action="store_true", help="only the ridge-bw constant-width baseline")
+    p.add_argument("--members-by", choices=("seed", "year"), default="seed",
+                   help="seed: K seeds on the same data; year: one member per left-out training year")
+    p.add_argument("--n-points", type=int, default=101)
+    p.add_argument("--member-group", choices=("year", "subject"), default="year",
+                   help="with --members-by year: leave one year (or one subject) out per member")
+    p.add_argument("--member-seeds", type=int, default=1, help="with --members-by year: seeds per left-out group")
     a = p.parse_args()
     t0 = time.time()
     load0 = os.getloadavg()
@@ -36,6 +45,15 @@ if __name__ == "__main__":
     print("ridge-bw, constant-width conformal interval:")
     print(rt.round(1).to_string(index=False))
     if a.ridge_only:
+        raise SystemExit(0)
+    if a.members_by == "year":
+        res = run_group_intervals(a.data, network=a.network, epochs=a.epochs, protocols=a.protocols.split(","),
+                                  n_points=a.n_points, member_group=a.member_group, member_seeds=a.member_seeds)
+        res.settings.update(nproc=os.cpu_count(), load_before=load0, load_after=os.getloadavg())
+        write_group_intervals(res, a.out)
+        print(res.calibration.to_string(index=False))
+        print(res.table.round(2).to_string(index=False))
+        print(f"{time.time() - t0:.0f} s, nproc {os.cpu_count()}, load {load0} -> {os.getloadavg()}")
         raise SystemExit(0)
     res = run_intervals(a.data, network=a.network, epochs=a.epochs, members=a.members,
                         protocols=a.protocols.split(","))

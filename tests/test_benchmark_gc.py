@@ -516,3 +516,50 @@ def test_ridge_interval_baseline_calibrates_on_the_pool_only():
     t = ig.ridge_table(clean).set_index(["protocol", "year"])
     c = cf.interval_coverage(clean["true"], clean["lo"], clean["hi"])
     assert t.loc[("paper", "all"), "coverage_pct"] == pytest.approx(100 * c["coverage"])
+
+
+def test_leave_one_year_out_members_never_see_the_test_year_and_calibrate_on_the_pool_only(tmp_path):
+    """Members differ in the training year they left out: fold 2012's members and calibration never see 2012,
+    so corrupting 2012's force leaves that fold's predictions, chosen score and every q unchanged; the paper
+    protocol's members are cached by training set (6 years: 15 pairs + 20 triples left out = 35 networks); the
+    table's figures are those of the frames."""
+    from gaitforce.evaluate import conformal as cf
+    from gaitforce.evaluate import intervals_gc as ig
+
+    ds = gc_like(n_per_year=2)
+    bad = Dataset(ds.frames.copy(), ds.manifest)
+    rows = bad.frames["year"] == 2012
+    bad.frames.loc[rows, "knee_medial"] = 5000.0 - 3.0 * bad.frames.loc[rows, "knee_medial"]
+    kw = dict(network="tiny-cnn", configs=TINY, epochs=2, n_points=11, protocols=("paper",), log=lambda m: None)
+    clean, dirty = ig.run_group_intervals(ds, **kw), ig.run_group_intervals(bad, **kw)
+    assert clean.settings["networks_trained"] == 35
+    c = clean.calibration.set_index("fold")
+    d = dirty.calibration.set_index("fold")
+    for col in ("chosen", "q_const", "q_norm", "q_chosen", "calibration_stances"):
+        assert c.loc["2012", col] == pytest.approx(d.loc["2012", col], rel=1e-9) if col != "chosen" else \
+            c.loc["2012", col] == d.loc["2012", col]
+    assert c.loc["2012", "calibration_stances"] == 10 and c.loc["2012", "test_members"] == 5
+    assert (np.abs(c["q_const"] - d["q_const"]).drop("2012") > 1.0).all()
+    fc, fd = (f[f.fold == "2012"].reset_index(drop=True) for f in (clean.frames, dirty.frames))
+    np.testing.assert_allclose(fc["mean"], fd["mean"], rtol=1e-6)
+    np.testing.assert_allclose(fc["lo_cvplus"], fd["lo_cvplus"], rtol=1e-6)
+    assert (fc["spread"] > 0).all()  # members that saw different years disagree
+    np.testing.assert_allclose(fc["hi_const"] - fc["lo_const"], 2 * c.loc["2012", "q_const"])
+    t = clean.table.set_index(["protocol", "year", "method"])
+    f = clean.frames
+    for k in ig.GROUP_METHODS:
+        want = cf.interval_coverage(f["true"], f[f"lo_{k}"], f[f"hi_{k}"])
+        assert t.loc[("paper", "all", k), "coverage_pct"] == pytest.approx(100 * want["coverage"])
+        assert t.loc[("paper", "all", k), "width_N"] == pytest.approx(want["width"])
+    # the constant width at its own coverage is (nearly) its own matched width: ratio 1 up to the frame grid
+    assert t.loc[("paper", "all", "const"), "width_ratio"] == pytest.approx(1.0, abs=0.15)
+    # every candidate's test figures are reported for evaluation; the chosen one is the row the table holds
+    ct = clean.candidates_test
+    assert (ct.groupby("fold")["chosen"].sum() == 1).all()
+    ch = ct[ct.chosen & (ct.fold == "2012")].iloc[0]
+    assert ch["q"] == pytest.approx(c.loc["2012", "q_chosen"])
+    want = cf.interval_coverage(fc["true"], fc["lo_chosen"], fc["hi_chosen"])
+    assert ch["coverage"] == pytest.approx(want["coverage"]) and ch["width"] == pytest.approx(want["width"])
+    out = ig.write_group_intervals(clean, tmp_path / "g")
+    assert {"group_coverage.csv", "group_calibration.csv", "group_candidates.csv", "group_predictions.csv.gz",
+            "group_settings.json"} <= {p.name for p in out.iterdir()}

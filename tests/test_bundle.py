@@ -696,6 +696,61 @@ def test_ensemble_with_too_few_calibration_stances_has_no_interval(tmp_path):
         EnsembleEstimator("ridge", members=1)
 
 
+
+def test_leave_one_group_out_members_each_miss_one_group_and_stack_into_one_graph(tmp_path):
+    """leave_out="subject": one member per training subject, each fitted without that subject's stances (ridge:
+    deterministic, so each member equals a ridge fitted on those stances alone); the bundle is one graph whose
+    spread is the members' SD; an additive c is stored as eps and scales the interval."""
+    from gaitforce.evaluate import conformal as cf
+    from gaitforce.learn.ensemble import EnsembleEstimator
+
+    train, val = make_dataset(9), make_dataset(12, seed=1)  # subjects p0, p1, p2 in both
+    ens = EnsembleEstimator("ridge", leave_out="subject", targets=("knee_medial",), threads=1, verbose=False)
+    ens.fit(train, val, calibrate=False)
+    assert ens.n_members == 3 and ens.left_out_ == ["p0", "p1", "p2"] and ens.member_seeds == [0, 1, 2]
+    st = train.stances()
+    x = val.frames[ens.columns_].to_numpy(np.float32)
+    for i, subject in enumerate(["p0", "p1", "p2"]):
+        alone = Estimator("ridge", targets=("knee_medial",), seed=i, threads=1, verbose=False).fit(
+            train.subset(st.loc[st["subject"] != subject, "stance_id"]), val)
+        np.testing.assert_allclose(ens.members_[i].predict(val), alone.predict(val), rtol=1e-6)
+    members = np.stack([m.predict(val)[:, 0] for m in ens.members_])
+    assert np.ptp(members, axis=0).max() > 0  # they saw different stances: they differ
+    unc = ens.calibrate(val, c=50.0)
+    assert unc["targets"]["knee_medial"]["eps"] == 50.0 and unc["c"] == "given"
+    mean, spread = ens.predict_spread(val)
+    y = val.frames["knee_medial"].to_numpy()
+    sid = val.frames["stance_id"].to_numpy()
+    q = cf.conformal_quantile(np.abs(y - mean[:, 0]) / (spread[:, 0] + 50.0), 0.1, sid)
+    assert unc["targets"]["knee_medial"]["q"] == pytest.approx(q)
+    path = ens.save(tmp_path / "loso")
+    spec = json.loads((path / "bundle.json").read_text())
+    assert spec["ensemble"]["members"] == 3 and spec["ensemble"]["left_out"]["groups"] == ["p0", "p1", "p2"]
+    assert spec["ensemble"]["left_out"]["column"] == "subject"
+    bundle = load_bundle(path)
+    bm, bs = bundle.predict_spread_features(x)
+    np.testing.assert_allclose(bm[:, 0], members.mean(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(bs[:, 0], members.std(axis=0), rtol=1e-3, atol=1e-2)
+    m2, lo, hi = bundle.predict_interval_features(x)
+    np.testing.assert_allclose(hi[:, 0] - m2[:, 0], q * (bs[:, 0] + 50.0), rtol=1e-4)
+    # c chosen by leave-one-subject-out interval score over the calibration stances: one of the normalised
+    # candidates, and q is that score's quantile
+    unc = ens.calibrate(val, c="choose")
+    c = unc["targets"]["knee_medial"]["eps"]
+    cands = [d for d in cf.score_candidates(mean[:, 0], spread[:, 0], float(ens.eps_[0])) if d["kind"] == "normalised"]
+    assert any(c == pytest.approx(d["c"]) for d in cands)
+    assert unc["c"]["chosen"]["knee_medial"] in {d["name"] for d in cands}
+    assert unc["targets"]["knee_medial"]["q"] == pytest.approx(
+        cf.conformal_quantile(np.abs(y - mean[:, 0]) / (spread[:, 0] + c), 0.1, sid))
+    with pytest.raises(GaitforceError, match="'year' is not a stance column"):
+        EnsembleEstimator("ridge", leave_out="year", targets=("knee_medial",), threads=1, verbose=False).fit(train)
+    one = make_dataset(6)
+    one.frames["subject"] = "p0"
+    with pytest.raises(GaitforceError, match="at least 2 of them"):
+        EnsembleEstimator("ridge", leave_out="subject", targets=("knee_medial",), threads=1, verbose=False).fit(one)
+    with pytest.raises(GaitforceError, match="c must be"):
+        ens.calibrate(val, c=-1.0)
+
 def test_body_weight_ensemble_bundle_predicts_as_torch(bw_data, tmp_path):
     from gaitforce.learn.ensemble import EnsembleEstimator
 

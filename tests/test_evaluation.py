@@ -654,6 +654,106 @@ def test_grouped_calibration_keeps_stance_coverage_where_pooled_frames_fall_shor
     assert np.mean(pooled) < np.mean(grouped) - 0.03
 
 
+
+# -- score scales, the inner-fold choice, CV+ (issue 17 item 4, second round): known answers --------------------
+def test_score_scales_and_scaled_intervals_known_answers():
+    m, s = np.array([100.0, -200.0, 0.0]), np.array([1.0, 2.0, 0.0])
+    np.testing.assert_allclose(cf.score_scale(m, s, "constant", 0.0), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(cf.score_scale(m, s, "normalised", 3.0), [4.0, 5.0, 3.0])
+    np.testing.assert_allclose(cf.score_scale(m, s, "magnitude", 10.0), [110.0, 210.0, 10.0])
+    np.testing.assert_allclose(cf.scaled_scores([104.0, -200.0, 6.0], m, s, "normalised", 3.0), [1.0, 0.0, 2.0])
+    lo, hi = cf.scaled_interval(m, s, 2.0, "magnitude", 10.0)
+    np.testing.assert_allclose(lo, [-120.0, -620.0, -20.0])
+    np.testing.assert_allclose(hi, [320.0, 220.0, 20.0])
+    assert np.isnan(cf.scaled_interval(m, s, np.inf, "constant", 0.0)[0]).all()
+    # the plain normalised score is the c = eps member of the family
+    np.testing.assert_allclose(cf.scaled_scores([1.0, 2.0, 3.0], m, s, "normalised", 0.5),
+                               cf.normalised_scores([1.0, 2.0, 3.0], m, s, 0.5))
+    with pytest.raises(GaitforceError, match="c must be positive"):
+        cf.score_scale(m, s, "normalised", 0.0)
+    with pytest.raises(GaitforceError, match="unknown score kind"):
+        cf.score_scale(m, s, "quantile", 1.0)
+
+
+def test_score_candidates_take_c_from_the_calibration_predictions():
+    cands = cf.score_candidates(mean=[100.0, 300.0, 500.0], spread=[10.0, 20.0, 30.0], eps=2.0)
+    by = {c["name"]: c for c in cands}
+    assert cands[0]["kind"] == "constant"  # first: the constant width wins ties
+    assert by["normalised, c = eps"]["c"] == 2.0
+    assert by["normalised, c = 2 x median spread"]["c"] == pytest.approx(40.0)
+    assert by["magnitude, c = 0.5 x median |mean|"]["c"] == pytest.approx(150.0)
+    assert len(cands) == 2 + len(cf.SPREAD_C_FACTORS) + len(cf.MAGNITUDE_C_FACTORS)
+
+
+def test_interval_score_known_answers():
+    # inside: the width; 1 below with alpha 0.1: width + 2/0.1 x 1; 2 above: width + 20 x 2
+    np.testing.assert_allclose(cf.interval_score([5.0, -1.0, 12.0], [0.0, 0.0, 0.0], [10.0, 10.0, 10.0], 0.1),
+                               [10.0, 30.0, 50.0])
+
+
+def _calibration_years(residual, n_years=3, per_year=12, seed=0):
+    """One frame per stance; mean 100..1000 N; the residual a function of the mean; a spread that is noise."""
+    rng = np.random.default_rng(seed)
+    n = n_years * per_year
+    mean = rng.uniform(100.0, 1000.0, n)
+    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    y = mean + sign * residual(mean)
+    spread = rng.uniform(5.0, 50.0, n)  # unrelated to the error
+    return y, mean, spread, np.arange(n), np.repeat(np.arange(n_years), per_year)
+
+
+def test_choose_score_picks_the_magnitude_score_when_errors_scale_with_force():
+    y, m, s, g, f = _calibration_years(lambda m: 0.2 * m)
+    cands = cf.score_candidates(m, s, eps=1.0)
+    best, rows = cf.choose_score(y, m, s, g, f, cands, 0.1)
+    assert best["kind"] == "magnitude"
+    by = {r["name"]: r for r in rows}
+    # at its coverage the magnitude interval is narrower than the constant one, which must reach 0.2 x 1000 N
+    assert by[best["name"]]["width"] < by["constant"]["width"]
+    assert by[best["name"]]["interval_score"] < by["constant"]["interval_score"]
+
+
+def test_choose_score_keeps_the_constant_width_when_the_error_is_constant():
+    y, m, s, g, f = _calibration_years(lambda m: 50.0 + 0 * m)
+    best, rows = cf.choose_score(y, m, s, g, f, cf.score_candidates(m, s, eps=1.0), 0.1)
+    assert best["kind"] == "constant"
+    const = next(r for r in rows if r["kind"] == "constant")
+    assert const["coverage"] == 1.0 and const["width"] == pytest.approx(100.0)  # q = 50 exactly: width 100
+    with pytest.raises(GaitforceError, match="at least 2 calibration folds"):
+        cf.choose_score(y, m, s, g, np.zeros_like(f), [const], 0.1)
+
+
+def test_matched_constant_width_known_answers():
+    y, m = [0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0]
+    assert cf.matched_constant_width(y, m, 0.5) == 2.0  # 2 of 4 within 1
+    assert cf.matched_constant_width(y, m, 0.75) == 4.0  # 3 of 4 within 2
+    assert cf.matched_constant_width(y, m, 1.0) == 6.0
+    assert cf.matched_constant_width(y, m, 0.0) == 0.0
+
+
+def test_cv_plus_interval_known_answers():
+    # one fold model predicting 0, residuals 1..10, one frame per stance: the 10th value of 11 slots (alpha 0.1)
+    lo, hi = cf.cv_plus_interval(np.zeros((1, 2)), np.zeros(10), np.arange(1.0, 11.0), np.arange(10), 0.1)
+    np.testing.assert_allclose(lo, [-10.0, -10.0])
+    np.testing.assert_allclose(hi, [10.0, 10.0])
+    _, hi2 = cf.cv_plus_interval(np.zeros((1, 1)), np.zeros(10), np.arange(1.0, 11.0), np.arange(10), 0.2)
+    assert hi2[0] == 9.0  # rank ceil(11 x 0.8) = 9
+    # two fold models disagreeing on the test frame (0 and 100 N), residuals 1..5 each: the interval spans both
+    k = np.repeat([0, 1], 5)
+    r = np.tile(np.arange(1.0, 6.0), 2)
+    lo, hi = cf.cv_plus_interval(np.array([[0.0], [100.0]]), k, r, np.arange(10), 0.1)
+    assert (lo[0], hi[0]) == (-5.0, 105.0)
+    # one fold model, stances of several frames: the stance-weighted split-conformal interval
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(12), 4)
+    res = np.abs(rng.normal(size=48))
+    lo, hi = cf.cv_plus_interval(np.full((1, 3), 7.0), np.zeros(48), res, g, 0.1)
+    q = cf.conformal_quantile(res, 0.1, g)
+    np.testing.assert_allclose(hi, 7.0 + q)
+    np.testing.assert_allclose(lo, 7.0 - q)
+    with pytest.raises(GaitforceError, match="index the 1 fold models"):
+        cf.cv_plus_interval(np.zeros((1, 1)), np.ones(10), np.ones(10), np.arange(10))
+
 # -- intervals in the reports ----------------------------------------------------------------------------------
 def test_bundle_mode_reports_the_interval_of_an_ensemble_bundle(tmp_path):
     import warnings

@@ -179,5 +179,177 @@ def interval_params(entry: Mapping[str, Any], targets: Sequence[str]) -> tuple[n
     return q, eps
 
 
+# -- the score's scale: constant, normalised by the spread (additive c) or by the predicted magnitude -----------
+
+#: the score families :func:`score_scale` knows: ``constant`` (|y - m|: a constant-width interval),
+#: ``normalised`` (|y - m| / (s + c): the members' spread s plus an additive c), ``magnitude``
+#: (|y - m| / (|m| + c): locally adaptive to the predicted force, errors scale with force)
+SCORE_KINDS = ("constant", "normalised", "magnitude")
+#: the additive ``c`` tried for ``normalised`` (x the calibration frames' median spread) and ``magnitude``
+#: (x their median |mean|); fixed before any data was seen. ``normalised`` also tries ``eps`` (the plain score)
+SPREAD_C_FACTORS = (0.5, 1.0, 2.0, 4.0)
+MAGNITUDE_C_FACTORS = (0.1, 0.25, 0.5, 1.0)
+
+
+def score_scale(mean, spread, kind: str, c: float) -> np.ndarray:
+    """The per-frame scale ``d`` of the score ``|y - m| / d`` and of the interval ``m +- q d``: 1 (``constant``),
+    ``spread + c`` (``normalised``) or ``|mean| + c`` (``magnitude``); ``c`` > 0 in the target's unit (ignored
+    by ``constant``)."""
+    mean = np.asarray(mean, np.float64)
+    if kind == "constant":
+        return np.ones_like(mean)
+    if not (np.isfinite(c) and c > 0):
+        raise GaitforceError(f"c must be positive and finite, got {c!r}")
+    if kind == "normalised":
+        spread = np.asarray(spread, np.float64)
+        if np.any(spread[np.isfinite(spread)] < 0):
+            raise GaitforceError("spread must not be negative")
+        return spread + float(c)
+    if kind == "magnitude":
+        return np.abs(mean) + float(c)
+    raise GaitforceError(f"unknown score kind {kind!r} (known: {', '.join(SCORE_KINDS)})")
+
+
+def scaled_scores(y, mean, spread, kind: str, c: float) -> np.ndarray:
+    """``|y - mean| / score_scale(mean, spread, kind, c)``."""
+    return np.abs(np.asarray(y, np.float64) - np.asarray(mean, np.float64)) / score_scale(mean, spread, kind, c)
+
+
+def scaled_interval(mean, spread, q: float, kind: str, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) = ``mean -+ q x score_scale(...)`` (NaN where q is not finite)."""
+    half = (q if np.isfinite(q) else np.nan) * score_scale(mean, spread, kind, c)
+    mean = np.asarray(mean, np.float64)
+    return mean - half, mean + half
+
+
+def score_candidates(mean, spread, eps: float) -> list[dict[str, Any]]:
+    """The candidate scores, their ``c`` set from calibration predictions only (never their targets):
+    ``constant``; ``normalised`` with ``c`` = ``eps`` and :data:`SPREAD_C_FACTORS` x the median spread;
+    ``magnitude`` with :data:`MAGNITUDE_C_FACTORS` x the median |mean|. Each: ``kind``, ``c``, ``name``."""
+    mean, spread = np.asarray(mean, np.float64), np.asarray(spread, np.float64)
+    ms = float(np.nanmedian(spread)) if np.isfinite(spread).any() else 0.0
+    mm = float(np.nanmedian(np.abs(mean))) if np.isfinite(mean).any() else 0.0
+    out = [{"kind": "constant", "c": 0.0, "name": "constant"},
+           {"kind": "normalised", "c": float(eps), "name": "normalised, c = eps"}]
+    out += [{"kind": "normalised", "c": f * ms, "name": f"normalised, c = {f:g} x median spread"}
+            for f in SPREAD_C_FACTORS if f * ms > 0]
+    out += [{"kind": "magnitude", "c": f * mm, "name": f"magnitude, c = {f:g} x median |mean|"}
+            for f in MAGNITUDE_C_FACTORS if f * mm > 0]
+    return out
+
+
+def interval_score(y, lo, hi, alpha: float = ALPHA) -> np.ndarray:
+    """Per frame the interval score of a central ``1 - alpha`` interval (Gneiting & Raftery 2007, JASA 102:359,
+    eq. 43): ``(hi - lo) + (2 / alpha) (lo - y) [y < lo] + (2 / alpha) (y - hi) [y > hi]``: the width plus a
+    penalty for each miss, lower is better, minimised in expectation by the true alpha/2 and 1-alpha/2
+    quantiles."""
+    alpha = _check_alpha(alpha)
+    y, lo, hi = (np.asarray(v, np.float64) for v in (y, lo, hi))
+    return (hi - lo) + (2.0 / alpha) * (np.maximum(lo - y, 0.0) + np.maximum(y - hi, 0.0))
+
+
+def choose_score(y, mean, spread, groups, folds, candidates: Sequence[Mapping[str, Any]],
+                 alpha: float = ALPHA) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Choose the score on calibration predictions only, by leave-one-fold-out over ``folds`` (e.g. the
+    calibration year of each frame): for every candidate and held-out fold, ``q`` is the stance-weighted
+    quantile (``groups``) of the other folds' scores and the held-out fold's frames get the interval; the
+    criterion is the mean over folds of the fold's mean :func:`interval_score` (each fold weighs the same).
+    Returns (the chosen candidate, one row per candidate with ``interval_score``, ``coverage``, ``width``);
+    ties go to the earlier candidate (the constant width first)."""
+    y, mean, spread = (np.asarray(v, np.float64).ravel() for v in (y, mean, spread))
+    groups, folds = np.asarray(groups).ravel(), np.asarray(folds).ravel()
+    if not (len(y) == len(mean) == len(spread) == len(groups) == len(folds)):
+        raise GaitforceError("y, mean, spread, groups and folds must have one entry per frame")
+    labels = list(dict.fromkeys(folds.tolist()))
+    if len(labels) < 2:
+        raise GaitforceError(f"choosing a score needs at least 2 calibration folds, got {len(labels)}")
+    rows = []
+    for cand in candidates:
+        kind, c = cand["kind"], float(cand["c"])
+        s = scaled_scores(y, mean, spread, kind, c)
+        per_score, per_cov, per_width = [], [], []
+        for f in labels:
+            held = folds == f
+            q = conformal_quantile(s[~held], alpha, groups[~held])
+            lo, hi = scaled_interval(mean[held], spread[held], q, kind, c)
+            ok = np.isfinite(lo) & np.isfinite(y[held])
+            if not ok.any():
+                per_score.append(math.inf)
+                per_cov.append(math.nan)
+                per_width.append(math.inf)
+                continue
+            yy, ll, hh = y[held][ok], lo[ok], hi[ok]
+            per_score.append(float(np.mean(interval_score(yy, ll, hh, alpha))))
+            per_cov.append(float(np.mean((ll <= yy) & (yy <= hh))))
+            per_width.append(float(np.mean(hh - ll)))
+        rows.append({**cand, "interval_score": float(np.mean(per_score)), "coverage": float(np.nanmean(per_cov))
+                     if np.isfinite(per_cov).any() else math.nan, "width": float(np.mean(per_width))})
+    best = min(range(len(rows)), key=lambda i: (rows[i]["interval_score"], i))
+    return dict(candidates[best]), rows
+
+
+def matched_constant_width(y, mean, coverage: float) -> float:
+    """The narrowest constant width ``2 w`` whose interval ``mean +- w`` covers at least ``coverage`` of the
+    frames (finite ones): ``w`` the ``ceil(coverage x n)``-th smallest ``|y - mean|``. An evaluation yardstick
+    (it looks at the frames it is measured on): a scaled interval is informative when it is narrower than the
+    constant width at the coverage it reached."""
+    r = np.abs(np.asarray(y, np.float64) - np.asarray(mean, np.float64)).ravel()
+    r = np.sort(r[np.isfinite(r)])
+    if not len(r) or not (0 <= coverage <= 1):
+        return math.nan
+    k = int(math.ceil(round(coverage * len(r), 9)))
+    return 0.0 if k == 0 else float(2 * r[k - 1])
+
+
+def _weighted_upper(values: np.ndarray, w: np.ndarray, level: float) -> np.ndarray:
+    """Row-wise: the smallest value whose cumulative weight (ascending) reaches ``level``; inf when none."""
+    order = np.argsort(values, axis=1, kind="stable")
+    v = np.take_along_axis(values, order, axis=1)
+    cum = np.cumsum(w[order], axis=1)
+    hit = cum >= level - 1e-12
+    idx = hit.argmax(axis=1)
+    out = v[np.arange(len(v)), idx]
+    return np.where(hit.any(axis=1), out, np.inf)
+
+
+def cv_plus_interval(pred_test, member_of_residual, residuals, groups, alpha: float = ALPHA
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The CV+ interval (Barber et al. 2021, Ann Stat 49:486, section 4, K-fold CV+), stance-weighted.
+
+    ``pred_test`` (M, N): each of M fold models' prediction for N test frames; ``member_of_residual`` (n,):
+    which fold model left out calibration frame i (0..M-1); ``residuals`` (n,): ``|y_i - mu_{-k(i)}(x_i)|``,
+    the frame's out-of-fold residual; ``groups`` (n,): the stance of each calibration frame (every stance
+    weighs ``1 / (n_stances + 1)``, spread over its frames, as :func:`conformal_quantile`). Per test frame:
+    ``hi`` the smallest ``mu_{-k(i)}(x) + R_i`` whose weight reaches ``1 - alpha``, ``lo`` the same rule on
+    ``-(mu_{-k(i)}(x) - R_i)``, negated. With one frame per stance this is CV+'s
+    ``ceil((1-alpha)(n+1))``-th value. Guarantee (i.i.d. units, folds a partition fixed independently of the
+    data): coverage at least ``1 - 2 alpha - sqrt(2/n)``, and ``1 - 2 alpha`` for jackknife+ (one unit per
+    fold)."""
+    pred = np.asarray(pred_test, np.float64)
+    if pred.ndim == 1:
+        pred = pred[None, :]
+    k = np.asarray(member_of_residual).ravel().astype(int)
+    r = np.asarray(residuals, np.float64).ravel()
+    g = np.asarray(groups).ravel()
+    if not (len(k) == len(r) == len(g)):
+        raise GaitforceError("member_of_residual, residuals and groups must have one entry per calibration frame")
+    if len(k) and (k.min() < 0 or k.max() >= pred.shape[0]):
+        raise GaitforceError(f"member_of_residual must index the {pred.shape[0]} fold models")
+    ok = np.isfinite(r)
+    k, r, g = k[ok], r[ok], g[ok]
+    alpha = _check_alpha(alpha)
+    if not len(r):
+        nan = np.full(pred.shape[1], np.nan)
+        return nan, nan.copy()
+    _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+    w = 1.0 / (counts[inv] * (len(counts) + 1.0))
+    mu = pred[k, :].T  # (N, n): mu_{-k(i)}(x) per test frame and calibration frame
+    hi = _weighted_upper(mu + r[None, :], w, 1.0 - alpha)
+    lo = -_weighted_upper(-(mu - r[None, :]), w, 1.0 - alpha)
+    return lo, hi
+
+
 __all__ = ["ALPHA", "EPS_FRACTION", "conformal_rank", "conformal_level", "min_calibration", "normalised_scores", "conformal_quantile",
-           "interval", "interval_coverage", "calibrate", "calibration_entry", "interval_params"]
+           "interval", "interval_coverage", "calibrate", "calibration_entry", "interval_params", "SCORE_KINDS",
+           "SPREAD_C_FACTORS", "MAGNITUDE_C_FACTORS", "score_scale", "scaled_scores", "scaled_interval",
+           "score_candidates", "interval_score", "choose_score", "matched_constant_width", "cv_plus_interval"]

@@ -245,5 +245,258 @@ def write_intervals(res: IntervalResult, out: str | Path, *, figures: bool = Tru
     return out
 
 
+# -- members that differ in what they saw: one per left-out training year (issue 17 item 4, second round) -------
+
+@dataclass
+class GroupIntervalResult:
+    frames: pd.DataFrame  # test frames: protocol, fold, year, stance_id, true, mean, spread, lo_<method>, hi_<method>
+    calibration: pd.DataFrame  # per protocol x fold: chosen score, its c and q, q of every reported method
+    candidates: pd.DataFrame  # per protocol x fold x candidate: inner leave-one-year-out interval score, coverage
+    table: pd.DataFrame  # per protocol x year (+ all) x method: coverage, width, matched constant width
+    settings: dict = field(default_factory=dict)
+    runtime_s: float = 0.0
+    candidates_test: pd.DataFrame = field(default_factory=pd.DataFrame)  # every candidate on the test year (never chooses)
+    calibration_frames: pd.DataFrame = field(default_factory=pd.DataFrame)  # the pool's scored frames per fold
+
+
+#: the intervals :func:`run_group_intervals` reports (column suffix -> what it is)
+GROUP_METHODS = {
+    "const": "constant width, q of |y - mean| (the bar)",
+    "norm": "normalised |y - mean| / (spread + eps) (the first round's score)",
+    "chosen": "score chosen on the inner years (interval score), constant / normalised + c / magnitude + c",
+    "cvplus": "CV+ over the training years (each year's residual from the member that left it out)",
+}
+
+
+def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, epochs: int = EPOCHS,
+                        alpha: float = conformal.ALPHA, protocols: Sequence[str] = ("paper",), n_points: int = 101,
+                        threads: int = 1, training: dict | None = None, seed: int = 0,
+                        configs: Sequence[gc.Config] | None = None, member_group: str = "year",
+                        member_seeds: int = 1, log=print) -> GroupIntervalResult:
+    """Intervals from **leave-one-year-out members** (a grouped jackknife / cross-conformal ensemble).
+
+    For each outer fold (test year ``t``, pool ``P`` of training years; ``strict``: less ``t``'s subject):
+
+    1. **Test ensemble**: one member per pool year ``j``, trained on ``P`` less ``j`` (``strict``: less ``j``'s
+       subject too, as :func:`gaitforce.evaluate.nested.inner_folds`); members with the same training set are
+       one member. Mean and spread (population SD) over the members: the spread is how much the prediction
+       moves when one year (one session or subject) is left out of training, the variability the test error
+       is made of, not seed noise.
+    2. **Calibration, never from ``t``**: every pool year ``j`` is predicted by the ensemble built the same way
+       on ``P`` less ``j`` (its members leave out one more year), so every pool stance gets a mean and spread
+       from an ensemble that never saw its year, as the test year will.
+    3. **Score chosen on the pool only**: :func:`gaitforce.evaluate.conformal.choose_score` over
+       :func:`~gaitforce.evaluate.conformal.score_candidates` (constant; ``|y - m| / (s + c)``;
+       ``|y - m| / (|m| + c)``; ``c`` from the calibration predictions), by leave-one-calibration-year-out
+       interval score; ``q`` of the chosen score over all calibration stances (stance-weighted).
+    4. Reported beside it on the same test mean: the constant-width interval (the bar), the plain normalised
+       score (``c = eps``), and **CV+** (Barber et al. 2021): each test member's residuals on the year it
+       left out, ``[mu_{-j}(x) -+ R_i]`` quantiles, stance-weighted.
+
+    ``member_group="subject"``: one member per **subject** of the training stances instead (each trained
+    without that subject's stances: leave-one-subject-out members); the calibration years stay as above.
+    ``member_seeds``: seeds per left-out group (members = groups x seeds; 1: the group alone varies).
+
+    Members are cached by training set and seed (the same stances and seed give the same network), so folds
+    share them: paper protocol, 6 years: 6 x 5 / 2 pairs + 20 triples of years left out, 35 networks.
+    """
+    from gaitforce.learn.training import CollapseWarning, Estimator
+    import warnings
+
+    t0 = time.perf_counter()
+    known = {c.name: c for c in (*gc.CONFIGS, *(configs or ()))}
+    cfg = known[network]
+    base = data if isinstance(data, Dataset) else gc.load_gc(data)
+    ds = gc.resample_stances(base, n_points)
+    fs = gc.add_window(ds, cfg.features, cfg.window)
+    train_kw = {**gc.TRAINING, **(training or {})}
+    train_kw.pop("epochs", None)
+    stances = ds.stances()
+    y_all = ds.frames[gc.TARGET].to_numpy(np.float64)
+    sid_all = ds.frames["stance_id"].to_numpy()
+    cache: dict = {}
+    n_trained = [0]
+
+    if member_group not in ("year", "subject"):
+        raise ValueError(f"member_group must be 'year' or 'subject', got {member_group!r}")
+    subject_of = stances.set_index("stance_id")["subject"].astype(str)
+
+    def member(train_ids, s=seed):
+        key = (frozenset(train_ids), s)
+        if key not in cache:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CollapseWarning)
+                cache[key] = Estimator(cfg.model, feature_set=fs, targets=(gc.TARGET,), seed=s, threads=threads,
+                                       verbose=False, device="cpu", epochs=epochs, **train_kw,
+                                       **cfg.estimator_kwargs()).fit(ds.subset(sorted(key[0])), None)
+            n_trained[0] += 1
+        return cache[key]
+
+    def loo_ensemble(pool_ids, protocol):
+        """{left-out year: (the year member that left it out, the year's ids)} (CV+ residuals) and the
+        ensemble's unique members (year or subject members, x seeds)."""
+        inner = nested.inner_folds(stances, pool_ids, protocol)
+        by_year = {j: (member(v["train"]), v["val"]) for j, v in inner.items() if len(v["train"])}
+        if member_group == "year":
+            sets = [v["train"] for v in inner.values() if len(v["train"])]
+        else:
+            pool_ids = list(pool_ids)
+            subj = subject_of.reindex(pool_ids).to_numpy()
+            sets = [[i for i, sj in zip(pool_ids, subj) if sj != s] for s in sorted(set(subj))]
+            sets = [t for t in sets if t]
+        unique = {}
+        for t in sets:
+            for k in range(member_seeds):
+                m = member(t, seed + k)
+                unique[id(m)] = m
+        return by_year, list(unique.values())
+
+    def predict(members, sub: Dataset) -> np.ndarray:
+        return np.stack([m.predict(sub)[:, 0] for m in members])  # (M, N)
+
+    rows, cal_rows, cand_rows, cand_test, cal_frames = [], [], [], [], []
+    for protocol in protocols:
+        for fold, split in nested.outer_folds(ds, protocol).items():
+            pool = split["train"]
+            test_members, test_unique = loo_ensemble(pool, protocol)
+            # calibration: each pool year j predicted by the leave-one-year-out ensemble of P less j
+            parts, cv_parts = [], []
+            inner = nested.inner_folds(stances, pool, protocol)
+            for j, v in inner.items():
+                val = ds.subset(v["val"])
+                _, members_j = loo_ensemble(v["train"], protocol)
+                yj = val.frames[gc.TARGET].to_numpy(np.float64)
+                pj = predict(members_j, val)
+                parts.append(pd.DataFrame({"stance_id": val.frames["stance_id"].to_numpy(), "cal_year": j,
+                                           "true": yj, "mean": pj.mean(axis=0), "spread": pj.std(axis=0),
+                                           "members": len(members_j)}))
+                if j not in test_members or not members_j:
+                    raise ValueError(f"[{protocol}] {fold}: pool year {j} leaves no training stances")
+                mj = test_members[j][0]
+                year_members = list({id(m): m for m, _ in test_members.values()}.values())
+                cv_parts.append(pd.DataFrame({"stance_id": val.frames["stance_id"].to_numpy(), "cal_year": j,
+                                              "residual": np.abs(yj - mj.predict(val)[:, 0]),
+                                              "member": [m is mj for m in year_members].index(True)}))
+            cal = pd.concat(parts, ignore_index=True)
+            cv = pd.concat(cv_parts, ignore_index=True)
+            eps = conformal.EPS_FRACTION * float(np.nanstd(y_all[np.isin(sid_all, pool)]))
+            cands = conformal.score_candidates(cal["mean"], cal["spread"], eps)
+            chosen, cand_table = conformal.choose_score(cal["true"], cal["mean"], cal["spread"], cal["stance_id"],
+                                                        cal["cal_year"], cands, alpha)
+            cand_rows += [{"protocol": protocol, "fold": fold, **r} for r in cand_table]
+            g_cal = cal["stance_id"].to_numpy()
+            methods = {"const": {"kind": "constant", "c": 0.0}, "norm": {"kind": "normalised", "c": eps},
+                       "chosen": chosen}
+            q = {k: conformal.conformal_quantile(conformal.scaled_scores(cal["true"], cal["mean"], cal["spread"],
+                                                                         m["kind"], m["c"]), alpha, g_cal)
+                 for k, m in methods.items()}
+            test = ds.subset(split["test"])
+            pt = predict(test_unique, test)
+            mean, spread = pt.mean(axis=0), pt.std(axis=0)
+            f = test.frames
+            out = {"protocol": protocol, "fold": fold, "year": f["year"].to_numpy(),
+                   "subject": f["subject"].astype(str).to_numpy(), "stance_id": f["stance_id"].to_numpy(),
+                   "stance_pct": f["stance_pct"].to_numpy(), "mass": f["mass"].to_numpy(),
+                   "true": f[gc.TARGET].to_numpy(np.float64), "mean": mean, "spread": spread,
+                   "members": len(test_unique)}
+            for k, m in methods.items():
+                out[f"lo_{k}"], out[f"hi_{k}"] = conformal.scaled_interval(mean, spread, q[k], m["kind"], m["c"])
+            year_members = list({id(m): m for m, _ in test_members.values()}.values())
+            out["lo_cvplus"], out["hi_cvplus"] = conformal.cv_plus_interval(
+                predict(year_members, test), cv["member"].to_numpy(), cv["residual"].to_numpy(), cv["stance_id"].to_numpy(), alpha)
+            rows.append(pd.DataFrame(out))
+            cal_frames.append(cal.assign(protocol=protocol, fold=fold))
+            for cand in cands:  # evaluation only: how every candidate would have done on the test year
+                qc = conformal.conformal_quantile(conformal.scaled_scores(cal["true"], cal["mean"], cal["spread"],
+                                                                          cand["kind"], cand["c"]), alpha, g_cal)
+                lo_c, hi_c = conformal.scaled_interval(mean, spread, qc, cand["kind"], cand["c"])
+                cc = conformal.interval_coverage(out["true"], lo_c, hi_c)
+                cand_test.append({"protocol": protocol, "fold": fold, "name": cand["name"], "kind": cand["kind"],
+                                  "c": cand["c"], "q": qc, "coverage": cc["coverage"], "width": cc["width"],
+                                  "frames": cc["n_frames"], "chosen": cand["name"] == chosen["name"]})
+            cal_rows.append({"protocol": protocol, "fold": fold, "chosen": chosen["name"], "chosen_kind": chosen["kind"],
+                             "chosen_c": chosen["c"], "eps": eps, **{f"q_{k}": v for k, v in q.items()},
+                             "calibration_stances": int(cal["stance_id"].nunique()), "calibration_frames": len(cal),
+                             "calibration_mean_spread": float(cal["spread"].mean()),
+                             "test_members": len(test_unique)})
+            r = rows[-1]
+            cov = {k: conformal.interval_coverage(r["true"], r[f"lo_{k}"], r[f"hi_{k}"]) for k in GROUP_METHODS}
+            log(f"[{protocol}] {fold}: {len(test_unique)} members, chose {chosen['name']} (c {chosen['c']:.0f} N, "
+                f"q {q['chosen']:.2f}); test coverage / width: "
+                + ", ".join(f"{k} {100 * c['coverage']:.0f} % {c['width']:.0f} N" for k, c in cov.items())
+                + f" ({n_trained[0]} networks, {time.perf_counter() - t0:.0f} s)")
+    frames = pd.concat(rows, ignore_index=True)
+    res = GroupIntervalResult(frames=frames, calibration=pd.DataFrame(cal_rows), candidates=pd.DataFrame(cand_rows),
+                              table=group_table(frames, alpha), runtime_s=time.perf_counter() - t0,
+                              candidates_test=pd.DataFrame(cand_test),
+                              calibration_frames=pd.concat(cal_frames, ignore_index=True))
+    res.settings = {"network": network, "epochs": epochs, "members": f"one per left-out training {member_group} "
+                    f"x {member_seeds} seed(s)", "member_group": member_group, "member_seeds": member_seeds,
+                    "alpha": alpha,
+                    "protocols": list(protocols), "n_points": n_points, "threads": threads, "seed": seed,
+                    "training": {**train_kw, "epochs": epochs}, "eps_fraction": conformal.EPS_FRACTION,
+                    "networks_trained": n_trained[0], "methods": GROUP_METHODS,
+                    "spread_c_factors": list(conformal.SPREAD_C_FACTORS),
+                    "magnitude_c_factors": list(conformal.MAGNITUDE_C_FACTORS),
+                    "calibration": "each pool year by the leave-one-year-out ensemble of the other pool years; score "
+                                   "chosen by leave-one-calibration-year-out interval score; stance-weighted q"}
+    return res
+
+
+def group_table(frames: pd.DataFrame, alpha: float = conformal.ALPHA) -> pd.DataFrame:
+    """Per protocol, year (and ``all``) and method of :data:`GROUP_METHODS`: coverage (% of frames), mean width
+    (N), mean interval score (N), the **matched constant width** (the narrowest constant width on the same mean
+    covering as many of these frames; an evaluation yardstick that looks at the test frames) and the width ratio
+    (width / matched constant width: below 1, the interval's shape beats a constant width at its coverage);
+    ``spread_err_spearman``: the rank correlation of the spread with ``|y - mean|`` over the frames (is the
+    spread informative at all), ``magnitude_err_spearman`` the same for ``|mean|``."""
+    out = []
+    for protocol, fp in frames.groupby("protocol", sort=False):
+        for year, g in [(str(y), g) for y, g in fp.groupby("year")] + [("all", fp)]:
+            sid = g["stance_id"].to_numpy()
+            rmse = gc._mean_stance_rmse(g["true"].to_numpy(), g["mean"].to_numpy(), sid)
+            err = (g["true"] - g["mean"]).abs()
+            rho_s = float(err.corr(g["spread"], method="spearman"))
+            rho_m = float(err.corr(g["mean"].abs(), method="spearman"))
+            for k in GROUP_METHODS:
+                if f"lo_{k}" not in g:
+                    continue
+                c = conformal.interval_coverage(g["true"], g[f"lo_{k}"], g[f"hi_{k}"], sid)
+                ok = np.isfinite(g[f"lo_{k}"]) & np.isfinite(g[f"hi_{k}"])
+                iscore = float(np.mean(conformal.interval_score(g["true"][ok], g[f"lo_{k}"][ok], g[f"hi_{k}"][ok],
+                                                                alpha))) if ok.any() else np.nan
+                matched = conformal.matched_constant_width(g["true"][ok], g["mean"][ok], c["coverage"])
+                out.append({"protocol": protocol, "year": year, "method": k, "stances": c["n_stances"],
+                            "coverage_pct": 100 * c["coverage"], "stance_coverage_pct": 100 * c["stance_coverage"],
+                            "width_N": c["width"], "matched_const_width_N": matched,
+                            "width_ratio": c["width"] / matched if matched > 0 else np.nan,
+                            "interval_score_N": iscore, "rmse_N": rmse, "mean_spread_N": float(g["spread"].mean()),
+                            "spread_err_spearman": rho_s, "magnitude_err_spearman": rho_m})
+    return pd.DataFrame(out)
+
+
+def write_group_intervals(res: GroupIntervalResult, out: str | Path) -> Path:
+    """``group_coverage.csv/.md``, ``group_calibration.csv``, ``group_candidates.csv`` (inner scores),
+    ``group_candidates_test.csv`` (every candidate on the test years: evaluation only), ``group_calibration_frames``,
+    ``group_predictions.csv.gz``, ``group_settings.json``."""
+    import json
+
+    from gaitforce.evaluate.report import markdown_table
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    res.table.to_csv(out / "group_coverage.csv", index=False)
+    (out / "group_coverage.md").write_text(markdown_table(res.table.round(2)) + "\n")
+    res.calibration.to_csv(out / "group_calibration.csv", index=False)
+    res.candidates.to_csv(out / "group_candidates.csv", index=False)
+    res.candidates_test.to_csv(out / "group_candidates_test.csv", index=False)
+    res.calibration_frames.to_csv(out / "group_calibration_frames.csv.gz", index=False)
+    res.frames.to_csv(out / "group_predictions.csv.gz", index=False)
+    (out / "group_settings.json").write_text(json.dumps({**res.settings, "runtime_s": round(res.runtime_s, 1)},
+                                                        indent=1, default=str))
+    return out
+
+
 __all__ = ["IntervalResult", "run_intervals", "ridge_intervals", "ridge_table", "coverage_table", "plot_bands",
-           "write_intervals"]
+           "write_intervals", "GroupIntervalResult", "GROUP_METHODS", "run_group_intervals", "group_table",
+           "write_group_intervals"]

@@ -9,6 +9,22 @@ calibration on stances none of the members trained on (:mod:`gaitforce.evaluate.
 ``mean +- q x (spread + eps)``. ``eps`` is :data:`~gaitforce.evaluate.conformal.EPS_FRACTION` of the target's
 training SD.
 
+**Members that differ in what they saw** (``leave_out="year"``, or any stance column such as ``subject``): one
+member per value of that column in the training stances, each trained without that group's stances (and with its
+own seed): a grouped jackknife ensemble. The spread is then how much the prediction moves when one session or
+subject is left out of training, the between-group variability a new group's error is made of, not seed noise.
+``members`` is then the number of groups (at least 2). The members' mean is still what the bundle predicts and the
+stack is still one ONNX graph. The interval stays split-conformal on stances none of the members trained on
+(``val`` / ``calibration``): its guarantee is split-conformal's (exchangeable calibration and test stances), not
+jackknife+'s; the CV+ interval (:func:`gaitforce.evaluate.conformal.cv_plus_interval`) needs each member's
+out-of-group residuals and is measured by :func:`gaitforce.evaluate.intervals_gc.run_group_intervals`.
+
+**Additive normalisation**: ``calibrate(cal, c=...)`` scores ``|y - mean| / (spread + c)``; ``c`` a number (N),
+or ``"choose"``: the candidates of :func:`gaitforce.evaluate.conformal.score_candidates` of this form
+(``c`` = eps and multiples of the calibration frames' median spread), chosen by leave-one-group-out interval
+score over the calibration stances' ``leave_out`` groups (``group=`` names the column; calibration data only).
+The bundle stores that ``c`` as the target's ``eps``, so every bundle reader applies it unchanged.
+
 ``fit(train, val)`` trains the members with early stopping on ``val`` and, unless ``calibrate=False``, calibrates
 on the same ``val`` stances. Calibrating on the stances that chose each member's best epoch makes their scores
 slightly optimistic (the members saw those stances' error, never their targets in a gradient step); give
@@ -27,6 +43,7 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -69,9 +86,12 @@ class EnsembleEstimator:
     keyword arguments go to every :class:`Estimator` (``seed`` is the first member's seed)."""
 
     def __init__(self, model: str = "paper-cnn", *, members: int = DEFAULT_MEMBERS,
-                 interval_alpha: float = conformal.ALPHA, **estimator_kwargs):
+                 interval_alpha: float = conformal.ALPHA, leave_out: str | None = None, **estimator_kwargs):
         if isinstance(members, bool) or not isinstance(members, int) or members < 2:
             raise GaitforceError(f"an ensemble needs at least 2 members, got {members!r}")
+        if leave_out is not None and (not isinstance(leave_out, str) or not leave_out):
+            raise GaitforceError(f"leave_out must name a stance column (e.g. 'year', 'subject'), got {leave_out!r}")
+        self.leave_out = leave_out
         conformal._check_alpha(interval_alpha)
         self.model = model
         self.n_members = int(members)
@@ -94,12 +114,16 @@ class EnsembleEstimator:
         ``calibration`` (default: ``val``) unless ``calibrate`` is False or there is no such set."""
         self.members_ = []
         reasons = []
-        for s in self.seeds:
+        plan = [(s, train, None) for s in self.seeds]
+        if self.leave_out is not None:
+            plan = self._leave_out_plan(train)
+        for s, data, left in plan:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CollapseWarning)
-                est = Estimator(self.model, seed=s, **self.estimator_kwargs).fit(train, val)
+                est = Estimator(self.model, seed=s, **self.estimator_kwargs).fit(data, val)
             self.members_.append(est)
-            reasons += [f"seed {s}: {r}" for r in getattr(est, "collapsed_", [])]
+            who = f"seed {s}" if left is None else f"without {self.leave_out} {left}"
+            reasons += [f"{who}: {r}" for r in getattr(est, "collapsed_", [])]
         self.collapsed_ = reasons
         if reasons:
             warnings.warn(f"{self.model} ensemble members look collapsed: " + "; ".join(reasons), CollapseWarning,
@@ -115,6 +139,22 @@ class EnsembleEstimator:
         if calibrate and cal is not None and len(cal) > 0:
             self.calibrate(cal, on="validation" if calibration is None else "calibration")
         return self
+
+    def _leave_out_plan(self, train: Dataset) -> list:
+        """(seed, training data, left-out group) per member: one member per group of ``leave_out``."""
+        st = train.stances()
+        if self.leave_out not in st:
+            raise GaitforceError(f"leave_out column {self.leave_out!r} is not a stance column of the training data "
+                                 f"(known: {', '.join(c for c in st.columns if c not in ('stance_id', 'n_frames'))})")
+        labels = list(pd.unique(st[self.leave_out]))
+        if len(labels) < 2:
+            raise GaitforceError(f"leaving one {self.leave_out} out needs at least 2 of them in the training data, "
+                                 f"got {len(labels)}")
+        self.n_members = len(labels)
+        self.left_out_ = [_plain(v) for v in labels]
+        self._member_seeds = [self.seed + i for i in range(len(labels))]
+        return [(self.seed + i, train.subset(st.loc[st[self.leave_out] != v, "stance_id"]), v)
+                for i, v in enumerate(labels)]
 
     @classmethod
     def from_members(cls, members: Sequence[Estimator], *,
@@ -144,17 +184,52 @@ class EnsembleEstimator:
         out.uncertainty_ = None
         return out
 
-    def calibrate(self, cal: Dataset, *, on: str = "validation") -> dict[str, Any]:
+    def calibrate(self, cal: Dataset, *, on: str = "validation", c: float | str | None = None,
+                  group: str | None = None) -> dict[str, Any]:
         """Split-conformal calibration on the stances of ``cal`` (never trained on): per target q, stored in
-        ``uncertainty_`` (the bundle's ``uncertainty`` entry) and returned."""
+        ``uncertainty_`` (the bundle's ``uncertainty`` entry) and returned. ``c``: the additive term of the
+        score ``|y - mean| / (spread + c)`` (default eps), a number in target units (one for all targets or one
+        per target) or ``"choose"`` (see the module docstring; ``group`` the stance column whose groups are
+        left out in turn, default ``leave_out``)."""
         self._check_fitted()
         mean, spread = self.predict_spread(cal)
         y = cal.frames[list(self.targets)].to_numpy(np.float64)
         groups = cal.frames["stance_id"].to_numpy()
-        q = conformal.calibrate(y, mean, spread, self.eps_, groups, self.interval_alpha)
+        chosen = None
+        if c is None:
+            cs = np.asarray(self.eps_, np.float64)
+        elif isinstance(c, str):
+            if c != "choose":
+                raise GaitforceError(f"c must be a number or 'choose', got {c!r}")
+            column = group or self.leave_out
+            if column is None or column not in cal.frames:
+                raise GaitforceError("choosing c needs a group column of the calibration stances (group= or "
+                                     "leave_out=)")
+            folds = cal.frames[column].to_numpy()
+            cs, chosen = [], []
+            for k in range(len(self.targets)):
+                ok = np.isfinite(y[:, k]) & np.isfinite(mean[:, k])
+                cands = [d for d in conformal.score_candidates(mean[ok, k], spread[ok, k], float(self.eps_[k]))
+                         if d["kind"] == "normalised"]
+                best, _ = conformal.choose_score(y[ok, k], mean[ok, k], spread[ok, k], groups[ok], folds[ok], cands,
+                                                 self.interval_alpha)
+                cs.append(best["c"])
+                chosen.append(best["name"])
+            cs = np.asarray(cs, np.float64)
+        else:
+            cs = np.broadcast_to(np.asarray(c, np.float64), (len(self.targets),)).copy()
+            if not (np.all(np.isfinite(cs)) and np.all(cs > 0)):
+                raise GaitforceError(f"c must be positive and finite, got {c!r}")
+        q = conformal.calibrate(y, mean, spread, cs, groups, self.interval_alpha)
         ok = np.isfinite(y).all(axis=1) & np.isfinite(mean).all(axis=1)
-        self.uncertainty_ = conformal.calibration_entry(q, self.eps_, self.targets, alpha=self.interval_alpha,
+        self.uncertainty_ = conformal.calibration_entry(q, cs, self.targets, alpha=self.interval_alpha,
                                                         n_stances=len(set(groups[ok])), n_frames=int(ok.sum()), on=on)
+        if c is not None:
+            self.uncertainty_["method"] = ("split-conformal, normalised scores |y - mean| / (spread + c), c stored "
+                                           "as eps, stance-weighted quantile")
+            self.uncertainty_["c"] = ({"chosen": dict(zip(self.targets, chosen)),
+                                       "by": f"leave-one-{group or self.leave_out}-out interval score on the "
+                                             f"calibration stances"} if chosen else "given")
         return self.uncertainty_
 
     # -- use -------------------------------------------------------------------------------------------
@@ -214,13 +289,20 @@ class EnsembleEstimator:
 
     def training_parameters(self) -> dict[str, Any]:
         base = (self.members_[0] if hasattr(self, "members_") else self._template).training_parameters()
-        return {**base, "seed": self.member_seeds[0], "members": self.n_members, "member_seeds": self.member_seeds}
+        out = {**base, "seed": self.member_seeds[0], "members": self.n_members, "member_seeds": self.member_seeds}
+        if self.leave_out is not None:
+            out["leave_out"] = self.leave_out
+        return out
 
     def ensemble_spec(self) -> dict[str, Any]:
         """The bundle's ``ensemble`` entry."""
-        return {"members": self.n_members, "seeds": self.member_seeds, "combine": "mean",
+        spec = {"members": self.n_members, "seeds": self.member_seeds, "combine": "mean",
                 "spread": SPREAD_DEFINITION,
                 "best_epoch": [list(m.best_epoch_) for m in self.members_]}
+        if getattr(self, "left_out_", None) is not None:
+            spec["left_out"] = {"column": self.leave_out, "groups": list(self.left_out_),
+                                "what": "member i trained without the stances of groups[i]"}
+        return spec
 
     def folded_module(self) -> EnsembleFolded:
         self._check_fitted()
@@ -249,6 +331,11 @@ class EnsembleEstimator:
         cal = "" if getattr(self, "uncertainty_", None) is None else ", calibrated"
         return (f"EnsembleEstimator({self.model!r}, members={self.n_members}, feature_set={self.feature_set!r}, "
                 f"targets={list(self.targets)}, {state}{cal})")
+
+
+def _plain(v):
+    """A JSON-friendly group label (numpy scalars to Python)."""
+    return v.item() if hasattr(v, "item") else v
 
 
 __all__ = ["DEFAULT_MEMBERS", "SPREAD_OUTPUT", "EnsembleFolded", "EnsembleEstimator"]
