@@ -1,0 +1,82 @@
+"""Knee-muscle strength and muscle-curve options (issue 15, GC5 diagnosis: docs/physics.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gaitforce.errors import GaitforceError
+from gaitforce.physics import LabelSettings
+from gaitforce.physics.model import MODELS
+
+
+def _trial():
+    from gaitforce.trial import Subject, Trial
+
+    return Trial(time=np.arange(4) / 100, markers=np.ones((4, 1, 3)), marker_names=("RASI",),
+                 subject=Subject(id="s", mass=70.0), meta={"side": "right"})
+
+
+def test_defaults_keep_the_cache_keys_and_options_change_them():
+    from gaitforce.physics.label import cache_key
+
+    t = _trial()
+    base = cache_key(t, LabelSettings())
+    assert base == cache_key(t, LabelSettings(muscle_curves="degroote", knee_muscle_strength=1.0))
+    # the key labels had before the two options existed (fields popped at their defaults)
+    assert "muscle_curves" in LabelSettings().to_dict()
+    assert base != cache_key(t, LabelSettings(knee_muscle_strength=0.6))
+    assert base != cache_key(t, LabelSettings(muscle_curves="model"))
+
+
+@pytest.mark.parametrize("bad", [{"muscle_curves": "thelen"}, {"knee_muscle_strength": 0.0},
+                                 {"knee_muscle_strength": float("nan")}, {"knee_muscle_strength": -1.0}])
+def test_bad_options_are_one_clear_error(bad):
+    with pytest.raises(ValueError):
+        LabelSettings(**bad)
+
+
+@pytest.fixture
+def fetched_models():
+    pytest.importorskip("opensim")
+    from gaitforce.physics.model import model_file
+
+    try:
+        return {name: model_file(name, download=False) for name in MODELS}
+    except GaitforceError as err:
+        pytest.skip(str(err))
+
+
+@pytest.mark.opensim
+def test_knee_crossing_muscles_from_the_body_tree(fetched_models):
+    from gaitforce.physics.pipeline import scaled_generic_model
+    from gaitforce.physics.strength import knee_crossing_muscles
+
+    raj = scaled_generic_model(None, 75.0, LabelSettings(model="rajagopal2015"))
+    raj.initSystem()
+    assert sorted(knee_crossing_muscles(raj, "walker_knee", ("l",))) == sorted(
+        ["bflh_l", "bfsh_l", "gaslat_l", "gasmed_l", "grac_l", "recfem_l", "sart_l", "semimem_l", "semiten_l",
+         "tfl_l", "vasint_l", "vaslat_l", "vasmed_l"])  # not soleus, not the hip-only muscles
+    g14 = scaled_generic_model(None, 75.0, LabelSettings())
+    g14.initSystem()
+    assert sorted(knee_crossing_muscles(g14, "knee", ("r",))) == sorted(
+        ["hamstrings_r", "bifemsh_r", "rect_fem_r", "vasti_r", "gastroc_r"])
+
+
+@pytest.mark.opensim
+def test_options_reach_the_prepared_model(fetched_models):
+    from gaitforce.physics.pipeline import finish_model, scaled_generic_model
+
+    def prepared(**kw):
+        s = LabelSettings(model="rajagopal2015", **kw)
+        m = finish_model(scaled_generic_model(None, 75.0, s), s)
+        m.initSystem()
+        return m
+
+    models = [prepared(), prepared(knee_muscle_strength=0.6), prepared(muscle_curves="model")]  # kept alive
+    base, weak, own = (m.getMuscles() for m in models)
+    for name, ratio in (("gasmed_l", 0.6), ("vaslat_r", 0.6), ("soleus_l", 1.0), ("glmax1_r", 1.0)):
+        assert weak.get(name).getMaxIsometricForce() == pytest.approx(ratio * base.get(name).getMaxIsometricForce())
+    assert own.get("soleus_l").getConcreteClassName() == "Millard2012EquilibriumMuscle"
+    assert own.get("soleus_l").get_ignore_tendon_compliance()
+    assert base.get("soleus_l").getConcreteClassName() == "DeGrooteFregly2016Muscle"
