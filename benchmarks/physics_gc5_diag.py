@@ -6,11 +6,13 @@ Usage::
 
     python benchmarks/physics_gc5.py --ours D1 --model rajagopal2015                                # default
     python benchmarks/physics_gc5.py --ours D2 --model rajagopal2015 --set 'muscle_curves="model"'
-    python benchmarks/physics_gc5_diag.py D1 D2 [--json OUT] [--trials STEM ...]
+    python benchmarks/physics_gc5.py --ours D3 --model rajagopal2015 --set knee_muscle_strength=0.6
+    python benchmarks/physics_gc5_diag.py degroote=D1 model=D2 knee06=D3 [--json OUT] [--trials STEM ...]
 
-``D1``/``D2``: the two runs' work folders (one folder per trial holding ``model_scaled.osim``, ``ik.mot``,
-``external_loads.xml``, ``so_so_activation.sto``); D1 with our default muscles (DeGroote-Fregly 2016 curves),
-D2 with the model file's own (Rajagopal's Millard 2012 muscles), rigid tendon in both. Over the left stance:
+Each ``NAME=DIR``: a run's work folder (one folder per trial holding ``model_scaled.osim``, ``ik.mot``,
+``external_loads.xml``, ``so_so_activation.sto``), i.e. one capacity model: D1 our default muscles
+(DeGroote-Fregly 2016 curves), D2 the model file's own (Rajagopal's Millard 2012 muscles), D3 the default with
+the knee-crossing muscles at 0.6 of their max isometric force; rigid tendon in all. Over the left stance:
 
 1. **Demand**: the reference's muscle forces (``*_SO_force.sto``, the same names as ours) times OUR moment arms,
    plus the reference's own reserve torques (its ``*_coordAct`` columns), against OUR inverse-dynamics demand at
@@ -21,8 +23,9 @@ D2 with the model file's own (Rajagopal's Millard 2012 muscles), rigid tendon in
    g at the frame of the reference's peak force; the reference's implied activation F_ref / g (max over stance)
    under each, beside our SO's activation under each.
 3. **The cost of the reference's solution**: sum over the left leg's muscles and the stance frames of
-   (F_ref / g)^3 under each capacity model, against the same sum of our optimum with that model: a solution
-   that is a^3-optimal for one capacity model costs about the optimum there and more under the other.
+   (F_ref / g)^3 under each capacity model, against the same sum of our optimum with that model (our reserves
+   are tiny: 1 N m optimal force): the reference's forces satisfy our demand (1.), so they are a feasible
+   point of our problem, and under the capacity model the reference used they should cost about our optimum.
 """
 
 from __future__ import annotations
@@ -156,13 +159,14 @@ def _activation(work: Path, name: str):
 
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser()
-    ap.add_argument("degroote", help="work folder of the default run (DeGroote-Fregly curves)")
-    ap.add_argument("model", help="work folder of the muscle_curves='model' run")
+    ap.add_argument("runs", nargs="+", metavar="NAME=DIR",
+                    help="physics_gc5.py --ours work folders, named (the first: the default settings)")
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--trials", nargs="*")
     args = ap.parse_args(argv)
-    runs = {"degroote": Path(args.degroote), "model": Path(args.model)}
-    stems = args.trials or sorted(p.name for p in runs["degroote"].iterdir() if (p / "ik.mot").exists())
+    runs = {k: Path(v) for k, v in (r.split("=", 1) for r in args.runs)}
+    first = next(iter(runs.values()))
+    stems = args.trials or sorted(p.name for p in first.iterdir() if (p / "ik.mot").exists())
     rows = []
     for stem in stems:
         row = diagnose(stem, runs)
