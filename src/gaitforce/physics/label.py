@@ -72,6 +72,10 @@ def cache_key(trial: Trial, settings: LabelSettings) -> str:
     if fields.get("criterion") == "a3":  # the default criterion keeps the keys labels had before the option
         fields.pop("criterion")
         fields.pop("emg_weight")
+    if fields.get("muscle_curves") == "degroote":  # the default curves keep the keys labels had before too
+        fields.pop("muscle_curves")
+    if fields.get("knee_muscle_strength") == 1.0:
+        fields.pop("knee_muscle_strength")
     meta = {"markers": trial.marker_names, "plates": trial.plate_names, "mass": trial.subject.mass,
             "up": trial.up_axis, "side": trial.meta.get("side"), "settings": fields,
             "version": PIPELINE_VERSION}

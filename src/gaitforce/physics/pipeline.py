@@ -165,7 +165,12 @@ def finish_model(model, settings: LabelSettings, *, lock_lumbar: bool = True, lo
 
     # rigid tendons, so no fibre-equilibrium solve can fail on an odd pose (SO here uses F = a * Fmax; with
     # muscle_physiology the DeGroote-Fregly 2016 curves, which take rigid tendons, replace Thelen 2003's)
-    osim.DeGrooteFregly2016Muscle.replaceMuscles(model)
+    if getattr(settings, "muscle_curves", "degroote") == "degroote":  # 'model': the file's own muscles kept
+        osim.DeGrooteFregly2016Muscle.replaceMuscles(model)
+    if getattr(settings, "knee_muscle_strength", 1.0) != 1.0:  # physics/strength.py
+        from gaitforce.physics.strength import scale_knee_muscles
+
+        scale_knee_muscles(model, ms.knee_joint, settings.knee_muscle_strength)
     for i in range(model.getMuscles().getSize()):
         model.updMuscles().get(i).set_ignore_tendon_compliance(True)
     # lumbar: no trunk landmarks are used, so the trunk stays in the model's neutral posture (unless the

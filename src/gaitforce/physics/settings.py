@@ -46,7 +46,15 @@ class LabelSettings:
     ``emg_weight`` x sum over the muscles with an electrode of (a - s e(t))^2, scales s calibrated on the
     inverse-dynamics moments: :mod:`gaitforce.physics.emg_so`; batched SO only; a trial without EMG is an error,
     never a silent fall-back to 'a3');
-    ``emg_weight``: ``w`` of the EMG criterion.
+    ``emg_weight``: ``w`` of the EMG criterion;
+    ``muscle_curves``: the muscles' force-length-velocity curves in SO (rigid tendon either way): 'degroote'
+    (default: every muscle replaced by OpenSim's DeGroote-Fregly 2016 muscle, its fixed curves) or 'model'
+    (the model file's own muscle class and curve parameters kept, e.g. Rajagopal 2015's Millard 2012 muscles
+    with their widened active force-length curve, 0.25-1.9 optimal lengths; see docs/physics.md, "GC5: what the
+    difference is made of");
+    ``knee_muscle_strength``: factor on the max isometric force of every muscle that crosses a knee joint (its
+    path's end bodies on either side of the knee in the body tree: :mod:`gaitforce.physics.strength`; the GC5
+    reference model used 0.6 on its left knee); 1.0: unchanged.
     """
 
     lowpass_hz: float = 6.0
@@ -67,6 +75,8 @@ class LabelSettings:
     strength: str = "generic"  # 'generic' or 'handsfield2014' (Fmax scaled by muscle volume / fibre length)
     criterion: str = "a3"
     emg_weight: float = 1.0
+    muscle_curves: str = "degroote"
+    knee_muscle_strength: float = 1.0
 
     def __post_init__(self):
         if self.side not in ("stance", "right", "left"):
@@ -83,6 +93,10 @@ class LabelSettings:
             raise ValueError("criterion 'emg' needs so='batched'")
         if not (self.emg_weight >= 0 and self.emg_weight < float("inf")):
             raise ValueError(f"emg_weight must be finite and >= 0, not {self.emg_weight!r}")
+        if self.muscle_curves not in ("degroote", "model"):
+            raise ValueError(f"muscle_curves must be 'degroote' or 'model', not {self.muscle_curves!r}")
+        if not (0 < self.knee_muscle_strength < float("inf")):
+            raise ValueError(f"knee_muscle_strength must be finite and > 0, not {self.knee_muscle_strength!r}")
         from gaitforce.physics.model import MODELS
 
         if self.model not in MODELS:
