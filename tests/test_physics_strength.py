@@ -61,7 +61,7 @@ def test_knee_crossing_muscles_from_the_body_tree(fetched_models):
     assert sorted(knee_crossing_muscles(raj, "walker_knee", ("l",))) == sorted(
         ["bflh_l", "bfsh_l", "gaslat_l", "gasmed_l", "grac_l", "recfem_l", "sart_l", "semimem_l", "semiten_l",
          "tfl_l", "vasint_l", "vaslat_l", "vasmed_l"])  # not soleus, not the hip-only muscles
-    g14 = scaled_generic_model(None, 75.0, LabelSettings())
+    g14 = scaled_generic_model(None, 75.0, LabelSettings(model="gait14dof22musc"))
     g14.initSystem()
     assert sorted(knee_crossing_muscles(g14, "knee", ("r",))) == sorted(
         ["hamstrings_r", "bifemsh_r", "rect_fem_r", "vasti_r", "gastroc_r"])
