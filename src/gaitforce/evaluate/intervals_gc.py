@@ -50,6 +50,19 @@ class IntervalResult:
     runtime_s: float = 0.0
 
 
+def _prepare(data, network: str, configs, n_points: int, training: dict | None):
+    """The configuration, the resampled dataset, its windowed feature set, the training keywords (epochs come
+    from the protocol), the stances and the target of every frame: what both protocols start from."""
+    known = {c.name: c for c in (*gc.CONFIGS, *(configs or ()))}
+    cfg = known[network]
+    base = data if isinstance(data, Dataset) else gc.load_gc(data)
+    ds = gc.resample_stances(base, n_points)
+    fs = gc.add_window(ds, cfg.features, cfg.window)
+    train_kw = {**gc.TRAINING, **(training or {})}
+    train_kw.pop("epochs", None)
+    return cfg, ds, fs, train_kw, ds.stances(), ds.frames[gc.TARGET].to_numpy(np.float64)
+
+
 def run_intervals(data: str | Path | Dataset, *, network: str = NETWORK, epochs: int = EPOCHS,
                   members: int = MEMBERS, alpha: float = conformal.ALPHA, protocols: Sequence[str] = ("paper",),
                   n_points: int = 101, threads: int = 1, training: dict | None = None, seed: int = 0,
@@ -58,15 +71,7 @@ def run_intervals(data: str | Path | Dataset, *, network: str = NETWORK, epochs:
     from gaitforce.learn.ensemble import EnsembleEstimator
 
     t0 = time.perf_counter()
-    known = {c.name: c for c in (*gc.CONFIGS, *(configs or ()))}
-    cfg = known[network]
-    base = data if isinstance(data, Dataset) else gc.load_gc(data)
-    ds = gc.resample_stances(base, n_points)
-    fs = gc.add_window(ds, cfg.features, cfg.window)
-    train_kw = {**gc.TRAINING, **(training or {})}
-    train_kw.pop("epochs", None)
-    stances = ds.stances()
-    y_all = ds.frames[gc.TARGET].to_numpy(np.float64)
+    cfg, ds, fs, train_kw, stances, y_all = _prepare(data, network, configs, n_points, training)
 
     def ensemble(train_ids) -> EnsembleEstimator:
         ens = EnsembleEstimator(cfg.model, members=members, interval_alpha=alpha, feature_set=fs, targets=(gc.TARGET,),
@@ -304,15 +309,7 @@ def run_group_intervals(data: str | Path | Dataset, *, network: str = NETWORK, e
     import warnings
 
     t0 = time.perf_counter()
-    known = {c.name: c for c in (*gc.CONFIGS, *(configs or ()))}
-    cfg = known[network]
-    base = data if isinstance(data, Dataset) else gc.load_gc(data)
-    ds = gc.resample_stances(base, n_points)
-    fs = gc.add_window(ds, cfg.features, cfg.window)
-    train_kw = {**gc.TRAINING, **(training or {})}
-    train_kw.pop("epochs", None)
-    stances = ds.stances()
-    y_all = ds.frames[gc.TARGET].to_numpy(np.float64)
+    cfg, ds, fs, train_kw, stances, y_all = _prepare(data, network, configs, n_points, training)
     sid_all = ds.frames["stance_id"].to_numpy()
     cache: dict = {}
     n_trained = [0]
