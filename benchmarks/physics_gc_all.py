@@ -40,6 +40,9 @@ VARIANTS = {
     "strength": {"grf_lowpass": False, "strength": "handsfield2014"},
     "grf-lowpass+pad": {"grf_lowpass": True, "pad_s": 0.2},
     "grf-lowpass+pad+strength": {"grf_lowpass": True, "pad_s": 0.2, "strength": "handsfield2014"},
+    # knee-crossing muscles' max isometric force x F (the GC5 reference used 0.6), on the current defaults;
+    # 0.3 and 1.0 bracket the grid so a choice can be interior
+    **{f"knee{f}": {"grf_lowpass": True, "pad_s": 0.2, "knee_muscle_strength": f} for f in (1.0, 0.8, 0.6, 0.4, 0.3)},
 }
 #: What a choosing subject minimises: the mean over its stances of the per-stance medial RMSE in body weights.
 CRITERION = "medial_rmse_BW"

@@ -118,3 +118,32 @@ def test_the_evaluate_commands_constants_are_the_librarys():
     from gaitforce.evaluate.protocol import BASELINE
 
     assert list(cli_evaluate.GRF_COLUMNS) == list(GRF_COLUMNS) and cli_evaluate.BASELINE == BASELINE
+
+
+@pytest.mark.parametrize("bad", ["0", "-0.5", "nan", "inf", "weak"])
+def test_label_knee_strength_refuses_a_bad_factor_in_one_line(bad, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["label", "x.c3d", "--out", "o", "--knee-strength", bad])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "argument --knee-strength" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_label_knee_strength_reaches_the_settings(monkeypatch, tmp_path):
+    """--knee-strength F becomes LabelSettings(knee_muscle_strength=F); without it the library's default holds."""
+    import gaitforce.physics as physics
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def settings(**kwargs):
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(physics, "LabelSettings", settings)
+    for extra in (["--knee-strength", "0.6"], []):
+        with pytest.raises(Stop):
+            main(["label", str(tmp_path / "x.c3d"), "--out", str(tmp_path / "o"), *extra])
+    assert seen[0]["knee_muscle_strength"] == 0.6 and "knee_muscle_strength" not in seen[1]

@@ -123,3 +123,18 @@ def test_label_resumes_after_a_kill_without_recomputing(dataset_dir, tmp_path):
     labelled = Dataset.load(out)
     assert labelled.manifest["physics"]["labelled_stances"] == n_stances
     assert np.isfinite(labelled.frames["knee_medial"]).all()
+
+
+def test_label_knee_strength_weakens_the_knee_muscles(dataset_dir, tmp_path, capsys):
+    """--knee-strength 0.5 halves the knee-crossing muscles' max isometric force: the labels are new (not the
+    default's cache) and static optimisation moves load off the knee, so the mean knee contact force falls."""
+    totals = {}
+    for name, extra in (("default", []), ("weak", ["--knee-strength", "0.5"])):
+        out = tmp_path / name
+        assert main(["label", str(dataset_dir), "--out", str(out), "--workers", "1", "--no-progress",
+                     "--model", "gait14dof22musc", *extra]) == 0
+        assert "0 stance(s) from the cache" in capsys.readouterr().out
+        f = Dataset.load(out).frames
+        assert np.isfinite(f["knee_total"]).all()
+        totals[name] = f.groupby("stance_id")["knee_total"].mean()
+    assert (totals["weak"] < totals["default"]).all(), (totals["weak"], totals["default"])

@@ -62,10 +62,27 @@ def register(subparsers) -> None:
     p.add_argument("--strength", choices=("generic", "handsfield2014"), default="generic",
                    help="maximum isometric forces: the model's, or scaled to the subject's mass and height "
                         "(Handsfield et al. 2014 muscle volume)")
+    p.add_argument("--knee-strength", type=_factor, default=None, metavar="F",
+                   help="multiply the maximum isometric force of every knee-crossing muscle by F (a strength "
+                        "reduction, as the Grand Challenge GC5 reference model did with 0.6; default: the library's "
+                        "LabelSettings.knee_muscle_strength, see docs/physics.md)")
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local)")
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _factor(text: str) -> float:
+    """A finite factor > 0 (argparse type: a bad value is a one-line usage error)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text}")
+    return value
 
 
 def _weight(text: str) -> float:
@@ -97,7 +114,8 @@ def run(args) -> int:
     out = check_output(args.out, overwrite=args.overwrite, allow_existing=resume)
     settings = LabelSettings(side=args.side, model=args.model, so=args.so, criterion=args.criterion,
                              emg_weight=args.emg_weight, grf_lowpass=args.grf_lowpass, pad_s=args.pad,
-                             strength=args.strength)
+                             strength=args.strength,
+                             **({} if args.knee_strength is None else {"knee_muscle_strength": args.knee_strength}))
     dataset = None
     first = Path(args.paths[0])
     if len(args.paths) == 1 and (first / "manifest.json").exists():

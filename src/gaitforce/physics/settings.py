@@ -54,7 +54,8 @@ class LabelSettings:
     difference is made of");
     ``knee_muscle_strength``: factor on the max isometric force of every muscle that crosses a knee joint (its
     path's end bodies on either side of the knee in the body tree: :mod:`gaitforce.physics.strength`; the GC5
-    reference model used 0.6 on its left knee); 1.0: unchanged.
+    reference model used 0.6 on its left knee); 1.0: unchanged (the default: in the held-out grid of issue 15
+    the rotations chose 0.3-0.4, no model and factor in a majority, at the grid's edge; docs/physics.md).
     """
 
     lowpass_hz: float = 6.0
