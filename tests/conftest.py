@@ -39,6 +39,19 @@ def fetched_model():
         pytest.skip(str(err))
 
 
+@pytest.fixture
+def fetched_models():
+    """Both models' files ({name: path}); skips like :func:`fetched_model` where one is absent."""
+    pytest.importorskip("opensim")
+    from gaitforce.errors import GaitforceError
+    from gaitforce.physics.model import MODELS, model_file
+
+    try:
+        return {name: model_file(name, download=False) for name in MODELS}
+    except GaitforceError as err:
+        pytest.skip(str(err))
+
+
 #: Debian's chromium + chromedriver (scripts/run-tests.sh installs them where apt works); browser tests skip without.
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")

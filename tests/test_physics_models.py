@@ -81,18 +81,6 @@ def test_landmark_scaling_uses_the_model_geometry():
 
 
 # -- with OpenSim and the fetched models ---------------------------------------------------------------------
-@pytest.fixture
-def fetched_models():
-    """Skip (not fail, not download) where OpenSim or a fetched model is absent: scripts/fetch-model.sh."""
-    pytest.importorskip("opensim")
-    from gaitforce.physics.model import model_file
-
-    try:
-        return {name: model_file(name, download=False) for name in MODELS}
-    except GaitforceError as err:
-        pytest.skip(str(err))
-
-
 @pytest.mark.opensim
 @pytest.mark.parametrize("name", list(MODELS))
 def test_geometry_constants_are_the_model_files(fetched_models, name):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaitforce.errors import GaitforceError
 from gaitforce.physics import LabelSettings
-from gaitforce.physics.model import MODELS
 
 
 def _trial():
@@ -38,17 +36,6 @@ def test_defaults_keep_the_cache_keys_and_options_change_them(monkeypatch):
 def test_bad_options_are_one_clear_error(bad):
     with pytest.raises(ValueError):
         LabelSettings(**bad)
-
-
-@pytest.fixture
-def fetched_models():
-    pytest.importorskip("opensim")
-    from gaitforce.physics.model import model_file
-
-    try:
-        return {name: model_file(name, download=False) for name in MODELS}
-    except GaitforceError as err:
-        pytest.skip(str(err))
 
 
 @pytest.mark.opensim

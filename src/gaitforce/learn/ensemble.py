@@ -50,7 +50,7 @@ from torch import nn
 from gaitforce.data.dataset import Dataset
 from gaitforce.errors import GaitforceError
 from gaitforce.evaluate import conformal
-from gaitforce.learn.training import CollapseWarning, Estimator, _body_weight
+from gaitforce.learn.training import CollapseWarning, Estimator, _body_weight, save_fitted
 
 #: a small ensemble: five members is where the spread's rank order settles in Lakshminarayanan et al. 2017
 DEFAULT_MEMBERS = 5
@@ -320,11 +320,7 @@ class EnsembleEstimator:
 
     def save(self, path, *, metrics: dict | None = None, dataset_manifest: dict | None = None,
              overwrite: bool = False):
-        from gaitforce.learn.export import save_bundle
-
-        self._check_fitted()
-        manifest = self.manifest_ if dataset_manifest is None else dataset_manifest
-        return save_bundle(self, path, dataset_manifest=manifest, metrics=metrics, overwrite=overwrite)
+        return save_fitted(self, path, metrics=metrics, dataset_manifest=dataset_manifest, overwrite=overwrite)
 
     def __repr__(self) -> str:
         state = "fitted" if hasattr(self, "members_") else "unfitted"

@@ -192,6 +192,16 @@ def _check_counts(**values) -> None:
             raise GaitforceError(f"{name} must be a whole number, got {value!r}")
 
 
+def save_fitted(est, path, *, metrics: dict | None = None, dataset_manifest: dict | None = None,
+                overwrite: bool = False):
+    """The bundle of a fitted estimator (one network or an ensemble): its own dataset manifest unless one is given."""
+    from gaitforce.learn.export import save_bundle
+
+    est._check_fitted()
+    manifest = est.manifest_ if dataset_manifest is None else dataset_manifest
+    return save_bundle(est, path, dataset_manifest=manifest, metrics=metrics, overwrite=overwrite)
+
+
 class Estimator:
     """A surrogate network with its normalisation, trained on a :class:`Dataset`.
 
@@ -577,11 +587,7 @@ class Estimator:
     def save(self, path, *, metrics: dict | None = None, dataset_manifest: dict | None = None,
              overwrite: bool = False):
         """Write a model bundle (``model.onnx`` + ``bundle.json``); see :func:`gaitforce.learn.export.save_bundle`."""
-        from gaitforce.learn.export import save_bundle
-
-        self._check_fitted()
-        manifest = self.manifest_ if dataset_manifest is None else dataset_manifest
-        return save_bundle(self, path, dataset_manifest=manifest, metrics=metrics, overwrite=overwrite)
+        return save_fitted(self, path, metrics=metrics, dataset_manifest=dataset_manifest, overwrite=overwrite)
 
     def __repr__(self) -> str:
         state = "fitted" if hasattr(self, "nets_") else "unfitted"
