@@ -10,17 +10,28 @@ from pathlib import Path
 from gaitforce.errors import GaitforceError, InputFileError
 
 
-def _seconds(text: str) -> float:
-    """A non-negative number of seconds (argparse type: a bad value is a one-line usage error)."""
+def _number(minimum: float, *, above: bool = False, unit: str = ""):
+    """An argparse type: a finite number >= ``minimum`` (> with ``above``); a bad value is a one-line usage
+    error."""
     import math
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 s, not {text}")
-    return value
+    bound = f"{'>' if above else '>='} {minimum:g}{' ' + unit if unit else ''}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and (value > minimum if above else value >= minimum)):
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, not {text}")
+        return value
+
+    return parse
+
+
+_seconds = _number(0.0, unit="s")  # --pad
+_factor = _number(0.0, above=True)  # --knee-strength
+_weight = _number(0.0)  # --emg-weight
 
 
 def register(subparsers) -> None:
@@ -70,32 +81,6 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def _factor(text: str) -> float:
-    """A finite factor > 0 (argparse type: a bad value is a one-line usage error)."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text}")
-    return value
-
-
-def _weight(text: str) -> float:
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
-    return value
 
 
 def run(args) -> int:
