@@ -169,10 +169,7 @@ def _run_bundle(ds: Dataset, out: Path, args, by: list[str]) -> int:
         pred_all = np.asarray(bundle.predict_features(x, **extra), dtype=float)
     pred = pred_all[:, pick]
     stances = ds.stances()
-    per, preds = _score(ds, pred, wanted, stances)
-    if band is not None:
-        for k, t in enumerate(wanted):
-            preds[f"{t}_lo"], preds[f"{t}_hi"] = band[0][:, k], band[1][:, k]
+    per, preds = _score(ds, pred, wanted, stances, band)
     per = ev.with_stance_info(per, stances)
     settings = {"mode": "bundle", "bundle": str(args.bundle), "bundle_spec": bundle.spec,
                 "dataset": str(ds.path), "dataset_settings": ds.manifest.get("settings"), "targets": wanted,

@@ -25,13 +25,17 @@ BASELINE = "ridge"
 BASELINE_MODELS = tuple(BaselineEstimator.MODELS)
 
 
-def _score(ds: Dataset, pred: np.ndarray, targets: list[str], stances: pd.DataFrame):
-    """(per_trial rows, prediction frames) of predictions ``pred`` for every frame of ``ds``."""
+def _score(ds: Dataset, pred: np.ndarray, targets: list[str], stances: pd.DataFrame, band=None):
+    """(per_trial rows, prediction frames) of predictions ``pred`` for every frame of ``ds``; ``band``: (lo, hi)
+    arrays like ``pred`` (an ensemble's interval), added to the prediction frames as ``<target>_lo``/``_hi``."""
     fr = ds.frames
     y_true = fr[targets].to_numpy(float)
     per = ev.per_trial_metrics(y_true, pred, fr["stance_id"].to_numpy(), body_weight=ev.body_weights(stances),
                                target_names=targets, units=ds.targets)
     preds = ev.predictions_frame(fr["stance_id"].to_numpy(), fr["stance_pct"].to_numpy(), y_true, pred, targets)
+    if band is not None:
+        for k, t in enumerate(targets):
+            preds[f"{t}_lo"], preds[f"{t}_hi"] = band[0][:, k], band[1][:, k]
     return per, preds
 
 
@@ -81,10 +85,7 @@ def run_folds(ds: Dataset, folds: dict[str, dict[str, dict]], *, models: Sequenc
             failures.append(f"{label}: {err.line()}")
             progress(f"[{i}/{len(runs)}] {label}: FAILED: {err.line()}")
             continue
-        per, preds = _score(test, pred, targets, stances)
-        if band is not None:
-            for k, t in enumerate(targets):
-                preds[f"{t}_lo"], preds[f"{t}_hi"] = band[0][:, k], band[1][:, k]
+        per, preds = _score(test, pred, targets, stances, band)
         tags = {"split": split, "fold": fold, "split_seed": part["split_seed"], "model": model,
                 "feature_set": fs, "seed": seed}
         per_rows.append(per.assign(**tags))
